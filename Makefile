@@ -1,0 +1,45 @@
+# ortserve: `make run` serves the bundled real models, `make test` runs the tests. Both set everything up first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CACHE_DIR   ?= $(HOME)/.cache/ortserve
+VENV        ?= .venv
+BUILD_VENV  ?= $(CACHE_DIR)/build-venv
+RECIPE      := $(shell sed -n 's/^RECIPE_VERSION = "\(.*\)"/\1/p' tools/model_build/build.py)
+MODELS_DIR  ?= $(CACHE_DIR)/models/r$(RECIPE)
+CHAT_MODEL  ?= $(MODELS_DIR)/smollm2-135m-instruct
+PY          := $(VENV)/bin/python
+PACKAGES    := libs/common services/chat
+MODEL_STAMPS := $(foreach m,smollm2-135m-instruct smollm2-135m-instruct-hidden phi3-tiny all-minilm-l6-v2 rerank-tiny-random,$(MODELS_DIR)/$(m)/.complete)
+PYTEST_ARGS ?=
+
+export ORTSERVE_MODELS_DIR := $(MODELS_DIR)
+
+.PHONY: help install build-venv model run test lint clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+install: ## Create .venv with the services and test tools
+	@tools/ensure_venv.sh $(VENV) requirements/dev.txt $(PACKAGES)
+
+build-venv: ## Create the model-build venv (torch, transformers; never used by a service)
+	@tools/ensure_venv.sh $(BUILD_VENV) tools/model_build/requirements.txt
+
+model: build-venv ## Build (or reuse from the cache) every model the services and tests use
+	@$(BUILD_VENV)/bin/python tools/model_build/build.py --out $(MODELS_DIR)
+
+$(MODEL_STAMPS):
+	@$(MAKE) --no-print-directory model
+
+run: install $(MODEL_STAMPS) ## Serve the chat service on the bundled SmolLM2 model (port 8000)
+	CHAT_MODEL_PATH=$${CHAT_MODEL_PATH:-$(CHAT_MODEL)} $(PY) -m chat_service
+
+test: install $(MODEL_STAMPS) ## Run every test on the real models
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install ## ruff over the code
+	$(VENV)/bin/ruff check .
+
+clean: ## Remove the venv (the model cache in ~/.cache/ortserve stays)
+	rm -rf $(VENV) .pytest_cache

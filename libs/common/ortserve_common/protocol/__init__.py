@@ -1,0 +1,1 @@
+"""OpenAI wire models (requests, responses, stream chunks)."""

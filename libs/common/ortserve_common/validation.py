@@ -1,0 +1,47 @@
+"""Turn pydantic/FastAPI validation errors into one OpenAI-style 400 that names the offending field."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ortserve_common.errors import OpenAIError
+
+_MISSING = {"missing"}
+_TYPE_ERRORS = ("_type", "_parsing", "literal_error", "union_tag", "model_attributes_type", "dict_type", "list_type")
+
+
+def param_from_loc(loc: Sequence[Any]) -> str | None:
+    """("body", "messages", 0, "role") → "messages[0].role"; pydantic's union-branch names are dropped."""
+    parts: list[str] = []
+    for item in loc:
+        if item == "body" and not parts:
+            continue
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif isinstance(item, str) and ("[" in item or "function-" in item or item in {"str", "int", "list", "float"}):
+            continue  # union branch labels such as "list[str]" or "function-after[...]"
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or None
+
+
+def validation_error(errors: Sequence[dict[str, Any]]) -> OpenAIError:
+    if not errors:
+        return OpenAIError(400, "Invalid request.", code="invalid_value")
+    first = errors[0]
+    if first.get("type") == "json_invalid":
+        return OpenAIError(400, f"Request body is not valid JSON: {first.get('ctx', {}).get('error', first.get('msg'))}", code="invalid_json")
+    param = param_from_loc(first.get("loc", ()))
+    etype = str(first.get("type", ""))
+    if etype in _MISSING:
+        if param is None:
+            return OpenAIError(400, "Request body is required (JSON object).", code="invalid_json")
+        return OpenAIError(400, f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter")
+    code = "invalid_type" if any(t in etype for t in _TYPE_ERRORS) else "invalid_value"
+    msg = str(first.get("msg", "invalid value"))
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    got = first.get("input")
+    shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r:.80})"
+    return OpenAIError(400, f"Invalid value for '{param}': {msg}{shown}", param=param, code=code)

@@ -1,0 +1,1 @@
+"""Chat and text completions on ONNX Runtime GenAI."""

@@ -1,0 +1,142 @@
+"""ONNX Runtime GenAI behind an async interface.
+
+Each generation runs its token loop on a worker thread (ONNX Runtime releases the GIL), so the event loop keeps
+serving other requests and /health. Sampling is ours (see sampler.py) so penalties and seeds behave as OpenAI's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime_genai as og
+
+from chat_service.engine.detokenizer import IncrementalDetokenizer
+from chat_service.engine.sampler import TokenSampler
+from chat_service.engine.template import find_template_override, messages_json
+from chat_service.engine.types import EngineLoadError, GenerationRequest, TokenEvent
+
+logger = logging.getLogger(__name__)
+
+_END = object()
+
+
+def check_model_folder(path: Path) -> dict[str, Any]:
+    """Return genai_config.json, or raise EngineLoadError naming the path and the files an engine folder needs."""
+    expected = "genai_config.json, the decoder's .onnx file (model.onnx), tokenizer.json and tokenizer_config.json"
+    if not path.is_dir():
+        raise EngineLoadError(f"model path {path} is not a folder; expected an ONNX Runtime GenAI folder with {expected}")
+    try:
+        config = json.loads((path / "genai_config.json").read_text(encoding="utf-8"))
+        onnx_name = config["model"]["decoder"]["filename"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise EngineLoadError(f"model path {path} has no readable genai_config.json ({exc}); expected {expected}") from exc
+    missing = [name for name in (onnx_name, "tokenizer.json", "tokenizer_config.json") if not (path / name).is_file()]
+    if missing:
+        raise EngineLoadError(f"model path {path} is missing {', '.join(missing)}; expected {expected}")
+    return config
+
+
+class OrtGenAIEngine:
+    def __init__(self, model_path: Path, threads: int, max_model_len: int | None, max_workers: int) -> None:
+        self.model_path = model_path
+        config = check_model_folder(model_path)
+        model_cfg = config["model"]
+        self.vocab_size = int(model_cfg["vocab_size"])
+        self.context_length = int(model_cfg.get("context_length") or 2048)
+        if max_model_len is not None:
+            self.context_length = min(self.context_length, max_model_len)
+        try:
+            og_config = og.Config(str(model_path))
+            og_config.overlay(
+                json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}})
+            )
+            self._model = og.Model(og_config)
+            self._tokenizer = og.Tokenizer(self._model)
+        except Exception as exc:  # og raises RuntimeError with its own text; keep it, name the path
+            raise EngineLoadError(f"model path {model_path} could not be loaded by ONNX Runtime GenAI: {exc}") from exc
+        self.eos_token_ids = frozenset(int(t) for t in self._tokenizer.eos_token_ids)
+        self._template_override = find_template_override(model_path)
+        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="generate")
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._model = None  # type: ignore[assignment]
+
+    # Tokenizer ---------------------------------------------------------------------------------------------------
+    def encode(self, text: str) -> list[int]:
+        return [int(t) for t in self._tokenizer.encode(text)]
+
+    def decode(self, ids: list[int] | tuple[int, ...]) -> str:
+        return self._tokenizer.decode(np.asarray(ids, dtype=np.int32))
+
+    def apply_chat_template(self, messages: list[dict[str, Any]]) -> str:
+        return self._tokenizer.apply_chat_template(
+            messages_json(messages), template_str=self._template_override, add_generation_prompt=True
+        )
+
+    # Generation --------------------------------------------------------------------------------------------------
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[TokenEvent]:
+        """Yield one TokenEvent per generated token; leaving the iterator early stops the loop within one step."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        cancelled = threading.Event()
+
+        def emit(item: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop closed under us (shutdown); nobody is listening any more
+                cancelled.set()
+
+        loop.run_in_executor(self._executor, self._run, request, emit, cancelled)
+        try:
+            while True:
+                item = await queue.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            cancelled.set()
+
+    def _run(self, request: GenerationRequest, emit: Callable[[Any], None], cancelled: threading.Event) -> None:
+        try:
+            self._loop(request, emit, cancelled)
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine, which re-raises it
+            emit(exc)
+        finally:
+            emit(_END)
+
+    def _loop(self, request: GenerationRequest, emit: Callable[[Any], None], cancelled: threading.Event) -> None:
+        params = og.GeneratorParams(self._model)
+        # max_length bounds the preallocated KV cache; left unset it would be the whole context.
+        params.set_search_options(max_length=len(request.prompt_ids) + request.max_tokens, batch_size=1)
+        generator = og.Generator(self._model, params)
+        try:
+            sampler = TokenSampler(request.sampling, self.vocab_size)
+            detok = IncrementalDetokenizer(self.decode)
+            generator.append_tokens(np.asarray(request.prompt_ids, dtype=np.int32))
+            for step in range(request.max_tokens):
+                if cancelled.is_set():
+                    return
+                logits = generator.get_logits()
+                token = sampler.sample(logits.reshape(-1, logits.shape[-1])[-1])
+                if token in self.eos_token_ids:
+                    emit(TokenEvent(token, detok.flush(), "stop"))
+                    return
+                text = detok.push(token)
+                if step + 1 == request.max_tokens:
+                    emit(TokenEvent(token, text + detok.flush(), "length"))
+                    return
+                emit(TokenEvent(token, text))
+                generator.append_tokens(np.asarray([token], dtype=np.int32))
+        finally:
+            del generator

@@ -1,0 +1,41 @@
+"""Plain data passed between the serving layer and the engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+FinishReason = Literal["stop", "length"]
+
+
+class EngineLoadError(RuntimeError):
+    """The model folder is missing or unusable; the message names the path and the files expected."""
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 0.7
+    top_p: float = 1.0
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    seed: int | None = None
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    prompt_ids: list[int]
+    max_tokens: int
+    sampling: SamplingParams
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    """One generated token and the text it completed (may be empty while a UTF-8 sequence is still partial)."""
+
+    token_id: int
+    text: str
+    finish_reason: FinishReason | None = None

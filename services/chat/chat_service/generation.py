@@ -1,0 +1,71 @@
+"""One prompt's generation as text deltas: the engine's tokens, stop strings applied, timings recorded."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass
+
+from chat_service.engine import FinishReason, GenerationRequest, SamplingParams
+from chat_service.engine.ort_genai import OrtGenAIEngine
+from chat_service.stop import StopStringMatcher
+
+
+@dataclass
+class GenerationStats:
+    prompt_tokens: int
+    completion_tokens: int = 0
+    finish_reason: FinishReason | None = None
+    ttft_s: float | None = None
+    total_s: float = 0.0
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        decode_s = self.total_s - (self.ttft_s or 0.0)
+        if self.completion_tokens < 2 or decode_s <= 0:
+            return None
+        return (self.completion_tokens - 1) / decode_s
+
+
+class TextGeneration:
+    def __init__(
+        self,
+        engine: OrtGenAIEngine,
+        prompt_ids: list[int],
+        max_tokens: int,
+        sampling: SamplingParams,
+        stops: list[str],
+    ) -> None:
+        self._engine = engine
+        self._request = GenerationRequest(prompt_ids, max_tokens, sampling)
+        self._stops = stops
+        self.stats = GenerationStats(prompt_tokens=len(prompt_ids))
+
+    async def deltas(self) -> AsyncIterator[str]:
+        """Yield non-empty text pieces; `stats.finish_reason` is set when the iterator ends normally."""
+        start = time.perf_counter()
+        matcher = StopStringMatcher(self._stops)
+        try:
+            async with aclosing(self._engine.generate(self._request)) as events:
+                async for event in events:
+                    if self.stats.completion_tokens == 0:
+                        self.stats.ttft_s = time.perf_counter() - start
+                    self.stats.completion_tokens += 1
+                    text, stopped = matcher.feed(event.text)
+                    if text:
+                        yield text
+                    if stopped:
+                        self.stats.finish_reason = "stop"
+                        return
+                    if event.finish_reason is not None:
+                        rest = matcher.flush()
+                        if rest:
+                            yield rest
+                        self.stats.finish_reason = event.finish_reason
+                        return
+        finally:
+            self.stats.total_s = time.perf_counter() - start
+
+    async def text(self) -> str:
+        return "".join([piece async for piece in self.deltas()])

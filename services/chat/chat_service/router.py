@@ -1,0 +1,45 @@
+"""HTTP routes: thin wrappers that hand wire models to the serving layer."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, StreamingResponse
+from ortserve_common.errors import model_not_found
+from ortserve_common.protocol.chat import ChatCompletionRequest, ChatCompletionResponse
+from ortserve_common.protocol.common import ModelCard, ModelList
+from ortserve_common.protocol.completions import CompletionRequest, CompletionResponse
+from ortserve_common.sse import sse_stream
+
+from chat_service.dependencies import ChatServingDep, CompletionServingDep, SettingsDep
+
+router = APIRouter()
+
+_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+@router.post("/v1/chat/completions", response_model=ChatCompletionResponse)
+async def chat_completions(request: ChatCompletionRequest, serving: ChatServingDep) -> JSONResponse | StreamingResponse:
+    result = await serving.create(request)
+    if isinstance(result, ChatCompletionResponse):
+        return JSONResponse(result.model_dump())
+    return StreamingResponse(sse_stream(result), media_type="text/event-stream", headers=_SSE_HEADERS)
+
+
+@router.post("/v1/completions", response_model=CompletionResponse)
+async def completions(request: CompletionRequest, serving: CompletionServingDep) -> JSONResponse | StreamingResponse:
+    result = await serving.create(request)
+    if isinstance(result, CompletionResponse):
+        return JSONResponse(result.model_dump())
+    return StreamingResponse(sse_stream(result), media_type="text/event-stream", headers=_SSE_HEADERS)
+
+
+@router.get("/v1/models", response_model=ModelList)
+async def list_models(settings: SettingsDep) -> ModelList:
+    return ModelList(data=[ModelCard(id=settings.model_id)])
+
+
+@router.get("/v1/models/{model_id:path}", response_model=ModelCard)
+async def get_model(model_id: str, settings: SettingsDep) -> ModelCard:
+    if model_id != settings.model_id:
+        raise model_not_found(model_id)
+    return ModelCard(id=settings.model_id)

@@ -1,0 +1,111 @@
+"""Checks and conversions that chat and text completions share (no HTTP here)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from typing import TypeVar
+
+from ortserve_common.admission import AdmissionController, AdmissionSlot
+from ortserve_common.errors import OpenAIError, invalid_request, model_not_found
+from ortserve_common.logs import record_request_fields
+from ortserve_common.protocol.sampling import SamplingRequest
+
+from chat_service.engine import SamplingParams
+from chat_service.engine.ort_genai import OrtGenAIEngine
+from chat_service.generation import GenerationStats
+from chat_service.settings import ChatSettings
+
+T = TypeVar("T")
+
+
+async def start_stream(stream: AsyncGenerator[T, None]) -> AsyncGenerator[T, None]:
+    """Run a stream up to its first chunk before any byte is sent.
+
+    Admission happens there, so 429/503 still reach the client as HTTP statuses, and once started the generator's
+    `finally` (which frees the slot) runs even if the response is torn down before it is iterated again.
+    """
+    first = await anext(stream)
+    return _prepend(first, stream)
+
+
+async def _prepend(first: T, rest: AsyncGenerator[T, None]) -> AsyncGenerator[T, None]:
+    async with aclosing(rest):
+        yield first
+        async for item in rest:
+            yield item
+
+
+class BaseServing:
+    def __init__(self, engine: OrtGenAIEngine, admission: AdmissionController, settings: ChatSettings) -> None:
+        self.engine = engine
+        self.admission = admission
+        self.settings = settings
+
+    def check_model(self, model: str) -> None:
+        if model != self.settings.model_id:
+            raise model_not_found(model)
+
+    def check_supported(self, request: SamplingRequest) -> None:
+        """Refuse, clearly, what we would otherwise silently ignore."""
+        if request.n is not None and request.n > 1:
+            raise invalid_request("n > 1 is not supported yet; send n=1 (or omit it).", "n", "unsupported_value")
+        if request.logprobs:
+            raise invalid_request("logprobs are not supported yet.", "logprobs", "unsupported_value")
+        if request.logit_bias:
+            raise invalid_request("logit_bias is not supported yet.", "logit_bias", "unsupported_value")
+        if request.best_of is not None and request.best_of > 1:
+            raise invalid_request("best_of > 1 is not supported.", "best_of", "unsupported_value")
+
+    def resolve_max_tokens(self, prompt_tokens: int, requested: int | None, prompt_param: str) -> int:
+        context = self.engine.context_length
+        if requested is not None:
+            if prompt_tokens + requested > context:
+                raise OpenAIError(
+                    400,
+                    f"This model's maximum context length is {context} tokens. However, you requested "
+                    f"{prompt_tokens + requested} tokens ({prompt_tokens} in the prompt, {requested} for the "
+                    "completion). Please reduce the prompt or max_tokens.",
+                    param=prompt_param,
+                    code="context_length_exceeded",
+                )
+            return requested
+        if prompt_tokens >= context:
+            raise OpenAIError(
+                400,
+                f"This model's maximum context length is {context} tokens, but the prompt has {prompt_tokens} "
+                "tokens, leaving no room for a completion.",
+                param=prompt_param,
+                code="context_length_exceeded",
+            )
+        return min(self.settings.default_max_tokens, context - prompt_tokens)
+
+    def sampling_params(self, request: SamplingRequest) -> SamplingParams:
+        temperature = self.settings.default_temperature if request.temperature is None else request.temperature
+        top_p = self.settings.default_top_p if request.top_p is None else request.top_p
+        return SamplingParams(
+            temperature=temperature,
+            top_p=top_p,
+            frequency_penalty=request.frequency_penalty or 0.0,
+            presence_penalty=request.presence_penalty or 0.0,
+            seed=request.seed,
+        )
+
+    async def admit(self) -> AdmissionSlot:
+        slot = await self.admission.acquire()
+        record_request_fields(queued_s=round(slot.queued_s, 4))
+        return slot
+
+    def record(self, stats: list[GenerationStats]) -> None:
+        prompt = sum(s.prompt_tokens for s in stats)
+        completion = sum(s.completion_tokens for s in stats)
+        ttft = stats[0].ttft_s if stats else None
+        rates = [s.tokens_per_s for s in stats if s.tokens_per_s is not None]
+        record_request_fields(
+            model=self.settings.model_id,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            ttft_s=None if ttft is None else round(ttft, 4),
+            tokens_per_s=round(sum(rates) / len(rates), 2) if rates else None,
+            finish_reason=[s.finish_reason for s in stats],
+        )

@@ -1,0 +1,24 @@
+"""Chat service settings, read from CHAT_* environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from ortserve_common.settings import ServiceSettings
+
+
+class ChatSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="CHAT_", extra="ignore", validate_default=True)
+
+    model_path: Path = Field(description="ONNX Runtime GenAI model folder (genai_config.json, model.onnx, tokenizer).")
+    model_id: str = Field("smollm2-135m-instruct", min_length=1, description="Model id clients send as `model`.")
+    max_model_len: int | None = Field(
+        None, ge=16, description="Cap on prompt + completion tokens; defaults to the model's context length."
+    )
+    engine_threads: int = Field(2, ge=1, description="ONNX Runtime intra-op threads per generation.")
+    default_temperature: float = Field(0.7, ge=0, le=2, description="Temperature when the request gives none.")
+    default_top_p: float = Field(1.0, ge=0, le=1, description="top_p when the request gives none.")
+    default_max_tokens: int = Field(1024, ge=1, description="max_tokens when the request gives none (capped by context).")

@@ -1,0 +1,39 @@
+"""Fixtures: the chat service as a real uvicorn process on the real models, and the OpenAI SDK pointed at it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+from chat_testing import SMOLLM, ChatServer, PlainGenerator
+
+
+def _require(path: Path) -> None:
+    if not (path / ".complete").exists():
+        pytest.fail(f"model {path} is not built; run `make model` (make test does it for you)")
+
+
+@pytest.fixture(scope="session")
+def smollm_path() -> Path:
+    _require(SMOLLM)
+    return SMOLLM
+
+
+@pytest.fixture(scope="session")
+def chat_server(smollm_path: Path) -> Iterator[ChatServer]:
+    server = ChatServer(smollm_path, CHAT_MAX_CONCURRENCY="4").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def client(chat_server: ChatServer) -> openai.OpenAI:
+    return chat_server.client()
+
+
+@pytest.fixture(scope="session")
+def plain(smollm_path: Path) -> PlainGenerator:
+    """The plain ONNX Runtime GenAI loop that the service must match token for token (the engine limit)."""
+    return PlainGenerator(smollm_path)
