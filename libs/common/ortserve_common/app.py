@@ -84,7 +84,9 @@ class RequestContextMiddleware:
         except Exception:
             logger.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             if not status["started"]:
-                body = error_body(f"Internal server error (request id {request_id}).", "server_error", None, "internal_error")
+                body = error_body(
+                    f"Internal server error (request id {request_id}).", "server_error", None, "internal_error"
+                )
                 await JSONResponse(body, status_code=500)(scope, receive, send_wrapper)
         finally:
             if scope.get("path") not in ("/health", "/metrics"):
@@ -115,7 +117,9 @@ def health_router(is_ready: Callable[[FastAPI], bool]) -> APIRouter:
     async def ready(request: Request) -> JSONResponse:
         if is_ready(request.app):
             return JSONResponse({"status": "ready"})
-        return JSONResponse(error_body("Not ready: models are loading or draining.", "server_error", None, "not_ready"), 503)
+        return JSONResponse(
+            error_body("Not ready: models are loading or draining.", "server_error", None, "not_ready"), 503
+        )
 
     return router
 

@@ -41,7 +41,11 @@ def invalid_request(message: str, param: str | None = None, code: str | None = "
 
 def model_not_found(model: str) -> OpenAIError:
     return OpenAIError(
-        404, f"The model '{model}' does not exist or is not served here.", "invalid_request_error", "model", "model_not_found"
+        404,
+        f"The model '{model}' does not exist or is not served here.",
+        "invalid_request_error",
+        "model",
+        "model_not_found",
     )
 
 

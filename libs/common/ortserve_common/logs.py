@@ -11,7 +11,9 @@ from pythonjsonlogger.json import JsonFormatter
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 # Mutable on purpose: the serving layer adds fields (model, tokens, ttft) that the access log line reports at the end.
-request_fields_var: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("request_fields", default=None)
+request_fields_var: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "request_fields", default=None
+)
 
 
 class _RequestIdFilter(logging.Filter):

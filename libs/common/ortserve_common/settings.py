@@ -11,7 +11,9 @@ class ServiceSettings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="Interface to bind; 0.0.0.0 in containers.")
     port: int = Field(8000, ge=1, le=65535, description="TCP port to listen on.")
-    log_level: str = Field("INFO", pattern=r"^(?i)(DEBUG|INFO|WARNING|ERROR|CRITICAL)$", description="Python log level.")
+    log_level: str = Field(
+        "INFO", pattern=r"^(?i)(DEBUG|INFO|WARNING|ERROR|CRITICAL)$", description="Python log level."
+    )
     max_concurrency: int = Field(4, ge=1, description="Requests running at once; further ones queue.")
     max_queue: int = Field(32, ge=0, description="Requests allowed to wait for a slot; beyond this → 429.")
     queue_timeout_s: float = Field(30.0, gt=0, description="Longest wait for a slot before the request gets 503.")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-from contextlib import aclosing
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 from pydantic import BaseModel

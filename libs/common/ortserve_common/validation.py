@@ -31,13 +31,19 @@ def validation_error(errors: Sequence[dict[str, Any]]) -> OpenAIError:
         return OpenAIError(400, "Invalid request.", code="invalid_value")
     first = errors[0]
     if first.get("type") == "json_invalid":
-        return OpenAIError(400, f"Request body is not valid JSON: {first.get('ctx', {}).get('error', first.get('msg'))}", code="invalid_json")
+        return OpenAIError(
+            400,
+            f"Request body is not valid JSON: {first.get('ctx', {}).get('error', first.get('msg'))}",
+            code="invalid_json",
+        )
     param = param_from_loc(first.get("loc", ()))
     etype = str(first.get("type", ""))
     if etype in _MISSING:
         if param is None:
             return OpenAIError(400, "Request body is required (JSON object).", code="invalid_json")
-        return OpenAIError(400, f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter")
+        return OpenAIError(
+            400, f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
+        )
     code = "invalid_type" if any(t in etype for t in _TYPE_ERRORS) else "invalid_value"
     msg = str(first.get("msg", "invalid value"))
     if msg.startswith("Value error, "):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from ortserve_common.admission import AdmissionController
 from ortserve_common.errors import OpenAIError
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import ValidationError
-
 from ortserve_common.protocol.chat import ChatCompletionRequest
 from ortserve_common.validation import param_from_loc, validation_error
+from pydantic import ValidationError
 
 
 def test_param_from_loc() -> None:

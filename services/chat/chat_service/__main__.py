@@ -30,7 +30,9 @@ def main() -> int:
     except EngineLoadError as exc:
         logger.error("cannot start: %s", exc)
         return 2
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None, timeout_graceful_shutdown=30)
+    uvicorn.run(
+        create_app(settings), host=settings.host, port=settings.port, log_config=None, timeout_graceful_shutdown=30
+    )
     return 0
 
 

@@ -20,10 +20,14 @@ logger = logging.getLogger(__name__)
 
 
 def load_engine(settings: ChatSettings) -> OrtGenAIEngine:
-    return OrtGenAIEngine(settings.model_path, settings.engine_threads, settings.max_model_len, settings.max_concurrency)
+    return OrtGenAIEngine(
+        settings.model_path, settings.engine_threads, settings.max_model_len, settings.max_concurrency
+    )
 
 
-def create_app(settings: ChatSettings, engine_factory: Callable[[ChatSettings], OrtGenAIEngine] = load_engine) -> FastAPI:
+def create_app(
+    settings: ChatSettings, engine_factory: Callable[[ChatSettings], OrtGenAIEngine] = load_engine
+) -> FastAPI:
     """`engine_factory` lets HTTP-layer tests run a fake engine; the service itself always loads the real one."""
 
     @asynccontextmanager

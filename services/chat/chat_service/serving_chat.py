@@ -39,15 +39,21 @@ class ChatServing(BaseServing):
         if request.tools:
             raise invalid_request("tools are not supported yet.", "tools", "unsupported_value")
         if request.response_format and request.response_format.get("type", "text") != "text":
-            raise invalid_request("response_format other than text is not supported yet.", "response_format", "unsupported_value")
+            raise invalid_request(
+                "response_format other than text is not supported yet.", "response_format", "unsupported_value"
+            )
 
-    async def create(self, request: ChatCompletionRequest) -> ChatCompletionResponse | AsyncGenerator[ChatCompletionChunk, None]:
+    async def create(
+        self, request: ChatCompletionRequest
+    ) -> ChatCompletionResponse | AsyncGenerator[ChatCompletionChunk, None]:
         self.check_model(request.model)
         self.check_chat_supported(request)
         prompt_ids = self.engine.encode(self.render_prompt(request))
         requested = request.max_completion_tokens or request.max_tokens
         max_tokens = self.resolve_max_tokens(len(prompt_ids), requested, "messages")
-        generation = TextGeneration(self.engine, prompt_ids, max_tokens, self.sampling_params(request), request.stop_list())
+        generation = TextGeneration(
+            self.engine, prompt_ids, max_tokens, self.sampling_params(request), request.stop_list()
+        )
         if request.stream:
             return await start_stream(self._stream(request, generation))
         slot = await self.admit()
@@ -67,7 +73,9 @@ class ChatServing(BaseServing):
             usage=_usage(stats.prompt_tokens, stats.completion_tokens),
         )
 
-    async def _stream(self, request: ChatCompletionRequest, generation: TextGeneration) -> AsyncGenerator[ChatCompletionChunk, None]:
+    async def _stream(
+        self, request: ChatCompletionRequest, generation: TextGeneration
+    ) -> AsyncGenerator[ChatCompletionChunk, None]:
         chunk_id, created = new_id("chatcmpl"), now()
         slot = await self.admit()
 

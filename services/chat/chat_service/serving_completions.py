@@ -6,7 +6,12 @@ from collections.abc import AsyncGenerator
 
 from ortserve_common.errors import invalid_request
 from ortserve_common.protocol.common import UsageInfo, new_id, now
-from ortserve_common.protocol.completions import CompletionChoice, CompletionChunk, CompletionRequest, CompletionResponse
+from ortserve_common.protocol.completions import (
+    CompletionChoice,
+    CompletionChunk,
+    CompletionRequest,
+    CompletionResponse,
+)
 
 from chat_service.generation import TextGeneration
 from chat_service.serving_base import BaseServing, start_stream
@@ -54,7 +59,9 @@ class CompletionServing(BaseServing):
             id=new_id("cmpl"), created=now(), model=request.model, choices=choices, usage=_usage(generations)
         )
 
-    async def _stream(self, request: CompletionRequest, generations: list[TextGeneration]) -> AsyncGenerator[CompletionChunk, None]:
+    async def _stream(
+        self, request: CompletionRequest, generations: list[TextGeneration]
+    ) -> AsyncGenerator[CompletionChunk, None]:
         chunk_id, created = new_id("cmpl"), now()
         slot = await self.admit()
 
@@ -70,7 +77,9 @@ class CompletionServing(BaseServing):
                     yield chunk(index, piece)
                 yield chunk(index, "", generation.stats.finish_reason)
             if request.include_usage():
-                yield CompletionChunk(id=chunk_id, created=created, model=request.model, choices=[], usage=_usage(generations))
+                yield CompletionChunk(
+                    id=chunk_id, created=created, model=request.model, choices=[], usage=_usage(generations)
+                )
         finally:
             slot.release()
             self.record([g.stats for g in generations])

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ortserve_common.settings import ServiceSettings
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
-
-from ortserve_common.settings import ServiceSettings
 
 
 class ChatSettings(ServiceSettings):
@@ -21,4 +20,6 @@ class ChatSettings(ServiceSettings):
     engine_threads: int = Field(2, ge=1, description="ONNX Runtime intra-op threads per generation.")
     default_temperature: float = Field(0.7, ge=0, le=2, description="Temperature when the request gives none.")
     default_top_p: float = Field(1.0, ge=0, le=1, description="top_p when the request gives none.")
-    default_max_tokens: int = Field(1024, ge=1, description="max_tokens when the request gives none (capped by context).")
+    default_max_tokens: int = Field(
+        1024, ge=1, description="max_tokens when the request gives none (capped by context)."
+    )

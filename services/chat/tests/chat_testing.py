@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -46,7 +45,9 @@ class ChatServer:
 
     def start(self, timeout_s: float = 60) -> ChatServer:
         self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "chat_service"], env=self.env, stdout=self._log, stderr=self._log)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "chat_service"], env=self.env, stdout=self._log, stderr=self._log
+        )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

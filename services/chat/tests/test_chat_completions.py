@@ -56,7 +56,10 @@ def test_stream_without_include_usage_has_no_usage_chunk(client: openai.OpenAI) 
 
 
 def test_usage_matches_tokenizer_counts(client: openai.OpenAI, plain, smollm_path) -> None:
-    messages = [{"role": "developer", "content": "Be brief."}, {"role": "user", "content": [{"type": "text", "text": "Hi"}, {"type": "text", "text": "there"}]}]
+    messages = [
+        {"role": "developer", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "text", "text": "Hi"}, {"type": "text", "text": "there"}]},
+    ]
     response = client.chat.completions.create(model=MODEL_ID, messages=messages, temperature=0, max_tokens=16)
     # An independent tokenizer (HF tokenizers on the folder's tokenizer.json) counts the templated prompt.
     rendered = plain.chat_prompt([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi\nthere"}])
@@ -69,9 +72,7 @@ def test_max_tokens_gives_length(client: openai.OpenAI) -> None:
     response = client.chat.completions.create(model=MODEL_ID, messages=FRANCE, temperature=0, max_tokens=3)
     assert response.choices[0].finish_reason == "length"
     assert response.usage.completion_tokens == 3
-    response = client.chat.completions.create(
-        model=MODEL_ID, messages=FRANCE, temperature=0, max_completion_tokens=2
-    )
+    response = client.chat.completions.create(model=MODEL_ID, messages=FRANCE, temperature=0, max_completion_tokens=2)
     assert response.usage.completion_tokens == 2
 
 

@@ -12,7 +12,9 @@ MSGS = [{"role": "user", "content": "hi"}]
 
 def _post(server, path: str, body) -> httpx.Response:
     if isinstance(body, (bytes, str)):
-        return httpx.post(server.base_url + path, content=body, headers={"content-type": "application/json"}, timeout=60)
+        return httpx.post(
+            server.base_url + path, content=body, headers={"content-type": "application/json"}, timeout=60
+        )
     return httpx.post(server.base_url + path, json=body, timeout=60)
 
 
@@ -66,7 +68,11 @@ def test_image_part_names_content(chat_server) -> None:
         ({"messages": MSGS}, "model", "missing_required_parameter"),
         ({"model": MODEL_ID, "messages": MSGS, "n": 2}, "n", "unsupported_value"),
         ({"model": MODEL_ID, "messages": MSGS, "logprobs": True}, "logprobs", "unsupported_value"),
-        ({"model": MODEL_ID, "messages": MSGS, "tools": [{"type": "function", "function": {"name": "f"}}]}, "tools", None),
+        (
+            {"model": MODEL_ID, "messages": MSGS, "tools": [{"type": "function", "function": {"name": "f"}}]},
+            "tools",
+            None,
+        ),
         ({"model": MODEL_ID, "messages": [{"role": "user", "content": None}]}, "messages[0].content", None),
     ],
 )
@@ -78,7 +84,9 @@ def test_unknown_model_is_404(client: openai.OpenAI, chat_server) -> None:
     with pytest.raises(openai.NotFoundError) as info:
         client.chat.completions.create(model="gpt-9", messages=MSGS)
     assert info.value.code == "model_not_found" and info.value.param == "model"
-    _assert_error(_post(chat_server, "/v1/completions", {"model": "nope", "prompt": "x"}), 404, "model", "model_not_found")
+    _assert_error(
+        _post(chat_server, "/v1/completions", {"model": "nope", "prompt": "x"}), 404, "model", "model_not_found"
+    )
     _assert_error(httpx.get(chat_server.base_url + "/v1/models/nope"), 404, "model", "model_not_found")
 
 
@@ -99,7 +107,9 @@ def test_completions_refusals(chat_server) -> None:
 
 
 def test_malformed_json_and_unknown_routes(chat_server) -> None:
-    _assert_error(_post(chat_server, "/v1/chat/completions", b'{"model": "x", "messages": ['), 400, None, "invalid_json")
+    _assert_error(
+        _post(chat_server, "/v1/chat/completions", b'{"model": "x", "messages": ['), 400, None, "invalid_json"
+    )
     _assert_error(_post(chat_server, "/v1/chat/completions", b""), 400, None)
     _assert_error(httpx.get(chat_server.base_url + "/v1/nothing"), 404, None, "not_found")
     _assert_error(httpx.get(chat_server.base_url + "/v1/chat/completions"), 405, None, "method_not_allowed")

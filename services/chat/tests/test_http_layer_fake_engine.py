@@ -8,11 +8,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
-
 from chat_service.engine import GenerationRequest, TokenEvent
 from chat_service.main import create_app
 from chat_service.settings import ChatSettings
+from fastapi.testclient import TestClient
 
 
 class FakeEngine:

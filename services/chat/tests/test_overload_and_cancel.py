@@ -7,29 +7,33 @@ import time
 
 import httpx
 import pytest
-
 from chat_testing import ChatServer
 
 MODEL_ID = "smollm2-135m-instruct"
-LONG = {"model": MODEL_ID, "messages": [{"role": "user", "content": "Tell me a very long story."}], "max_tokens": 2000,
-        "temperature": 0.8, "stream": True}
+# Greedy counting on this model runs past 1,500 tokens without an end of sequence (checked against the plain
+# engine), so the stream reliably holds its slot for the whole test.
+LONG = {"model": MODEL_ID, "prompt": "1, 2, 3, 4, 5, 6, 7, 8,", "max_tokens": 1500, "temperature": 0, "stream": True}
+PATH = "/v1/completions"
 
 
 @pytest.fixture(scope="module")
 def tight_server(smollm_path):
-    """One generation at a time, one waiting place, a one-second queue timeout."""
-    server = ChatServer(smollm_path, CHAT_MAX_CONCURRENCY="1", CHAT_MAX_QUEUE="1", CHAT_QUEUE_TIMEOUT_S="1").start()
+    """One generation at a time, one waiting place, a three-second queue timeout."""
+    server = ChatServer(smollm_path, CHAT_MAX_CONCURRENCY="1", CHAT_MAX_QUEUE="1", CHAT_QUEUE_TIMEOUT_S="3").start()
     yield server
     server.stop()
 
 
 def _open_stream(server: ChatServer, client: httpx.Client):
     """Start a long stream and read until the first content arrives: it now holds the only slot."""
-    response = client.send(client.build_request("POST", server.base_url + "/v1/chat/completions", json=LONG), stream=True)
+    response = client.send(
+        client.build_request("POST", server.base_url + PATH, json=LONG), stream=True
+    )
     assert response.status_code == 200
-    lines = response.iter_lines()
-    for line in lines:
-        if '"content":"' in line and '"content":""' not in line:
+    # Keep the line iterator referenced: dropping a half-read httpx iterator closes the connection.
+    response.lines = response.iter_lines()
+    for line in response.lines:
+        if '"text":"' in line and '"text":""' not in line:
             break
     return response
 
@@ -38,7 +42,7 @@ def _wait_until_accepting(server: ChatServer, timeout_s: float = 5.0) -> float:
     body = {**LONG, "stream": False, "max_tokens": 1}
     start = time.monotonic()
     while time.monotonic() - start < timeout_s:
-        response = httpx.post(server.base_url + "/v1/chat/completions", json=body, timeout=30)
+        response = httpx.post(server.base_url + PATH, json=body, timeout=30)
         if response.status_code == 200:
             return time.monotonic() - start
         time.sleep(0.05)
@@ -51,12 +55,13 @@ def test_queue_full_is_429_and_queue_timeout_is_503(tight_server: ChatServer) ->
         results: dict[str, httpx.Response] = {}
         waiter = threading.Thread(
             target=lambda: results.setdefault(
-                "queued", httpx.post(tight_server.base_url + "/v1/chat/completions", json={**LONG, "stream": False}, timeout=30)
+                "queued",
+                httpx.post(tight_server.base_url + PATH, json={**LONG, "stream": False}, timeout=30),
             )
         )
         waiter.start()
-        time.sleep(0.3)  # the waiter now holds the single queue place
-        refused = httpx.post(tight_server.base_url + "/v1/chat/completions", json=LONG, timeout=30)
+        time.sleep(1.0)  # the waiter now holds the single queue place (it waits up to 3 s there)
+        refused = httpx.post(tight_server.base_url + PATH, json=LONG, timeout=30)
         waiter.join()
         stream.close()
     assert refused.status_code == 429

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-
 from chat_service.engine.sampler import TokenSampler
 from chat_service.engine.types import SamplingParams
 

@@ -10,7 +10,6 @@ import sys
 
 import httpx
 import pytest
-
 from chat_testing import PHI3_TINY, ChatServer, PlainGenerator
 
 
@@ -64,7 +63,9 @@ def test_phi3_template_on_tiny_phi3(phi3_path) -> None:
     server = ChatServer(phi3_path, CHAT_MODEL_ID="phi-3.5-mini", CHAT_MAX_MODEL_LEN="4096").start()
     try:
         client = server.client()
-        response = client.chat.completions.create(model="phi-3.5-mini", messages=PHI3_MESSAGES, temperature=0, max_tokens=8)
+        response = client.chat.completions.create(
+            model="phi-3.5-mini", messages=PHI3_MESSAGES, temperature=0, max_tokens=8
+        )
         assert response.usage.prompt_tokens == len(plain.encode(PHI3_PROMPT))
         expected = plain.greedy(PHI3_PROMPT, max_tokens=8)
         assert response.usage.completion_tokens == len(expected)

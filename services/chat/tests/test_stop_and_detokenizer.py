@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from chat_service.engine.detokenizer import IncrementalDetokenizer
 from chat_service.stop import StopStringMatcher
 

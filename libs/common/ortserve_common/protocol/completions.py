@@ -21,6 +21,7 @@ class CompletionRequest(SamplingRequest):
         if isinstance(value, list) and not 1 <= len(value) <= MAX_PROMPTS:
             raise ValueError(f"give between 1 and {MAX_PROMPTS} prompts")
         return value
+
     echo: bool | None = False
     suffix: str | None = None
 

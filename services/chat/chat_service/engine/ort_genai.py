@@ -32,12 +32,16 @@ def check_model_folder(path: Path) -> dict[str, Any]:
     """Return genai_config.json, or raise EngineLoadError naming the path and the files an engine folder needs."""
     expected = "genai_config.json, the decoder's .onnx file (model.onnx), tokenizer.json and tokenizer_config.json"
     if not path.is_dir():
-        raise EngineLoadError(f"model path {path} is not a folder; expected an ONNX Runtime GenAI folder with {expected}")
+        raise EngineLoadError(
+            f"model path {path} is not a folder; expected an ONNX Runtime GenAI folder with {expected}"
+        )
     try:
         config = json.loads((path / "genai_config.json").read_text(encoding="utf-8"))
         onnx_name = config["model"]["decoder"]["filename"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise EngineLoadError(f"model path {path} has no readable genai_config.json ({exc}); expected {expected}") from exc
+        raise EngineLoadError(
+            f"model path {path} has no readable genai_config.json ({exc}); expected {expected}"
+        ) from exc
     missing = [name for name in (onnx_name, "tokenizer.json", "tokenizer_config.json") if not (path / name).is_file()]
     if missing:
         raise EngineLoadError(f"model path {path} is missing {', '.join(missing)}; expected {expected}")
