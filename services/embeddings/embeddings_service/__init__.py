@@ -1,0 +1,1 @@
+"""Embeddings and rerank on plain ONNX Runtime (encoders) and ONNX Runtime GenAI (LLM hidden states)."""

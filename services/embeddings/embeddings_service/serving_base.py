@@ -1,0 +1,49 @@
+"""What the embeddings and rerank serving share: model checks, admission, and the access-log fields."""
+
+from __future__ import annotations
+
+import time
+
+from ortserve_common.admission import AdmissionController, AdmissionSlot
+from ortserve_common.errors import invalid_request
+from ortserve_common.logs import record_request_fields
+
+from embeddings_service.batcher import BatchStats
+from embeddings_service.registry import ModelRegistry, ServedModel
+from embeddings_service.settings import EmbedSettings
+
+
+class BaseServing:
+    def __init__(self, registry: ModelRegistry, admission: AdmissionController, settings: EmbedSettings) -> None:
+        self.registry = registry
+        self.admission = admission
+        self.settings = settings
+
+    def usable_model(self, model_id: str) -> ServedModel:
+        """The model, or a 400 that says why it cannot serve (an LLM folder built without hidden states)."""
+        model = self.registry.get(model_id)
+        if model.loaded.unsupported_reason:
+            raise invalid_request(
+                f"Model '{model_id}' cannot serve this request: {model.loaded.unsupported_reason}.",
+                "model",
+                "model_not_supported",
+            )
+        return model
+
+    async def admit(self) -> AdmissionSlot:
+        slot = await self.admission.acquire()
+        record_request_fields(queued_s=round(slot.queued_s, 4))
+        return slot
+
+    def record(
+        self, model: ServedModel, inputs: int, prompt_tokens: int, stats: list[BatchStats], started: float
+    ) -> None:
+        record_request_fields(
+            model=model.id,
+            inputs=inputs,
+            prompt_tokens=prompt_tokens,
+            batch_size_max=max((s.batch_size for s in stats), default=0),
+            batch_wait_s=round(max((s.waited_s for s in stats), default=0.0), 4),
+            inference_s=round(max((s.run_s for s in stats), default=0.0), 4),
+            serve_s=round(time.perf_counter() - started, 4),
+        )
