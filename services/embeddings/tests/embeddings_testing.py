@@ -1,0 +1,153 @@
+"""Test helpers: the embeddings service as a real uvicorn process, and independent references to compare it with."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import openai
+
+MODELS_DIR = Path(os.environ.get("ORTSERVE_MODELS_DIR", Path.home() / ".cache/ortserve/models/r1"))
+MINILM = MODELS_DIR / "all-minilm-l6-v2"
+MINILM_HF = MODELS_DIR / "_hf" / "all-minilm-l6-v2"
+RERANKER = MODELS_DIR / "rerank-tiny-random"
+SMOLLM_HIDDEN = MODELS_DIR / "smollm2-135m-instruct-hidden"
+SMOLLM_PLAIN = MODELS_DIR / "smollm2-135m-instruct"
+BUILD_PYTHON = Path(os.environ.get("ORTSERVE_BUILD_PYTHON", Path.home() / ".cache/ortserve/build-venv/bin/python"))
+
+MINILM_ID = "all-minilm-l6-v2"
+RURI_PREFIXED_ID = "minilm-ruri-prefixes"  # MiniLM again, with the Ruri v3 prefix table, to test input_type
+RERANK_ID = "rerank-tiny-random"
+LLM_ID = "phi-3.5-mini"  # the spec's id, served here by the SmolLM2 hidden-states build
+LLM_PLAIN_ID = "smollm2-135m-instruct"  # an LLM folder built without hidden states
+
+TEST_MODELS = [
+    {"id": MINILM_ID, "path": str(MINILM)},
+    {"id": RURI_PREFIXED_ID, "path": str(MINILM), "prefixes": "ruri-v3"},
+    {"id": RERANK_ID, "path": str(RERANKER)},
+    {"id": LLM_ID, "path": str(SMOLLM_HIDDEN), "kind": "llm-embedding", "max_length": 512},
+    {"id": LLM_PLAIN_ID, "path": str(SMOLLM_PLAIN), "kind": "llm-embedding"},
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class EmbedServer:
+    """`python -m embeddings_service` in a subprocess, exactly as it is started in production."""
+
+    def __init__(self, models: list[dict] | None = None, **env: str) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "EMBED_MODELS": json.dumps(models if models is not None else TEST_MODELS),
+            "EMBED_PORT": str(self.port),
+            "EMBED_HOST": "127.0.0.1",
+            **env,
+        }
+        self.log_path = Path(os.environ.get("PYTEST_TMPDIR", "/tmp")) / f"embeddings-{self.port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 90) -> EmbedServer:
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "embeddings_service"], env=self.env, stdout=self._log, stderr=self._log
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"embeddings service exited with {self.proc.returncode}:\n{self.logs()}")
+            try:
+                if httpx.get(self.base_url + "/ready", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"embeddings service not ready in {timeout_s}s:\n{self.logs()}")
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def access_lines(self) -> list[dict]:
+        lines = []
+        for line in self.logs().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("logger") == "ortserve.access":
+                lines.append(record)
+        return lines
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self._log.close()
+
+    def client(self) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
+
+    def post(self, path: str, body: dict | bytes, timeout: float = 120) -> httpx.Response:
+        if isinstance(body, bytes):
+            headers = {"content-type": "application/json"}
+            return httpx.post(self.base_url + path, content=body, headers=headers, timeout=timeout)
+        return httpx.post(self.base_url + path, json=body, timeout=timeout)
+
+    def embed(self, model: str, inputs: str | list, **extra) -> tuple[np.ndarray, dict]:
+        """Float vectors (one row per input) and the raw response body, over plain HTTP."""
+        response = self.post("/v1/embeddings", {"model": model, "input": inputs, **extra})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        return np.array([d["embedding"] for d in body["data"]], dtype=np.float32), body
+
+
+def decode_base64(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype="<f4")
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / np.linalg.norm(a, axis=-1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=-1, keepdims=True)
+    return (a * b).sum(axis=-1)
+
+
+_ST_SCRIPT = """
+import json, sys
+from sentence_transformers import SentenceTransformer
+texts = json.load(sys.stdin)
+model = SentenceTransformer(sys.argv[1], device="cpu")
+vectors = model.encode(texts, normalize_embeddings=True, convert_to_numpy=True, batch_size=8)
+json.dump({"max_seq_length": model.max_seq_length, "vectors": vectors.tolist()}, sys.stdout)
+"""
+
+
+def sentence_transformers_reference(texts: list[str]) -> tuple[np.ndarray, int]:
+    """Embeddings from sentence-transformers itself, run in the model-build venv (the service venv has no torch)."""
+    result = subprocess.run(
+        [str(BUILD_PYTHON), "-c", _ST_SCRIPT, str(MINILM_HF)],
+        input=json.dumps(texts),
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"sentence-transformers reference failed:\n{result.stderr[-3000:]}")
+    data = json.loads(result.stdout)
+    return np.array(data["vectors"], dtype=np.float32), int(data["max_seq_length"])

@@ -1,0 +1,127 @@
+"""Start-up checks of the real process, and the HTTP layer on a fake model (lifespan, 500s, readiness)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from embeddings_service.batcher import EmbeddingBatcher
+from embeddings_service.engine.loader import LoadedModel
+from embeddings_service.engine.types import EncodedInput
+from embeddings_service.main import create_app
+from embeddings_service.prefixes import PrefixPolicy
+from embeddings_service.registry import ModelRegistry, ServedModel
+from embeddings_service.settings import EmbedSettings
+from fastapi.testclient import TestClient
+
+
+def _run_service(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "embeddings_service"],
+        env={**os.environ, "EMBED_PORT": "1", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_missing_model_folder_stops_with_one_clear_line(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    result = _run_service({"EMBED_MODELS": f"m={missing}"})
+    assert result.returncode == 2
+    errors = [json.loads(line) for line in result.stderr.splitlines() if '"ERROR"' in line]
+    assert len(errors) == 1 and str(missing) in errors[0]["message"] and "model.onnx" in errors[0]["message"]
+
+
+def test_folder_without_kind_or_bad_settings_stop_the_start(tmp_path: Path) -> None:
+    result = _run_service({"EMBED_MODELS": f"m={tmp_path}"})
+    assert result.returncode == 2 and "set its kind" in result.stderr
+    result = _run_service({"EMBED_MODELS": "[{not json"})
+    assert result.returncode == 2 and "EMBED_" in result.stderr
+
+
+class FakeModel:
+    """Vector = [length, first id, 0 ...]; `explode` makes the next batch fail like a broken model would."""
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.explode = False
+
+    def run_batch(self, batch: list[EncodedInput]) -> np.ndarray:
+        if self.explode:
+            raise RuntimeError("secret internal detail")
+        return np.array([[len(item), item.ids[0], 0.0, 0.0] for item in batch], dtype=np.float32)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeTokenizer:
+    """Characters are tokens."""
+
+    vocab_size = 1000
+    special_count = 0
+    max_length = 16
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [[ord(c) % 1000 for c in text] for text in texts]
+
+    def truncate(self, ids: list[int]) -> list[int]:
+        return ids[: self.max_length]
+
+    def count_plain(self, text: str) -> int:
+        return len(text)
+
+
+@pytest.fixture
+def fake() -> FakeModel:
+    return FakeModel()
+
+
+@pytest.fixture
+def http(fake: FakeModel):
+    settings = EmbedSettings(models="fake=/unused")
+
+    def registry_factory(_: EmbedSettings) -> ModelRegistry:
+        loaded = LoadedModel("embedding", fake, FakeTokenizer(), 16, 4)  # type: ignore[arg-type]
+        batcher = EmbeddingBatcher("fake", fake, 8, 0.001)
+        served = ServedModel("fake", loaded, batcher, PrefixPolicy({}))
+        return ModelRegistry({"fake": served}, _FakeLoader(fake), [batcher])  # type: ignore[arg-type]
+
+    with TestClient(create_app(settings, registry_factory=registry_factory)) as client:
+        yield client
+    assert fake.closed  # the lifespan frees the models
+
+
+class _FakeLoader:
+    def __init__(self, model: FakeModel) -> None:
+        self.model = model
+
+    def close(self) -> None:
+        self.model.close()
+
+
+def test_fake_model_round_trip_and_readiness(http: TestClient, fake: FakeModel) -> None:
+    assert http.get("/ready").status_code == 200
+    body = http.post("/v1/embeddings", json={"model": "fake", "input": ["abc", "z"]}).json()
+    # Not normalised by the fake; the response is what the model gave, in input order.
+    assert [d["embedding"][:2] for d in body["data"]] == [[3.0, 97.0], [1.0, 122.0]]
+    assert body["usage"] == {"prompt_tokens": 4, "total_tokens": 4}
+    assert http.post("/v1/embeddings", json={"model": "fake", "input": "x" * 17}).status_code == 400
+    assert http.post("/v1/embeddings", json={"model": "fake", "input": "x" * 17, "truncate": True}).status_code == 200
+
+
+def test_model_failure_is_json_500_without_details(http: TestClient, fake: FakeModel) -> None:
+    fake.explode = True
+    response = http.post("/v1/embeddings", json={"model": "fake", "input": "abc"})
+    assert response.status_code == 500
+    error = response.json()["error"]
+    assert error["type"] == "server_error" and "secret" not in error["message"]
+    assert response.headers["x-request-id"] in error["message"]
+    fake.explode = False
+    assert http.post("/v1/embeddings", json={"model": "fake", "input": "abc"}).status_code == 200
