@@ -9,13 +9,13 @@ RECIPE      := $(shell sed -n 's/^RECIPE_VERSION = "\(.*\)"/\1/p' tools/model_bu
 MODELS_DIR  ?= $(CACHE_DIR)/models/r$(RECIPE)
 CHAT_MODEL  ?= $(MODELS_DIR)/smollm2-135m-instruct
 PY          := $(VENV)/bin/python
-PACKAGES    := libs/common services/chat services/embeddings
+PACKAGES    := libs/common services/chat services/embeddings services/models
 MODEL_STAMPS := $(foreach m,smollm2-135m-instruct smollm2-135m-instruct-hidden phi3-tiny all-minilm-l6-v2 rerank-tiny-random,$(MODELS_DIR)/$(m)/.complete)
 PYTEST_ARGS ?=
 
 export ORTSERVE_MODELS_DIR := $(MODELS_DIR)
 
-.PHONY: help install build-venv model run test lint clean
+.PHONY: help install build-venv model nginx certs run run-chat up down test lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -32,10 +32,25 @@ model: build-venv ## Build (or reuse from the cache) every model the services an
 $(MODEL_STAMPS):
 	@$(MAKE) --no-print-directory model
 
-run: install $(MODEL_STAMPS) ## Serve the chat service on the bundled SmolLM2 model (port 8000)
+nginx: ## Install nginx from Debian's packages when it is missing
+	@command -v nginx >/dev/null || { echo ">> installing nginx"; apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx; }
+
+run: install nginx $(MODEL_STAMPS) ## The whole stack (registry, chat, embeddings, nginx) in the foreground; Ctrl-C stops it
+	$(PY) tools/stack.py run
+
+up: install nginx $(MODEL_STAMPS) ## The whole stack in the background
+	$(PY) tools/stack.py up
+
+certs: ## A local CA and server certificate in run/tls (make run does this too; compose mounts them)
+	@bash proxy/gen-certs.sh run/tls
+
+down: ## Stop the background stack
+	@$(PY) tools/stack.py down
+
+run-chat: install $(MODEL_STAMPS) ## Only the chat service, on port 8000, no proxy
 	CHAT_MODEL_PATH=$${CHAT_MODEL_PATH:-$(CHAT_MODEL)} $(PY) -m chat_service
 
-test: install $(MODEL_STAMPS) ## Run every test on the real models
+test: install nginx $(MODEL_STAMPS) ## Run every test on the real models
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install ## ruff over the code

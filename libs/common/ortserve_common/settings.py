@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -17,3 +19,13 @@ class ServiceSettings(BaseSettings):
     max_concurrency: int = Field(4, ge=1, description="Requests running at once; further ones queue.")
     max_queue: int = Field(32, ge=0, description="Requests allowed to wait for a slot; beyond this → 429.")
     queue_timeout_s: float = Field(30.0, gt=0, description="Longest wait for a slot before the request gets 503.")
+
+
+def advertised_url(host: str, port: int) -> str:
+    """How peers reach this instance: a wildcard bind is replaced by this host's own address (one per replica)."""
+    if host in ("0.0.0.0", "::", ""):
+        try:
+            host = socket.gethostbyname(socket.gethostname())
+        except OSError:
+            host = "127.0.0.1"
+    return f"http://{host}:{port}"

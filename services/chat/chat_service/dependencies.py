@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from ortserve_common.registration import RegistryClient
 
+from chat_service.model_pool import ModelPool
 from chat_service.serving_chat import ChatServing
 from chat_service.serving_completions import CompletionServing
 from chat_service.settings import ChatSettings
@@ -23,6 +25,18 @@ def _settings(request: Request) -> ChatSettings:
     return request.app.state.settings
 
 
+def _pool(request: Request) -> ModelPool:
+    return request.app.state.pool
+
+
 ChatServingDep = Annotated[ChatServing, Depends(_chat_serving)]
 CompletionServingDep = Annotated[CompletionServing, Depends(_completion_serving)]
 SettingsDep = Annotated[ChatSettings, Depends(_settings)]
+ModelPoolDep = Annotated[ModelPool, Depends(_pool)]
+
+
+def _registry(request: Request) -> RegistryClient:
+    return request.app.state.registry
+
+
+RegistryDep = Annotated[RegistryClient, Depends(_registry)]

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, StreamingResponse
-from ortserve_common.errors import model_not_found
 from ortserve_common.protocol.chat import ChatCompletionRequest, ChatCompletionResponse
 from ortserve_common.protocol.common import ModelCard, ModelList
 from ortserve_common.protocol.completions import CompletionRequest, CompletionResponse
 from ortserve_common.sse import sse_stream
 
-from chat_service.dependencies import ChatServingDep, CompletionServingDep, SettingsDep
+from chat_service.dependencies import ChatServingDep, CompletionServingDep, ModelPoolDep
 
 router = APIRouter()
 
@@ -34,12 +33,11 @@ async def completions(request: CompletionRequest, serving: CompletionServingDep)
 
 
 @router.get("/v1/models", response_model=ModelList)
-async def list_models(settings: SettingsDep) -> ModelList:
-    return ModelList(data=[ModelCard(id=settings.model_id)])
+async def list_models(pool: ModelPoolDep) -> ModelList:
+    return ModelList(data=pool.cards())
 
 
 @router.get("/v1/models/{model_id:path}", response_model=ModelCard)
-async def get_model(model_id: str, settings: SettingsDep) -> ModelCard:
-    if model_id != settings.model_id:
-        raise model_not_found(model_id)
-    return ModelCard(id=settings.model_id)
+async def get_model(model_id: str, pool: ModelPoolDep) -> ModelCard:
+    pool.get(model_id)
+    return ModelCard(id=model_id)

@@ -7,13 +7,14 @@ from contextlib import aclosing
 from typing import TypeVar
 
 from ortserve_common.admission import AdmissionController, AdmissionSlot
-from ortserve_common.errors import OpenAIError, invalid_request, model_not_found
+from ortserve_common.errors import OpenAIError, invalid_request
 from ortserve_common.logs import record_request_fields
 from ortserve_common.protocol.sampling import SamplingRequest
 
 from chat_service.engine import SamplingParams
 from chat_service.engine.ort_genai import OrtGenAIEngine
 from chat_service.generation import GenerationStats
+from chat_service.model_pool import ModelPool
 from chat_service.settings import ChatSettings
 
 T = TypeVar("T")
@@ -37,14 +38,10 @@ async def _prepend(first: T, rest: AsyncGenerator[T, None]) -> AsyncGenerator[T,
 
 
 class BaseServing:
-    def __init__(self, engine: OrtGenAIEngine, admission: AdmissionController, settings: ChatSettings) -> None:
-        self.engine = engine
+    def __init__(self, pool: ModelPool, admission: AdmissionController, settings: ChatSettings) -> None:
+        self.pool = pool
         self.admission = admission
         self.settings = settings
-
-    def check_model(self, model: str) -> None:
-        if model != self.settings.model_id:
-            raise model_not_found(model)
 
     def check_supported(self, request: SamplingRequest) -> None:
         """Refuse, clearly, what we would otherwise silently ignore."""
@@ -57,8 +54,10 @@ class BaseServing:
         if request.best_of is not None and request.best_of > 1:
             raise invalid_request("best_of > 1 is not supported.", "best_of", "unsupported_value")
 
-    def resolve_max_tokens(self, prompt_tokens: int, requested: int | None, prompt_param: str) -> int:
-        context = self.engine.context_length
+    def resolve_max_tokens(
+        self, engine: OrtGenAIEngine, prompt_tokens: int, requested: int | None, prompt_param: str
+    ) -> int:
+        context = engine.context_length
         if requested is not None:
             if prompt_tokens + requested > context:
                 raise OpenAIError(
@@ -96,13 +95,13 @@ class BaseServing:
         record_request_fields(queued_s=round(slot.queued_s, 4))
         return slot
 
-    def record(self, stats: list[GenerationStats]) -> None:
+    def record(self, model: str, stats: list[GenerationStats]) -> None:
         prompt = sum(s.prompt_tokens for s in stats)
         completion = sum(s.completion_tokens for s in stats)
         ttft = stats[0].ttft_s if stats else None
         rates = [s.tokens_per_s for s in stats if s.tokens_per_s is not None]
         record_request_fields(
-            model=self.settings.model_id,
+            model=model,
             prompt_tokens=prompt,
             completion_tokens=completion,
             ttft_s=None if ttft is None else round(ttft, 4),

@@ -17,12 +17,13 @@ from ortserve_common.protocol.chat import (
 )
 from ortserve_common.protocol.common import UsageInfo, new_id, now
 
+from chat_service.engine.ort_genai import OrtGenAIEngine
 from chat_service.generation import TextGeneration
 from chat_service.serving_base import BaseServing, start_stream
 
 
 class ChatServing(BaseServing):
-    def render_prompt(self, request: ChatCompletionRequest) -> str:
+    def render_prompt(self, engine: OrtGenAIEngine, request: ChatCompletionRequest) -> str:
         messages: list[dict[str, Any]] = []
         for i, message in enumerate(request.messages):
             if message.content is None and message.role != "assistant":
@@ -30,7 +31,7 @@ class ChatServing(BaseServing):
             # Templates know "system"; OpenAI's "developer" role is the same thing for a model like this one.
             role = "system" if message.role == "developer" else message.role
             messages.append({"role": role, "content": message.text()})
-        return self.engine.apply_chat_template(messages)
+        return engine.apply_chat_template(messages)
 
     def check_chat_supported(self, request: ChatCompletionRequest) -> None:
         self.check_supported(request)
@@ -46,14 +47,12 @@ class ChatServing(BaseServing):
     async def create(
         self, request: ChatCompletionRequest
     ) -> ChatCompletionResponse | AsyncGenerator[ChatCompletionChunk, None]:
-        self.check_model(request.model)
+        engine = self.pool.get(request.model)
         self.check_chat_supported(request)
-        prompt_ids = self.engine.encode(self.render_prompt(request))
+        prompt_ids = engine.encode(self.render_prompt(engine, request))
         requested = request.max_completion_tokens or request.max_tokens
-        max_tokens = self.resolve_max_tokens(len(prompt_ids), requested, "messages")
-        generation = TextGeneration(
-            self.engine, prompt_ids, max_tokens, self.sampling_params(request), request.stop_list()
-        )
+        max_tokens = self.resolve_max_tokens(engine, len(prompt_ids), requested, "messages")
+        generation = TextGeneration(engine, prompt_ids, max_tokens, self.sampling_params(request), request.stop_list())
         if request.stream:
             return await start_stream(self._stream(request, generation))
         slot = await self.admit()
@@ -61,7 +60,7 @@ class ChatServing(BaseServing):
             text = await generation.text()
         finally:
             slot.release()
-            self.record([generation.stats])
+            self.record(request.model, [generation.stats])
         stats = generation.stats
         return ChatCompletionResponse(
             id=new_id("chatcmpl"),
@@ -99,7 +98,7 @@ class ChatServing(BaseServing):
                 )
         finally:
             slot.release()
-            self.record([generation.stats])
+            self.record(request.model, [generation.stats])
 
 
 def _usage(prompt: int, completion: int) -> UsageInfo:

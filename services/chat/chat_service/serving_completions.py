@@ -13,12 +13,13 @@ from ortserve_common.protocol.completions import (
     CompletionResponse,
 )
 
+from chat_service.engine.ort_genai import OrtGenAIEngine
 from chat_service.generation import TextGeneration
 from chat_service.serving_base import BaseServing, start_stream
 
 
 class CompletionServing(BaseServing):
-    def _generations(self, request: CompletionRequest) -> list[TextGeneration]:
+    def _generations(self, engine: OrtGenAIEngine, request: CompletionRequest) -> list[TextGeneration]:
         sampling = self.sampling_params(request)
         generations = []
         prompts = request.prompts()
@@ -26,9 +27,9 @@ class CompletionServing(BaseServing):
             param = "prompt" if isinstance(request.prompt, str) else f"prompt[{i}]"
             if not prompt:
                 raise invalid_request("The prompt must not be empty.", param)
-            prompt_ids = self.engine.encode(prompt)
-            max_tokens = self.resolve_max_tokens(len(prompt_ids), request.max_tokens, param)
-            generations.append(TextGeneration(self.engine, prompt_ids, max_tokens, sampling, request.stop_list()))
+            prompt_ids = engine.encode(prompt)
+            max_tokens = self.resolve_max_tokens(engine, len(prompt_ids), request.max_tokens, param)
+            generations.append(TextGeneration(engine, prompt_ids, max_tokens, sampling, request.stop_list()))
         return generations
 
     def check_completion_supported(self, request: CompletionRequest) -> None:
@@ -39,9 +40,9 @@ class CompletionServing(BaseServing):
             raise invalid_request("suffix is not supported by this model.", "suffix", "unsupported_value")
 
     async def create(self, request: CompletionRequest) -> CompletionResponse | AsyncGenerator[CompletionChunk, None]:
-        self.check_model(request.model)
+        engine = self.pool.get(request.model)
         self.check_completion_supported(request)
-        generations = self._generations(request)
+        generations = self._generations(engine, request)
         if request.stream:
             return await start_stream(self._stream(request, generations))
         slot = await self.admit()
@@ -50,7 +51,7 @@ class CompletionServing(BaseServing):
             texts = [await generation.text() for generation in generations]
         finally:
             slot.release()
-            self.record([g.stats for g in generations])
+            self.record(request.model, [g.stats for g in generations])
         choices = [
             CompletionChoice(index=i, text=text, finish_reason=g.stats.finish_reason)
             for i, (text, g) in enumerate(zip(texts, generations, strict=True))
@@ -82,7 +83,7 @@ class CompletionServing(BaseServing):
                 )
         finally:
             slot.release()
-            self.record([g.stats for g in generations])
+            self.record(request.model, [g.stats for g in generations])
 
 
 def _usage(generations: list[TextGeneration]) -> UsageInfo:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ortserve_common.settings import ServiceSettings
+from ortserve_common.settings import ServiceSettings, advertised_url
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -17,9 +17,21 @@ class ChatSettings(ServiceSettings):
     max_model_len: int | None = Field(
         None, ge=16, description="Cap on prompt + completion tokens; defaults to the model's context length."
     )
+    admin_key: str | None = Field(
+        None, description="Bearer key for /admin/models/load and /unload; unset disables the admin API."
+    )
+    registry_url: str | None = Field(
+        None, description="Model registry base URL to register with and heartbeat to; unset runs standalone."
+    )
+    advertise_url: str | None = Field(
+        None, description="URL the registry and proxy use to reach this instance; defaults to http://host:port."
+    )
     engine_threads: int = Field(2, ge=1, description="ONNX Runtime intra-op threads per generation.")
     default_temperature: float = Field(0.7, ge=0, le=2, description="Temperature when the request gives none.")
     default_top_p: float = Field(1.0, ge=0, le=1, description="top_p when the request gives none.")
     default_max_tokens: int = Field(
         1024, ge=1, description="max_tokens when the request gives none (capped by context)."
     )
+
+    def public_url(self) -> str:
+        return self.advertise_url or advertised_url(self.host, self.port)

@@ -26,9 +26,7 @@ def tight_server(smollm_path):
 
 def _open_stream(server: ChatServer, client: httpx.Client):
     """Start a long stream and read until the first content arrives: it now holds the only slot."""
-    response = client.send(
-        client.build_request("POST", server.base_url + PATH, json=LONG), stream=True
-    )
+    response = client.send(client.build_request("POST", server.base_url + PATH, json=LONG), stream=True)
     assert response.status_code == 200
     # Keep the line iterator referenced: dropping a half-read httpx iterator closes the connection.
     response.lines = response.iter_lines()

@@ -1,0 +1,36 @@
+"""/admin/models/load and /unload: runtime multi-model hosting, behind the admin key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header
+from ortserve_common.admin_auth import check_admin_key
+from ortserve_common.errors import invalid_request
+from ortserve_common.protocol.admin import LoadedModels, ModelLoadRequest, ModelUnloadRequest
+
+from chat_service.dependencies import ModelPoolDep, RegistryDep, SettingsDep
+
+
+def _require_admin(settings: SettingsDep, authorization: Annotated[str | None, Header()] = None) -> None:
+    check_admin_key(authorization, settings.admin_key)
+
+
+admin_router = APIRouter(prefix="/admin/models", dependencies=[Depends(_require_admin)], tags=["admin"])
+
+
+@admin_router.post("/load", response_model=LoadedModels)
+async def load_model(body: ModelLoadRequest, pool: ModelPoolDep, registry: RegistryDep) -> LoadedModels:
+    if body.kind not in (None, "chat"):
+        raise invalid_request(f"This chat service hosts chat models, not {body.kind!r}.", "kind")
+    await pool.load(body.id, Path(body.path))
+    await registry.heartbeat()  # announce it now rather than at the next beat
+    return LoadedModels(models=pool.registrations())
+
+
+@admin_router.post("/unload", response_model=LoadedModels)
+async def unload_model(body: ModelUnloadRequest, pool: ModelPoolDep, registry: RegistryDep) -> LoadedModels:
+    await pool.unload(body.id)
+    await registry.heartbeat()
+    return LoadedModels(models=pool.registrations())

@@ -1,0 +1,76 @@
+"""The models this chat service hosts, by id: loaded at startup, and loaded or unloaded at runtime by the admin API."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ortserve_common.errors import OpenAIError, model_not_found
+from ortserve_common.protocol.common import ModelCard
+
+from chat_service.engine.ort_genai import OrtGenAIEngine
+from chat_service.engine.types import EngineLoadError
+from chat_service.settings import ChatSettings
+
+logger = logging.getLogger(__name__)
+
+EngineFactory = Callable[[Path, ChatSettings], OrtGenAIEngine]
+
+
+def load_engine(path: Path, settings: ChatSettings) -> OrtGenAIEngine:
+    return OrtGenAIEngine(path, settings.engine_threads, settings.max_model_len, settings.max_concurrency)
+
+
+class ModelPool:
+    def __init__(self, settings: ChatSettings, factory: EngineFactory = load_engine) -> None:
+        self._settings = settings
+        self._factory = factory
+        self._engines: dict[str, OrtGenAIEngine] = {}
+        self._lock = asyncio.Lock()
+
+    def get(self, model_id: str) -> OrtGenAIEngine:
+        engine = self._engines.get(model_id)
+        if engine is None:
+            raise model_not_found(model_id)
+        return engine
+
+    def __len__(self) -> int:
+        return len(self._engines)
+
+    def cards(self) -> list[ModelCard]:
+        return [ModelCard(id=model_id) for model_id in self._engines]
+
+    def registrations(self) -> list[dict[str, Any]]:
+        """What the registry is told this instance serves."""
+        return [
+            {"id": model_id, "kind": "chat", "context_length": engine.context_length}
+            for model_id, engine in self._engines.items()
+        ]
+
+    async def load(self, model_id: str, path: Path) -> None:
+        async with self._lock:
+            if model_id in self._engines:
+                raise OpenAIError(409, f"Model '{model_id}' is already loaded.", param="id", code="model_exists")
+            try:
+                # Loading reads hundreds of MB: keep the event loop (and the other models' streams) going meanwhile.
+                engine = await asyncio.to_thread(self._factory, path, self._settings)
+            except EngineLoadError as exc:
+                raise OpenAIError(400, str(exc), param="path", code="model_load_failed") from exc
+            self._engines[model_id] = engine
+        logger.info("loaded %s from %s (context %d tokens)", model_id, path, engine.context_length)
+
+    async def unload(self, model_id: str) -> None:
+        async with self._lock:
+            engine = self._engines.pop(model_id, None)
+        if engine is None:
+            raise model_not_found(model_id)
+        # close() waits for the generations already running on this engine; new requests no longer find it.
+        await asyncio.to_thread(engine.close)
+        logger.info("unloaded %s", model_id)
+
+    async def close(self) -> None:
+        for model_id in list(self._engines):
+            await self.unload(model_id)

@@ -1,0 +1,163 @@
+"""End to end through nginx over TLS with the OpenAI SDK: auth, limits, CORS, errors, keys, registry, runtime loads."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from stack_testing import Stack
+
+CHAT_MODEL = "smollm2-135m-instruct"
+EMBED_MODEL = "all-minilm-l6-v2"
+MODELS_DIR = Path(os.environ.get("ORTSERVE_MODELS_DIR", Path.home() / ".cache/ortserve/models/r1"))
+
+
+def _json_error(response: httpx.Response, status: int, type_: str) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["type"] == type_
+    return error
+
+
+def test_chat_stream_and_embeddings_through_the_proxy(stack: Stack) -> None:
+    client = stack.openai()
+    reply = client.chat.completions.create(
+        model=CHAT_MODEL, messages=[{"role": "user", "content": "What is the capital of France?"}], temperature=0
+    )
+    assert "Paris" in reply.choices[0].message.content
+    chunks = list(
+        client.chat.completions.create(
+            model=CHAT_MODEL, messages=[{"role": "user", "content": "Say hi."}], max_tokens=8, stream=True
+        )
+    )
+    assert chunks[0].choices[0].delta.role == "assistant" and chunks[-1].choices[0].finish_reason
+    vectors = client.embeddings.create(model=EMBED_MODEL, input=["hello", "world"])
+    assert len(vectors.data) == 2 and len(vectors.data[0].embedding) == 384
+    completion = client.completions.create(model=CHAT_MODEL, prompt="The sky is", max_tokens=4, temperature=0)
+    assert completion.usage.completion_tokens == 4
+
+
+def test_http2_and_request_ids(stack: Stack) -> None:
+    with stack.http(http2=True) as http:
+        response = http.get("/v1/models", headers={"Authorization": f"Bearer {stack.api_key}"})
+    assert response.http_version == "HTTP/2"
+    assert len(response.headers["x-request-id"]) == 32
+    trace = "0af7651916cd43dd8448eb211c80319c"
+    with stack.http() as http:
+        response = http.get(
+            "/v1/models",
+            headers={"Authorization": f"Bearer {stack.api_key}", "traceparent": f"00-{trace}-b7ad6b7169203331-01"},
+        )
+    assert response.headers["x-request-id"] == trace
+
+
+def test_missing_wrong_and_wrong_case_keys_are_401(stack: Stack) -> None:
+    with stack.http() as http:
+        _json_error(http.get("/v1/models"), 401, "authentication_error")
+        _json_error(http.get("/v1/models", headers={"Authorization": "Bearer sk-nope"}), 401, "authentication_error")
+        swapped = stack.api_key.swapcase()
+        _json_error(http.get("/v1/models", headers={"Authorization": f"Bearer {swapped}"}), 401, "authentication_error")
+        assert http.get("/health").status_code == 200  # public
+    with pytest.raises(openai.AuthenticationError):
+        stack.openai(api_key=stack.api_key.upper()).models.list()
+
+
+def test_oversized_body_is_413_json(stack: Stack) -> None:
+    body = b'{"model": "x", "input": "' + b"a" * (9 * 1024 * 1024) + b'"}'
+    with stack.http() as http:  # HTTP/1.1: over HTTP/2 an early 413 can surface as a client read timeout
+        response = http.post(
+            "/v1/embeddings",
+            content=body,
+            headers={"Authorization": f"Bearer {stack.api_key}", "Content-Type": "application/json"},
+        )
+    _json_error(response, 413, "invalid_request_error")
+
+
+def test_cors_preflight_allowed_and_refused(stack: Stack) -> None:
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type"}
+    with stack.http() as http:
+        allowed = http.options("/v1/chat/completions", headers={"Origin": "http://localhost:3000", **preflight})
+        refused = http.options("/v1/chat/completions", headers={"Origin": "https://evil.example", **preflight})
+        actual = http.get("/v1/models", headers={"Origin": "http://localhost:3000", "Authorization": f"Bearer {stack.api_key}"})
+    assert allowed.status_code == 204
+    assert allowed.headers["access-control-allow-origin"] == "http://localhost:3000"
+    assert "authorization" in allowed.headers["access-control-allow-headers"].lower()
+    assert refused.status_code == 204 and "access-control-allow-origin" not in refused.headers
+    assert actual.headers["access-control-allow-origin"] == "http://localhost:3000"
+
+
+def test_unknown_path_is_json_404(stack: Stack) -> None:
+    with stack.http() as http:
+        _json_error(http.get("/nope"), 404, "invalid_request_error")
+
+
+def test_key_lifecycle_create_use_revoke(stack: Stack) -> None:
+    admin = {"Authorization": f"Bearer {stack.admin_key}"}
+    with stack.http() as http:
+        created = http.post("/admin/keys", json={"name": "e2e"}, headers=admin)
+        assert created.status_code == 201, created.text
+        key, key_id = created.json()["key"], created.json()["id"]
+        assert stack.openai(api_key=key).models.list().data
+        listed = http.get("/admin/keys", headers=admin).json()["data"]
+        assert key_id in [k["id"] for k in listed] and key not in str(listed)
+        assert http.delete(f"/admin/keys/{key_id}", headers=admin).status_code == 200
+        revoked_at = time.monotonic()
+
+        def refused() -> bool:
+            return http.get("/v1/models", headers={"Authorization": f"Bearer {key}"}).status_code == 401
+
+        stack.wait_for(refused, timeout_s=8, what="revocation")
+    assert time.monotonic() - revoked_at <= 7  # the proxy's auth cache is 5 s
+
+
+def test_admin_api_refuses_a_normal_key(stack: Stack) -> None:
+    with stack.http() as http:
+        response = http.get("/admin/keys", headers={"Authorization": f"Bearer {stack.api_key}"})
+    assert response.status_code in (401, 403) and response.json()["error"]["type"] in (
+        "authentication_error",
+        "permission_error",
+    )
+
+
+def _model_ids(stack: Stack) -> set[str]:
+    return {m.id for m in stack.openai().models.list().data}
+
+
+def test_stopped_service_gives_json_502_and_registry_follows(stack: Stack) -> None:
+    assert EMBED_MODEL in _model_ids(stack)
+    stack.ctl("stop", "embeddings")
+    try:
+        with stack.http() as http:
+            response = http.post(
+                "/v1/embeddings",
+                json={"model": EMBED_MODEL, "input": "x"},
+                headers={"Authorization": f"Bearer {stack.api_key}"},
+            )
+        error = _json_error(response, 502, "server_error")
+        assert error["code"] == "upstream_unavailable" and response.headers["retry-after"]
+        stack.wait_for(lambda: EMBED_MODEL not in _model_ids(stack), timeout_s=20, what="registry marking it down")
+    finally:
+        stack.ctl("start", "embeddings")
+    stack.wait_for(lambda: EMBED_MODEL in _model_ids(stack), timeout_s=60, what="registry marking it up")
+
+
+def test_loading_a_second_chat_model_at_runtime(stack: Stack) -> None:
+    admin = {"Authorization": f"Bearer {stack.admin_key}"}
+    body = {"id": "phi3-tiny", "path": str(MODELS_DIR / "phi3-tiny"), "service": "chat"}
+    with stack.http() as http:
+        response = http.post("/admin/models/load", json=body, headers=admin)
+    assert response.status_code == 200, response.text
+    stack.wait_for(lambda: "phi3-tiny" in _model_ids(stack), timeout_s=15, what="the new model in /v1/models")
+    reply = stack.openai().chat.completions.create(
+        model="phi3-tiny", messages=[{"role": "user", "content": "Hello"}], max_tokens=4, temperature=0
+    )
+    assert reply.usage.completion_tokens >= 1
+    assert CHAT_MODEL in _model_ids(stack)  # the first model still served beside it
+    with stack.http() as http:
+        assert http.post("/admin/models/unload", json={"id": "phi3-tiny"}, headers=admin).status_code == 200
+    stack.wait_for(lambda: "phi3-tiny" not in _model_ids(stack), timeout_s=15, what="the unloaded model leaving")

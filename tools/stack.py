@@ -1,0 +1,192 @@
+"""The whole product as local processes: registry, chat, embeddings and nginx, under supervisord.
+
+    python tools/stack.py run     # foreground; Ctrl-C stops everything   (make run)
+    python tools/stack.py up      # background                            (make up)
+    python tools/stack.py down    # stop a background stack               (make down)
+
+It makes a local CA and server certificate, renders nginx's config, writes supervisord.conf (crashed services are
+restarted), waits until every service is healthy and prints the base URL, the CA path and an API key. State lives
+in ORTSERVE_RUN_DIR (default ./run): TLS files, the registry's keys, logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+logger = logging.getLogger("stack")
+
+PORTS = {
+    "CHAT_PORT": "8000",
+    "EMBED_PORT": "8001",
+    "MODELS_PORT": "8002",
+    "PROXY_HTTPS_PORT": "8443",
+}
+
+
+def _secret_file(path: Path, prefix: str) -> str:
+    """A key made once and kept, so restarts keep working with the same credentials."""
+    if not path.exists():
+        path.write_text(prefix + secrets.token_urlsafe(32) + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def prepare(run_dir: Path) -> dict[str, str]:
+    models_dir = Path(os.environ.get("ORTSERVE_MODELS_DIR", Path.home() / ".cache/ortserve/models/r1"))
+    ports = {key: os.environ.get(key, default) for key, default in PORTS.items()}
+    for sub in ("logs", "models-data"):
+        (run_dir / sub).mkdir(parents=True, exist_ok=True)
+    subprocess.run(["bash", str(ROOT / "proxy/gen-certs.sh"), str(run_dir / "tls")], check=True)
+    api_key = _secret_file(run_dir / "api-key", "sk-ortserve-")
+    admin_key = _secret_file(run_dir / "admin-key", "sk-admin-")
+    registry = f"http://127.0.0.1:{ports['MODELS_PORT']}"
+    env = {
+        **ports,
+        "CHAT_UPSTREAM": f"127.0.0.1:{ports['CHAT_PORT']}",
+        "EMBEDDINGS_UPSTREAM": f"127.0.0.1:{ports['EMBED_PORT']}",
+        "REGISTRY_UPSTREAM": f"127.0.0.1:{ports['MODELS_PORT']}",
+        "PROXY_ACCESS_LOG": str(run_dir / "logs/proxy-access.log"),
+    }
+    os.environ.update(env)
+    sys.path.insert(0, str(ROOT / "proxy"))
+    from render import render  # noqa: PLC0415 - proxy/ is not a package; its renderer is a script
+
+    nginx_conf = render(run_dir / "proxy")
+    python = sys.executable
+    programs = {
+        "registry": (
+            f"{python} -m models_service",
+            {
+                "MODELS_DATA_DIR": run_dir / "models-data",
+                "MODELS_API_KEYS": api_key,
+                "MODELS_ADMIN_KEY": admin_key,
+            },
+        ),
+        "chat": (
+            f"{python} -m chat_service",
+            {
+                "CHAT_MODEL_PATH": os.environ.get("CHAT_MODEL_PATH", models_dir / "smollm2-135m-instruct"),
+                "CHAT_REGISTRY_URL": registry,
+                "CHAT_ADMIN_KEY": admin_key,
+            },
+        ),
+        "embeddings": (
+            f"{python} -m embeddings_service",
+            {"EMBED_MODELS_DIR": models_dir, "EMBED_REGISTRY_URL": registry, "EMBED_ADMIN_KEY": admin_key},
+        ),
+        "proxy": (f"{shutil.which('nginx') or 'nginx'} -p {run_dir / 'proxy'} -c {nginx_conf} -g 'daemon off;'", {}),
+    }
+    sections = [
+        "[unix_http_server]",
+        f"file={run_dir / 'supervisor.sock'}",
+        "[supervisord]",
+        f"logfile={run_dir / 'logs/supervisord.log'}",
+        f"pidfile={run_dir / 'supervisord.pid'}",
+        "[rpcinterface:supervisor]",
+        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+        "[supervisorctl]",
+        f"serverurl=unix://{run_dir / 'supervisor.sock'}",
+    ]
+    for name, (command, extra_env) in programs.items():
+        environment = ",".join(f'{k}="{v}"' for k, v in {**env, **extra_env}.items())
+        sections += [
+            f"[program:{name}]",
+            f"command={command}",
+            f"directory={ROOT}",
+            f"environment={environment}",
+            "autorestart=true",
+            "startsecs=2",
+            "stopsignal=TERM" if name != "proxy" else "stopsignal=QUIT",
+            "stopwaitsecs=35",
+            f"stdout_logfile={run_dir / 'logs' / name}.log",
+            "redirect_stderr=true",
+            "stdout_logfile_maxbytes=20MB",
+        ]
+    (run_dir / "supervisord.conf").write_text("\n".join(sections) + "\n")
+    return {"api_key": api_key, "admin_key": admin_key, "ca": str(run_dir / "tls/ca.pem"), **ports}
+
+
+def wait_healthy(info: dict[str, str], run_dir: Path, timeout_s: float = 120) -> None:
+    checks = {
+        "registry": f"http://127.0.0.1:{info['MODELS_PORT']}/ready",
+        "chat": f"http://127.0.0.1:{info['CHAT_PORT']}/ready",
+        "embeddings": f"http://127.0.0.1:{info['EMBED_PORT']}/ready",
+        "proxy": f"https://localhost:{info['PROXY_HTTPS_PORT']}/health",
+    }
+    context = ssl.create_default_context(cafile=info["ca"])
+    pending = dict(checks)
+    deadline = time.monotonic() + timeout_s
+    while pending and time.monotonic() < deadline:
+        for name, url in list(pending.items()):
+            try:
+                with urllib.request.urlopen(url, timeout=2, context=context if url.startswith("https") else None):
+                    pending.pop(name)
+                    logger.info("%s is ready", name)
+            except OSError:
+                pass
+        time.sleep(0.5)
+    if pending:
+        raise SystemExit(f"not healthy after {timeout_s:.0f}s: {', '.join(pending)} (logs in {run_dir / 'logs'})")
+
+
+def banner(info: dict[str, str]) -> str:
+    base = f"https://localhost:{info['PROXY_HTTPS_PORT']}/v1"
+    return (
+        "\n  ortserve is up\n"
+        f"  base URL   {base}\n"
+        f"  CA file    {info['ca']}\n"
+        f"  API key    {info['api_key']}\n"
+        f"  admin key  {info['admin_key']}\n"
+        f"  try        curl --cacert {info['ca']} -H 'Authorization: Bearer {info['api_key']}' {base}/models\n"
+    )
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s stack %(message)s")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["run", "up", "down"])
+    args = parser.parse_args()
+    run_dir = Path(os.environ.get("ORTSERVE_RUN_DIR", ROOT / "run")).resolve()
+    bin_dir = Path(sys.executable).parent
+    conf = run_dir / "supervisord.conf"
+    if args.command == "down":
+        if not (run_dir / "supervisor.sock").exists():
+            logger.info("no stack is running from %s", run_dir)
+            return 0
+        return subprocess.run([bin_dir / "supervisorctl", "-c", conf, "shutdown"], check=False).returncode
+    info = prepare(run_dir)
+    if args.command == "up":
+        subprocess.run([bin_dir / "supervisord", "-c", conf], check=True)
+        wait_healthy(info, run_dir)
+        sys.stdout.write(banner(info) + "  stop it   make down\n")
+        return 0
+    supervisor = subprocess.Popen([bin_dir / "supervisord", "-n", "-c", conf])
+    try:
+        wait_healthy(info, run_dir)
+        sys.stdout.write(banner(info) + "  stop it   Ctrl-C\n")
+        sys.stdout.flush()
+        return supervisor.wait()
+    except (KeyboardInterrupt, SystemExit):
+        supervisor.send_signal(signal.SIGTERM)
+        supervisor.wait(60)
+        raise
+    finally:
+        if supervisor.poll() is None:
+            supervisor.send_signal(signal.SIGTERM)
+            supervisor.wait(60)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
