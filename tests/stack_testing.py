@@ -31,7 +31,11 @@ class Stack:
 
     def up(self) -> Stack:
         result = subprocess.run(
-            [sys.executable, str(ROOT / "tools/stack.py"), "up"], env=self.env, capture_output=True, text=True, timeout=240
+            [sys.executable, str(ROOT / "tools/stack.py"), "up"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=240,
         )
         if result.returncode != 0:
             raise RuntimeError(f"stack did not come up:\n{result.stdout}\n{result.stderr}\n{self.logs()}")

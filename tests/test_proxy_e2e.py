@@ -79,11 +79,16 @@ def test_oversized_body_is_413_json(stack: Stack) -> None:
 
 
 def test_cors_preflight_allowed_and_refused(stack: Stack) -> None:
-    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type"}
+    preflight = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type",
+    }
     with stack.http() as http:
         allowed = http.options("/v1/chat/completions", headers={"Origin": "http://localhost:3000", **preflight})
         refused = http.options("/v1/chat/completions", headers={"Origin": "https://evil.example", **preflight})
-        actual = http.get("/v1/models", headers={"Origin": "http://localhost:3000", "Authorization": f"Bearer {stack.api_key}"})
+        actual = http.get(
+            "/v1/models", headers={"Origin": "http://localhost:3000", "Authorization": f"Bearer {stack.api_key}"}
+        )
     assert allowed.status_code == 204
     assert allowed.headers["access-control-allow-origin"] == "http://localhost:3000"
     assert "authorization" in allowed.headers["access-control-allow-headers"].lower()

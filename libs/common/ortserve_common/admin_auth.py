@@ -17,9 +17,13 @@ def bearer_token(authorization: str | None) -> str | None:
 def check_admin_key(authorization: str | None, admin_key: str | None) -> None:
     """Raise 403 when the admin API is disabled, 401 on a missing or wrong key (constant-time, case-sensitive)."""
     if not admin_key:
-        raise OpenAIError(403, "The admin API is disabled: no admin key is configured.", "permission_error", None, "admin_disabled")
+        raise OpenAIError(
+            403, "The admin API is disabled: no admin key is configured.", "permission_error", None, "admin_disabled"
+        )
     token = bearer_token(authorization)
     if token is None:
-        raise OpenAIError(401, "Missing admin key (Authorization: Bearer ...).", "authentication_error", None, "missing_api_key")
+        raise OpenAIError(
+            401, "Missing admin key (Authorization: Bearer ...).", "authentication_error", None, "missing_api_key"
+        )
     if not hmac.compare_digest(token.encode(), admin_key.encode()):
         raise OpenAIError(401, "Invalid admin key.", "authentication_error", None, "invalid_api_key")
