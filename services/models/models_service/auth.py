@@ -1,0 +1,76 @@
+"""Bearer-key checks for /internal/auth (nginx's auth_request) and for the admin API."""
+
+from __future__ import annotations
+
+import hmac
+
+from ortserve_common.errors import OpenAIError
+from pydantic import SecretStr
+
+from models_service.keys import ApiKeyRecord, KeyStore
+
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The key from `Authorization: Bearer <key>`; the scheme is case-insensitive (RFC 9110), the key is not."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def missing_api_key() -> OpenAIError:
+    return OpenAIError(
+        401,
+        "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
+        "authentication_error",
+        None,
+        "missing_api_key",
+        _CHALLENGE,
+    )
+
+
+def invalid_api_key() -> OpenAIError:
+    return OpenAIError(
+        401,
+        "Invalid API key provided: it is unknown or has been revoked.",
+        "authentication_error",
+        None,
+        "invalid_api_key",
+        _CHALLENGE,
+    )
+
+
+def authenticate(token: str | None, key_store: KeyStore) -> ApiKeyRecord:
+    if token is None:
+        raise missing_api_key()
+    record = key_store.verify(token)
+    if record is None:
+        raise invalid_api_key()
+    return record
+
+
+def require_admin_key(token: str | None, admin_key: SecretStr | None, key_store: KeyStore) -> None:
+    if admin_key is None:
+        raise OpenAIError(
+            403,
+            "The admin API is disabled: set MODELS_ADMIN_KEY on the model registry to enable it.",
+            "permission_error",
+            None,
+            "admin_disabled",
+        )
+    if token is None:
+        raise missing_api_key()
+    if hmac.compare_digest(token.encode("utf-8"), admin_key.get_secret_value().encode("utf-8")):
+        return
+    if key_store.verify(token) is not None:
+        raise OpenAIError(
+            403,
+            "This API key may call the model APIs but not the admin API; use the admin key.",
+            "permission_error",
+            None,
+            "insufficient_permissions",
+        )
+    raise invalid_api_key()

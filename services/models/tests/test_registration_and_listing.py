@@ -1,0 +1,157 @@
+"""Registration and heartbeats decide what /v1/models lists; the OpenAI SDK reads the result as-is."""
+
+from __future__ import annotations
+
+import time
+
+import openai
+import pytest
+from models_testing import ModelsServer, registration
+
+CHAT_URL = "http://127.0.0.1:18101"
+EMBED_URL = "http://127.0.0.1:18102"
+SMOLLM = {"id": "smollm2-135m-instruct", "kind": "chat", "context_length": 4096}
+MINILM = {"id": "all-minilm-l6-v2", "kind": "embedding", "context_length": 256}
+NOT_FOUND = {
+    "error": {
+        "message": "The model 'nope' does not exist or is not served here.",
+        "type": "invalid_request_error",
+        "param": "model",
+        "code": "model_not_found",
+    }
+}
+
+
+def _ids(server: ModelsServer) -> list[str]:
+    with server.http() as http:
+        return [card["id"] for card in http.get("/v1/models").json()["data"]]
+
+
+def test_only_models_of_live_instances_are_listed(fresh_registry: ModelsServer) -> None:
+    assert _ids(fresh_registry) == []
+    with fresh_registry.http() as http:
+        answer = http.post("/internal/instances", json=registration(CHAT_URL + "/", [SMOLLM]))
+        assert (answer.status_code, answer.json()) == (200, {"status": "registered"})
+        http.post("/internal/instances", json=registration(EMBED_URL, [MINILM], service="embeddings"))
+        listing = http.get("/v1/models").json()
+    assert listing["object"] == "list"
+    smollm, minilm = listing["data"]
+    # Manifest data wins over the registered data (context 8192, not the 4096 the instance sent).
+    assert smollm == {
+        "id": "smollm2-135m-instruct",
+        "object": "model",
+        "created": 1730419200,
+        "owned_by": "huggingfacetb",
+        "kind": "chat",
+        "status": "live",
+        "context_length": 8192,
+        "service": "chat",
+        "aliases": [],
+        "defaults": {"temperature": 0.7, "top_p": 1.0},
+    }
+    assert (minilm["id"], minilm["kind"], minilm["service"]) == ("all-minilm-l6-v2", "embedding", "embeddings")
+
+
+def test_expired_heartbeat_drops_the_model_and_a_new_one_brings_it_back(fresh_registry: ModelsServer) -> None:
+    body = registration(CHAT_URL, [SMOLLM], ttl_s=0.5)
+    with fresh_registry.http() as http:
+        http.post("/internal/instances", json=body)
+        assert _ids(fresh_registry) == ["smollm2-135m-instruct"]
+        time.sleep(0.8)
+        assert _ids(fresh_registry) == []
+        assert http.get("/v1/models/smollm2-135m-instruct").status_code == 404
+        statuses = {m["id"]: m for m in http.get("/internal/models").json()["data"]}
+        assert statuses["smollm2-135m-instruct"]["status"] == "down"
+        assert statuses["smollm2-135m-instruct"]["instances"] == []
+        (instance,) = http.get("/internal/instances").json()["data"]
+        assert instance["url"] == CHAT_URL and instance["live"] is False
+
+        http.post("/internal/instances", json=body)
+        assert _ids(fresh_registry) == ["smollm2-135m-instruct"]
+
+
+def test_heartbeat_replaces_the_model_list_and_delete_deregisters(fresh_registry: ModelsServer) -> None:
+    with fresh_registry.http() as http:
+        http.post("/internal/instances", json=registration(CHAT_URL, [SMOLLM]))
+        http.post("/internal/instances", json=registration(CHAT_URL, [{"id": "phi-3.5-mini", "kind": "chat"}]))
+        assert _ids(fresh_registry) == ["phi-3.5-mini"]
+        gone = http.delete("/internal/instances", params={"url": CHAT_URL + "/"})
+        assert (gone.status_code, gone.json()) == (200, {"status": "deregistered"})
+        assert _ids(fresh_registry) == []
+        again = http.delete("/internal/instances", params={"url": CHAT_URL})
+        assert again.status_code == 404 and again.json()["error"]["code"] == "not_found"
+        bad = http.delete("/internal/instances", params={"url": "ftp://x"})
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "url"
+
+
+def test_internal_models_shows_every_model_with_its_status_and_instances(fresh_registry: ModelsServer) -> None:
+    with fresh_registry.http() as http:
+        http.post("/internal/instances", json=registration(CHAT_URL, [SMOLLM, {"id": "extra", "kind": "chat"}]))
+        http.post("/internal/instances", json=registration(EMBED_URL, [SMOLLM]))
+        statuses = {m["id"]: m for m in http.get("/internal/models").json()["data"]}
+    assert list(statuses) == [
+        "smollm2-135m-instruct",
+        "all-minilm-l6-v2",
+        "rerank-tiny-random",
+        "phi-3.5-mini",
+        "extra",
+    ]
+    assert statuses["smollm2-135m-instruct"]["instances"] == [CHAT_URL, EMBED_URL]
+    assert statuses["smollm2-135m-instruct"]["status"] == "live" and statuses["smollm2-135m-instruct"]["in_manifest"]
+    assert statuses["rerank-tiny-random"]["status"] == "down" and statuses["rerank-tiny-random"]["instances"] == []
+    assert statuses["extra"]["in_manifest"] is False and statuses["extra"]["owned_by"] == "ortserve"
+
+
+def test_aliases_slashes_and_unknown_ids(shared_registry: ModelsServer) -> None:
+    url = "http://127.0.0.1:18103"
+    models = [{"id": "phi3.5", "kind": "chat", "context_length": 8192}, {"id": "org/model-x", "kind": "rerank"}]
+    with shared_registry.http() as http:
+        http.post("/internal/instances", json=registration(url, models))
+        # An instance that registers an alias serves the manifest model: it is listed once, by its real id.
+        by_alias = http.get("/v1/models/phi3.5").json()
+        assert by_alias["id"] == "phi-3.5-mini" and by_alias["aliases"] == ["phi3.5"]
+        assert by_alias["context_length"] == 131072
+        assert http.get("/v1/models/phi-3.5-mini").json() == by_alias
+        assert http.get("/v1/models/org/model-x").json()["id"] == "org/model-x"
+        missing = http.get("/v1/models/nope")
+        assert (missing.status_code, missing.json()) == (404, NOT_FOUND)
+        # In the manifest but served by nobody: not found either.
+        assert http.get("/v1/models/rerank-tiny-random").json()["error"]["code"] == "model_not_found"
+        http.delete("/internal/instances", params={"url": url})
+
+
+def test_openai_sdk_lists_and_retrieves_with_the_extra_fields(shared_registry: ModelsServer) -> None:
+    url = "http://127.0.0.1:18104"
+    models = [{"id": "phi-3.5-mini", "kind": "chat"}, {"id": "org/sdk-model", "kind": "embedding"}]
+    with shared_registry.http() as http:
+        http.post("/internal/instances", json=registration(url, models))
+    client = shared_registry.openai_client()
+    listed = {model.id: model for model in client.models.list()}
+    assert {"phi-3.5-mini", "org/sdk-model"} <= set(listed)
+    phi = client.models.retrieve("phi3.5")
+    assert (phi.id, phi.object, phi.owned_by, phi.created) == ("phi-3.5-mini", "model", "microsoft", 1724112000)
+    extras = phi.model_dump()
+    assert extras["kind"] == "chat" and extras["defaults"] == {"temperature": 0.7, "top_p": 1.0}
+    assert client.models.retrieve("org/sdk-model").model_dump()["service"] == "chat"
+    with pytest.raises(openai.NotFoundError) as raised:
+        client.models.retrieve("nope")
+    assert raised.value.body == NOT_FOUND["error"]
+    with shared_registry.http() as http:
+        http.delete("/internal/instances", params={"url": url})
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        (registration("127.0.0.1:8000", []), "url"),
+        (registration("http://127.0.0.1:1", [], service="vision"), "service"),
+        (registration("http://127.0.0.1:1", [{"id": "m", "kind": "llm"}]), "models[0].kind"),
+        (registration("http://127.0.0.1:1", [], ttl_s=0), "ttl_s"),
+        ({"service": "chat", "models": []}, "url"),
+    ],
+)
+def test_bad_registrations_are_refused(shared_registry: ModelsServer, body: dict, param: str) -> None:
+    with shared_registry.http() as http:
+        answer = http.post("/internal/instances", json=body)
+    assert answer.status_code == 400
+    assert answer.json()["error"]["param"] == param
