@@ -22,6 +22,7 @@ from ortserve_common.validation import validation_error
 access_logger = logging.getLogger("ortserve.access")
 logger = logging.getLogger(__name__)
 
+_QUIET_PATHS = frozenset({"/health", "/ready", "/metrics", "/internal/instances", "/internal/auth"})
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
 
 
@@ -89,21 +90,24 @@ class RequestContextMiddleware:
                 )
                 await JSONResponse(body, status_code=500)(scope, receive, send_wrapper)
         finally:
-            if scope.get("path") not in ("/health", "/metrics"):
-                elapsed = time.perf_counter() - start
-                access_logger.info(
-                    "%s %s %s",
-                    scope.get("method"),
-                    scope.get("path"),
-                    status["code"],
-                    extra={
-                        "method": scope.get("method"),
-                        "path": scope.get("path"),
-                        "status": status["code"],
-                        "total_time_s": round(elapsed, 4),
-                        **fields,
-                    },
-                )
+            elapsed = time.perf_counter() - start
+            path = scope.get("path", "")
+            # Probes, heartbeats and the proxy's key checks would drown the log at INFO.
+            level = logging.DEBUG if path in _QUIET_PATHS and status["code"] < 400 else logging.INFO
+            access_logger.log(
+                level,
+                "%s %s %s",
+                scope.get("method"),
+                path,
+                status["code"],
+                extra={
+                    "method": scope.get("method"),
+                    "path": path,
+                    "status": status["code"],
+                    "total_time_s": round(elapsed, 4),
+                    **fields,
+                },
+            )
 
 
 def health_router(is_ready: Callable[[FastAPI], bool]) -> APIRouter:

@@ -38,9 +38,11 @@ def validation_error(errors: Sequence[dict[str, Any]]) -> OpenAIError:
         )
     param = param_from_loc(first.get("loc", ()))
     etype = str(first.get("type", ""))
+    if param is None:
+        return OpenAIError(
+            400, "The request body must be a JSON object (send Content-Type: application/json).", code="invalid_json"
+        )
     if etype in _MISSING:
-        if param is None:
-            return OpenAIError(400, "Request body is required (JSON object).", code="invalid_json")
         return OpenAIError(
             400, f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
         )
