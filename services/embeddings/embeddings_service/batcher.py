@@ -24,8 +24,9 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BatchStats:
-    """How one input was served: the size of the model run it was in, its wait for that run, and the run time."""
+    """How one input was served: which model run it was in, that run's size and time, and its wait for it."""
 
+    batch_id: int
     batch_size: int
     waited_s: float
     run_s: float
@@ -49,6 +50,7 @@ class EmbeddingBatcher:
         # One thread per model: batches of one model never overlap, so each run gets all the intra-op threads.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batch-{name}")
         self._task: asyncio.Task[None] | None = None
+        self._batches_run = 0
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._serve(), name=f"batcher-{self.name}")
@@ -129,7 +131,8 @@ class EmbeddingBatcher:
                         pending.future.set_exception(exc)
                 continue
             run_s = time.perf_counter() - start
+            self._batches_run += 1
             for row, pending in zip(outputs, batch, strict=True):
                 if not pending.future.done():
-                    stats = BatchStats(len(batch), start - pending.enqueued_at, run_s)
+                    stats = BatchStats(self._batches_run, len(batch), start - pending.enqueued_at, run_s)
                     pending.future.set_result((row, stats))

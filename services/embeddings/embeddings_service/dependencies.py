@@ -1,4 +1,7 @@
-"""FastAPI dependencies: the serving objects that the lifespan put on app.state."""
+"""FastAPI dependencies: the serving objects that the lifespan put on app.state.
+
+Async on purpose: FastAPI runs a plain `def` dependency on its thread pool, a thread hop per request for nothing.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +14,15 @@ from embeddings_service.serving_embeddings import EmbeddingServing
 from embeddings_service.serving_rerank import RerankServing
 
 
-def _embedding_serving(request: Request) -> EmbeddingServing:
+async def _embedding_serving(request: Request) -> EmbeddingServing:
     return request.app.state.embedding_serving
 
 
-def _rerank_serving(request: Request) -> RerankServing:
+async def _rerank_serving(request: Request) -> RerankServing:
     return request.app.state.rerank_serving
 
 
-def _registry(request: Request) -> ModelRegistry:
+async def _registry(request: Request) -> ModelRegistry:
     return request.app.state.registry
 
 

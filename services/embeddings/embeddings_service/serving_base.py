@@ -38,12 +38,14 @@ class BaseServing:
     def record(
         self, model: ServedModel, inputs: int, prompt_tokens: int, stats: list[BatchStats], started: float
     ) -> None:
+        runs = {s.batch_id: s for s in stats}  # a request's inputs may share runs, or span several
         record_request_fields(
             model=model.id,
             inputs=inputs,
             prompt_tokens=prompt_tokens,
-            batch_size_max=max((s.batch_size for s in stats), default=0),
+            batches=len(runs),
+            batch_size_max=max((s.batch_size for s in runs.values()), default=0),
             batch_wait_s=round(max((s.waited_s for s in stats), default=0.0), 4),
-            inference_s=round(max((s.run_s for s in stats), default=0.0), 4),
+            inference_s=round(sum(s.run_s for s in runs.values()), 4),
             serve_s=round(time.perf_counter() - started, 4),
         )

@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 from ortserve_common.errors import invalid_request
+from ortserve_common.logs import record_request_fields
 from ortserve_common.protocol.embeddings import EmbeddingData, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage
 
 from embeddings_service.engine.pooling import shorten
@@ -65,6 +66,7 @@ class EmbeddingServing(BaseServing):
         started = time.perf_counter()
         model = self.usable_model(request.model)
         items = await asyncio.to_thread(self._encode, request, model)
+        record_request_fields(tokenize_s=round(time.perf_counter() - started, 4))
         slot = await self.admit()
         try:
             vectors, stats = await model.batcher.submit(items)

@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 from ortserve_common.errors import invalid_request
+from ortserve_common.logs import record_request_fields
 from ortserve_common.protocol.common import new_id
 from ortserve_common.protocol.rerank import (
     RerankRequest,
@@ -60,6 +61,7 @@ class RerankServing(BaseServing):
         model = self.usable_model(request.model)
         documents = request.document_texts()
         items = await asyncio.to_thread(self._encode, request, model, documents)
+        record_request_fields(tokenize_s=round(time.perf_counter() - started, 4))
         slot = await self.admit()
         try:
             outputs, stats = await model.batcher.submit(items)

@@ -91,7 +91,7 @@ class EmbedSettings(ServiceSettings):
     )
     max_batch_size: int = Field(32, ge=1, description="Most inputs one model run takes (dynamic batching).")
     max_wait_ms: float = Field(
-        5.0, ge=0, description="How long a batch waits for more inputs after its first one arrives."
+        2.0, ge=0, description="How long a batch waits for more inputs after its first one arrives."
     )
     max_inputs: int = Field(2048, ge=1, description="Most inputs one /v1/embeddings request may carry.")
     max_documents: int = Field(1000, ge=1, description="Most documents one /v1/rerank request may carry.")

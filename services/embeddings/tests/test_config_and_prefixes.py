@@ -87,3 +87,9 @@ def test_pooling_helpers() -> None:
     np.testing.assert_allclose(l2_normalize(np.array([[3.0, 4.0], [0.0, 0.0]])), [[0.6, 0.8], [0.0, 0.0]])
     cut = shorten(np.array([[0.6, 0.8, 0.0]], dtype=np.float32), 1)
     np.testing.assert_allclose(cut, [[1.0]])
+
+
+def test_readme_documents_every_setting() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    for name in EmbedSettings.model_fields:
+        assert f"`EMBED_{name.upper()}`" in readme, name
