@@ -4,6 +4,7 @@ GenAI loop (mean of the hidden states, L2-normed) for the LLM."""
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import onnxruntime_genai as og
@@ -18,6 +19,8 @@ from embeddings_testing import (
     cosine,
     sentence_transformers_reference,
 )
+
+logger = logging.getLogger(__name__)
 
 PARITY_TEXTS = [
     "The capital of France is Paris.",
@@ -38,9 +41,10 @@ def test_minilm_matches_sentence_transformers(server: EmbedServer) -> None:
     reference, max_seq_length = sentence_transformers_reference(PARITY_TEXTS)
     got, body = server.embed(MINILM_ID, PARITY_TEXTS, truncate=True)
     similarity = cosine(got, reference)
-    print(
-        f"\nMiniLM vs sentence-transformers: min cosine {similarity.min():.7f}, "
-        f"max abs diff {np.abs(got - reference).max():.2e}"
+    logger.info(
+        "MiniLM vs sentence-transformers: min cosine %.7f, max abs diff %.2e",
+        similarity.min(),
+        np.abs(got - reference).max(),
     )
     assert max_seq_length == 256
     assert similarity.min() >= 0.9999, similarity
