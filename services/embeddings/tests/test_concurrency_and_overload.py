@@ -53,7 +53,7 @@ def tight_server(real_models: None):
         [{"id": MINILM_ID, "path": str(MINILM)}],
         EMBED_MAX_CONCURRENCY="1",
         EMBED_MAX_QUEUE="1",
-        EMBED_QUEUE_TIMEOUT_S="0.3",
+        EMBED_QUEUE_TIMEOUT_S="0.4",
         EMBED_MAX_BATCH_SIZE="1",
         EMBED_MAX_INPUTS="4096",
     ).start()
@@ -63,7 +63,7 @@ def tight_server(real_models: None):
 
 def test_queue_full_is_429_and_queue_timeout_is_503(tight_server: EmbedServer) -> None:
     # One slow request (long inputs, one per model run) holds the only slot for a second or more.
-    heavy = {"model": MINILM_ID, "input": ["slow " * 250] * 100}
+    heavy = {"model": MINILM_ID, "input": ["slow " * 250] * 150}
     results: dict[str, httpx.Response] = {}
 
     def send(name: str, body: dict) -> None:
@@ -71,7 +71,7 @@ def test_queue_full_is_429_and_queue_timeout_is_503(tight_server: EmbedServer) -
 
     holder = threading.Thread(target=send, args=("holder", heavy))
     holder.start()
-    time.sleep(0.2)
+    time.sleep(0.4)  # margin for the holder to be admitted first, even on a busy machine
     waiter = threading.Thread(target=send, args=("waiter", {"model": MINILM_ID, "input": "hi"}))
     waiter.start()
     time.sleep(0.1)
