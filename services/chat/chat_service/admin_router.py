@@ -13,7 +13,7 @@ from ortserve_common.protocol.admin import LoadedModels, ModelLoadRequest, Model
 from chat_service.dependencies import ModelPoolDep, RegistryDep, SettingsDep
 
 
-def _require_admin(settings: SettingsDep, authorization: Annotated[str | None, Header()] = None) -> None:
+async def _require_admin(settings: SettingsDep, authorization: Annotated[str | None, Header()] = None) -> None:
     check_admin_key(authorization, settings.admin_key)
 
 

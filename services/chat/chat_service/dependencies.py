@@ -1,4 +1,7 @@
-"""FastAPI dependencies: the serving objects that the lifespan put on app.state."""
+"""FastAPI dependencies: the serving objects that the lifespan put on app.state.
+
+Async on purpose: FastAPI runs a plain `def` dependency on its thread pool, a thread hop per request for nothing.
+"""
 
 from __future__ import annotations
 
@@ -13,19 +16,19 @@ from chat_service.serving_completions import CompletionServing
 from chat_service.settings import ChatSettings
 
 
-def _chat_serving(request: Request) -> ChatServing:
+async def _chat_serving(request: Request) -> ChatServing:
     return request.app.state.chat_serving
 
 
-def _completion_serving(request: Request) -> CompletionServing:
+async def _completion_serving(request: Request) -> CompletionServing:
     return request.app.state.completion_serving
 
 
-def _settings(request: Request) -> ChatSettings:
+async def _settings(request: Request) -> ChatSettings:
     return request.app.state.settings
 
 
-def _pool(request: Request) -> ModelPool:
+async def _pool(request: Request) -> ModelPool:
     return request.app.state.pool
 
 
@@ -35,7 +38,7 @@ SettingsDep = Annotated[ChatSettings, Depends(_settings)]
 ModelPoolDep = Annotated[ModelPool, Depends(_pool)]
 
 
-def _registry(request: Request) -> RegistryClient:
+async def _registry(request: Request) -> RegistryClient:
     return request.app.state.registry
 
 

@@ -9,7 +9,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from ortserve_common.admission import AdmissionController
 from ortserve_common.app import create_service_app
+from ortserve_common.registration import RegistryClient
 
+from embeddings_service.admin_router import admin_router
 from embeddings_service.registry import ModelRegistry
 from embeddings_service.router import router
 from embeddings_service.serving_embeddings import EmbeddingServing
@@ -34,15 +36,21 @@ def create_app(
         app.state.embedding_serving = EmbeddingServing(registry, admission, settings)
         app.state.rerank_serving = RerankServing(registry, admission, settings)
         logger.info("serving %s", ", ".join(f"{m.id} ({m.kind})" for m in registry.models.values()))
+        registry_client = RegistryClient(
+            settings.registry_url, "embeddings", settings.public_url(), registry.registrations
+        )
+        app.state.registry_client = registry_client
+        await registry_client.start()
         try:
             yield
         finally:
             app.state.registry = None
+            await registry_client.stop()
             await registry.close()
 
     return create_service_app(
         "ortserve embeddings",
         lifespan,
-        [router],
+        [router, admin_router],
         is_ready=lambda app: getattr(app.state, "registry", None) is not None,
     )

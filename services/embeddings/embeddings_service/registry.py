@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
+from typing import Any
 
-from ortserve_common.errors import model_not_found
+from ortserve_common.errors import OpenAIError, model_not_found
 from ortserve_common.protocol.embeddings import EmbeddingModelCard
 
 from embeddings_service.batcher import EmbeddingBatcher
 from embeddings_service.engine.loader import LoadedModel, ModelLoader
 from embeddings_service.engine.tokenizer import ModelTokenizer
-from embeddings_service.engine.types import ModelKind
+from embeddings_service.engine.types import EngineLoadError, ModelKind
 from embeddings_service.prefixes import PrefixPolicy
-from embeddings_service.settings import EmbedSettings
+from embeddings_service.settings import EmbedSettings, ModelEntry
 
 logger = logging.getLogger(__name__)
 
@@ -61,46 +63,80 @@ class ServedModel:
 
 
 class ModelRegistry:
-    def __init__(self, models: dict[str, ServedModel], loader: ModelLoader, batchers: list[EmbeddingBatcher]) -> None:
-        self.models = models
+    def __init__(self, settings: EmbedSettings, loader: ModelLoader) -> None:
+        self.models: dict[str, ServedModel] = {}
+        self._settings = settings
         self._loader = loader
-        self._batchers = batchers
+        self._batchers: dict[int, EmbeddingBatcher] = {}  # by id() of the loaded engine they drive
+        self._started = False
+        self._lock = asyncio.Lock()
 
     @classmethod
-    def load(cls, settings: EmbedSettings) -> ModelRegistry:
+    def load(cls, settings: EmbedSettings, loader: ModelLoader | None = None) -> ModelRegistry:
         """Load every configured model (blocking; the lifespan runs it before the port opens)."""
-        loader = ModelLoader(settings.engine_threads)
-        batchers: dict[int, EmbeddingBatcher] = {}
-        models: dict[str, ServedModel] = {}
+        registry = cls(settings, loader or ModelLoader(settings.engine_threads))
         try:
             for entry in settings.models:
-                loaded = loader.load(entry.path, entry.kind, entry.max_length)
-                if id(loaded) not in batchers:
-                    batchers[id(loaded)] = EmbeddingBatcher(
-                        entry.id, loaded.model, settings.max_batch_size, settings.max_wait_ms / 1000
-                    )
-                policy = PrefixPolicy(entry.prefix_table(), entry.instruction_template)
-                models[entry.id] = ServedModel(entry.id, loaded, batchers[id(loaded)], policy)
-                logger.info(
-                    "loaded %s (%s) from %s: max %d tokens, %s dimensions%s",
-                    entry.id,
-                    loaded.kind,
-                    entry.path,
-                    loaded.max_length,
-                    loaded.dimensions,
-                    f"; unusable: {loaded.unsupported_reason}" if loaded.unsupported_reason else "",
-                )
+                registry._serve(entry, registry._loader.load(entry.path, entry.kind, entry.max_length))
         except BaseException:
-            loader.close()
+            registry._loader.close()
             raise
-        return cls(models, loader, list(batchers.values()))
+        return registry
+
+    def _serve(self, entry: ModelEntry, loaded: LoadedModel) -> ServedModel:
+        """Serve a loaded engine under an id (on the event loop: a new batcher starts its task there)."""
+        batcher = self._batchers.get(id(loaded))
+        if batcher is None:
+            batcher = EmbeddingBatcher(
+                entry.id, loaded.model, self._settings.max_batch_size, self._settings.max_wait_ms / 1000
+            )
+            self._batchers[id(loaded)] = batcher
+            if self._started:
+                batcher.start()
+        policy = PrefixPolicy(entry.prefix_table(), entry.instruction_template)
+        served = self.models[entry.id] = ServedModel(entry.id, loaded, batcher, policy)
+        logger.info(
+            "loaded %s (%s) from %s: max %d tokens, %s dimensions%s",
+            entry.id,
+            loaded.kind,
+            entry.path,
+            loaded.max_length,
+            loaded.dimensions,
+            f"; unusable: {loaded.unsupported_reason}" if loaded.unsupported_reason else "",
+        )
+        return served
+
+    async def add(self, entry: ModelEntry) -> ServedModel:
+        """Load one more model at runtime (the admin API), off the event loop."""
+        async with self._lock:
+            if entry.id in self.models:
+                raise OpenAIError(409, f"Model '{entry.id}' is already loaded.", param="id", code="model_exists")
+            try:
+                loaded = await asyncio.to_thread(self._loader.load, entry.path, entry.kind, entry.max_length)
+            except EngineLoadError as exc:
+                raise OpenAIError(400, str(exc), param="path", code="model_load_failed") from exc
+            return self._serve(entry, loaded)
+
+    async def remove(self, model_id: str) -> None:
+        """Stop serving an id; its engine and batcher go too unless another id shares them."""
+        async with self._lock:
+            served = self.models.pop(model_id, None)
+            if served is None:
+                raise model_not_found(model_id)
+            if any(other.loaded is served.loaded for other in self.models.values()):
+                return
+            batcher = self._batchers.pop(id(served.loaded))
+        await batcher.close()  # finishes the batches already queued
+        self._loader.release(served.loaded)
+        logger.info("unloaded %s", model_id)
 
     def start(self) -> None:
-        for batcher in self._batchers:
+        self._started = True
+        for batcher in self._batchers.values():
             batcher.start()
 
     async def close(self) -> None:
-        for batcher in self._batchers:
+        for batcher in self._batchers.values():
             await batcher.close()
         self._loader.close()
 
@@ -112,3 +148,11 @@ class ModelRegistry:
 
     def cards(self) -> list[EmbeddingModelCard]:
         return [model.card() for model in self.models.values()]
+
+    def registrations(self) -> list[dict[str, Any]]:
+        """What the model registry is told this instance serves (it knows embedding and rerank kinds)."""
+        return [
+            {"id": m.id, "kind": "rerank" if m.kind == "rerank" else "embedding", "context_length": m.max_length}
+            for m in self.models.values()
+            if not m.loaded.unsupported_reason
+        ]

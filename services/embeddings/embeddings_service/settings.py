@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from ortserve_common.protocol.embeddings import InputType
-from ortserve_common.settings import ServiceSettings
+from ortserve_common.settings import ServiceSettings, advertised_url
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
@@ -89,6 +89,15 @@ class EmbedSettings(ServiceSettings):
         description="Served models: a JSON list of {id, path, kind?, prefixes?, instruction_template?, "
         "max_length?}, or `id=path,id=path`.",
     )
+    admin_key: str | None = Field(
+        None, description="Bearer key for /admin/models/load and /unload; unset disables the admin API."
+    )
+    registry_url: str | None = Field(
+        None, description="Model registry base URL to register with and heartbeat to; unset runs standalone."
+    )
+    advertise_url: str | None = Field(
+        None, description="URL the registry and proxy use to reach this instance; defaults to http://host:port."
+    )
     max_batch_size: int = Field(32, ge=1, description="Most inputs one model run takes (dynamic batching).")
     max_wait_ms: float = Field(
         2.0, ge=0, description="How long a batch waits for more inputs after its first one arrives."
@@ -117,3 +126,16 @@ class EmbedSettings(ServiceSettings):
             if not entry.path.is_absolute():
                 entry.path = self.models_dir / entry.path
         return self
+
+    def public_url(self) -> str:
+        return self.advertise_url or advertised_url(self.host, self.port)
+
+    def entry_for(self, model_id: str, path: str, kind: str | None) -> ModelEntry:
+        """A model the admin API asked for, resolved like the configured ones.
+
+        The registry knows only "embedding"; for an ONNX Runtime GenAI folder that means its hidden states.
+        """
+        resolved = Path(path) if Path(path).is_absolute() else self.models_dir / path
+        if kind == "embedding" and (resolved / "genai_config.json").is_file():
+            kind = "llm-embedding"
+        return ModelEntry.model_validate({"id": model_id, "path": resolved, "kind": kind})

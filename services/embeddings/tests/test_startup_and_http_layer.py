@@ -10,12 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from embeddings_service.batcher import EmbeddingBatcher
 from embeddings_service.engine.loader import LoadedModel
 from embeddings_service.engine.types import EncodedInput
 from embeddings_service.main import create_app
-from embeddings_service.prefixes import PrefixPolicy
-from embeddings_service.registry import ModelRegistry, ServedModel
+from embeddings_service.registry import ModelRegistry
 from embeddings_service.settings import EmbedSettings
 from fastapi.testclient import TestClient
 
@@ -87,11 +85,8 @@ def fake() -> FakeModel:
 def http(fake: FakeModel):
     settings = EmbedSettings(models="fake=/unused")
 
-    def registry_factory(_: EmbedSettings) -> ModelRegistry:
-        loaded = LoadedModel("embedding", fake, FakeTokenizer(), 16, 4)  # type: ignore[arg-type]
-        batcher = EmbeddingBatcher("fake", fake, 8, 0.001)
-        served = ServedModel("fake", loaded, batcher, PrefixPolicy({}))
-        return ModelRegistry({"fake": served}, _FakeLoader(fake), [batcher])  # type: ignore[arg-type]
+    def registry_factory(settings: EmbedSettings) -> ModelRegistry:
+        return ModelRegistry.load(settings, _FakeLoader(fake))  # type: ignore[arg-type]
 
     with TestClient(create_app(settings, registry_factory=registry_factory)) as client:
         yield client
@@ -101,6 +96,9 @@ def http(fake: FakeModel):
 class _FakeLoader:
     def __init__(self, model: FakeModel) -> None:
         self.model = model
+
+    def load(self, _path, _kind, _max_length) -> LoadedModel:
+        return LoadedModel("embedding", self.model, FakeTokenizer(), 16, 4)  # type: ignore[arg-type]
 
     def close(self) -> None:
         self.model.close()

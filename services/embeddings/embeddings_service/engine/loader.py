@@ -129,6 +129,13 @@ class ModelLoader:
         )
         return LoadedModel(info.kind, embedder, tokenizer, info.max_length, info.dimensions or embedder.dimensions)
 
+    def release(self, loaded: LoadedModel) -> None:
+        """Forget and free one engine (its ids were unloaded)."""
+        for key, value in list(self._loaded.items()):
+            if value is loaded:
+                del self._loaded[key]
+        loaded.model.close()
+
     def close(self) -> None:
         for loaded in self._loaded.values():
             loaded.model.close()
