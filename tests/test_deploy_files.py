@@ -1,0 +1,68 @@
+"""docker compose and the Dockerfiles, checked without a Docker engine (none runs on these machines)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+DOCKERFILES = sorted(ROOT.glob("services/*/Dockerfile")) + [ROOT / "proxy/Dockerfile"]
+
+
+def _compose(*args: str, env_file: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "docker-compose"), "-f", str(ROOT / "docker-compose.yml"), "--env-file", str(env_file), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+
+
+def test_compose_file_is_valid_with_the_example_env() -> None:
+    result = _compose("config", "--quiet", env_file=ROOT / ".env.example")
+    assert result.returncode == 0, result.stderr
+
+
+def test_compose_refuses_a_missing_required_key(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    env.write_text("\n".join(line for line in lines if not line.startswith("ORTSERVE_ADMIN_KEY=")))
+    result = _compose("config", "--quiet", env_file=env)
+    assert result.returncode != 0 and "ORTSERVE_ADMIN_KEY" in result.stderr
+
+
+def test_compose_services_scale_and_wait_for_health() -> None:
+    import yaml
+
+    config = yaml.safe_load(_compose("config", env_file=ROOT / ".env.example").stdout)
+    services = config["services"]
+    assert set(services) == {"proxy", "chat", "embeddings", "models"}
+    for name in ("chat", "embeddings"):
+        assert "container_name" not in services[name] and "ports" not in services[name]  # --scale needs both absent
+        assert services[name]["depends_on"]["models"]["condition"] == "service_healthy"
+    assert all("healthcheck" in services[name] for name in ("chat", "embeddings", "models"))
+    assert services["proxy"]["environment"].get("PROXY_MAX_BODY")
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_dockerfile_passes_hadolint_runs_as_non_root_with_a_healthcheck(dockerfile: Path) -> None:
+    hadolint = BIN / "hadolint" if (BIN / "hadolint").exists() else shutil.which("hadolint")
+    result = subprocess.run([str(hadolint), str(dockerfile)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = dockerfile.read_text()
+    assert "HEALTHCHECK" in text
+    assert "USER" in text or "nginx-unprivileged" in text
+
+
+def test_no_service_image_installs_torch() -> None:
+    lines = (ROOT / "requirements/runtime.txt").read_text().lower().splitlines()
+    requirements = [line for line in lines if line.strip() and not line.startswith("#")]
+    assert requirements and not any(line.startswith(("torch", "sentence-transformers")) for line in requirements)
+    for pyproject in ROOT.glob("services/*/pyproject.toml"):
+        assert "torch" not in pyproject.read_text().lower(), pyproject
