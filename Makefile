@@ -14,6 +14,7 @@ MODEL_STAMPS := $(foreach m,smollm2-135m-instruct smollm2-135m-instruct-hidden p
 PYTEST_ARGS ?=
 
 export ORTSERVE_MODELS_DIR := $(MODELS_DIR)
+export ORTSERVE_BUILD_PYTHON := $(BUILD_VENV)/bin/python
 
 .PHONY: help install build-venv model nginx certs run run-chat up down test lint clean
 
@@ -27,7 +28,7 @@ build-venv: ## Create the model-build venv (torch, transformers; never used by a
 	@tools/ensure_venv.sh $(BUILD_VENV) tools/model_build/requirements.txt
 
 model: build-venv ## Build (or reuse from the cache) every model the services and tests use
-	@$(BUILD_VENV)/bin/python tools/model_build/build.py --out $(MODELS_DIR)
+	@$(BUILD_VENV)/bin/python tools/model_build/build.py --out $(MODELS_DIR) --downloads $(CACHE_DIR)/downloads
 
 $(MODEL_STAMPS):
 	@$(MAKE) --no-print-directory model
