@@ -11,6 +11,7 @@ from typing import Any
 from ortserve_common.errors import OpenAIError, model_not_found
 from ortserve_common.protocol.common import ModelCard
 
+from chat_service.engine.continuous import ContinuousBatchingEngine
 from chat_service.engine.ort_genai import OrtGenAIEngine
 from chat_service.engine.types import EngineLoadError
 from chat_service.settings import ChatSettings
@@ -21,7 +22,20 @@ EngineFactory = Callable[[Path, ChatSettings], OrtGenAIEngine]
 
 
 def load_engine(path: Path, settings: ChatSettings) -> OrtGenAIEngine:
-    return OrtGenAIEngine(path, settings.engine_threads, settings.max_model_len, settings.max_concurrency)
+    engine = OrtGenAIEngine(path, settings.engine_threads, settings.max_model_len, settings.max_concurrency)
+    if settings.engine == "generator":
+        return engine
+    try:
+        return ContinuousBatchingEngine(
+            engine,
+            settings.engine_threads,
+            settings.max_batch_size,
+            settings.batch_wait_ms,
+            capped=settings.max_model_len is not None,
+        )
+    except EngineLoadError as exc:
+        logger.warning("continuous batching unavailable, one generator per request instead: %s", exc)
+        return engine
 
 
 class ModelPool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from ortserve_common.settings import ServiceSettings, advertised_url
 from pydantic import Field
@@ -26,6 +27,16 @@ class ChatSettings(ServiceSettings):
     advertise_url: str | None = Field(
         None, description="URL the registry and proxy use to reach this instance; defaults to http://host:port."
     )
+    engine: Literal["batched", "generator"] = Field(
+        "batched",
+        description="batched: continuous batching on onnxruntime (falls back to generator for graphs that do not "
+        "fit); generator: one ONNX Runtime GenAI Generator per request.",
+    )
+    max_batch_size: int = Field(8, ge=1, le=256, description="Rows decoded together (KV slots) by the batched engine.")
+    batch_wait_ms: float = Field(
+        0.0, ge=0, le=1000, description="How long an idle batched engine waits to gather arrivals into one prefill."
+    )
+    max_concurrency: int = Field(8, ge=1, description="Requests admitted at once; further ones queue (then 429).")
     engine_threads: int = Field(2, ge=1, description="ONNX Runtime intra-op threads per generation.")
     default_temperature: float = Field(0.7, ge=0, le=2, description="Temperature when the request gives none.")
     default_top_p: float = Field(1.0, ge=0, le=1, description="top_p when the request gives none.")

@@ -1,0 +1,181 @@
+"""Continuous batching: requests join the running batch at the next step and leave it the step they finish.
+
+One thread owns the decoder. Each turn it prefills whatever arrived (together, into free slots), then advances every
+active row by one token in a single batched call. Sampling, stop conditions and detokenization stay per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from chat_service.engine.detokenizer import IncrementalDetokenizer
+from chat_service.engine.onnx_decoder import OnnxDecoder
+from chat_service.engine.sampler import TokenSampler
+from chat_service.engine.types import FinishReason, GenerationRequest, TokenEvent
+
+logger = logging.getLogger(__name__)
+
+Emit = Callable[[Any], None]
+
+
+@dataclass
+class BatchRow:
+    request: GenerationRequest
+    emit: Emit
+    cancelled: threading.Event
+    sampler: TokenSampler
+    detokenizer: IncrementalDetokenizer
+    length: int = 0  # positions in this row's KV slot
+    generated: int = 0
+    next_token: int = -1
+    done: bool = field(default=False)
+
+
+class BatchScheduler:
+    def __init__(
+        self,
+        decoder: OnnxDecoder,
+        decode_text: Callable[[list[int]], str],
+        eos_token_ids: frozenset[int],
+        vocab_size: int,
+        end_marker: object,
+        batch_wait_s: float,
+    ) -> None:
+        self._decoder = decoder
+        self._decode_text = decode_text
+        self._eos = eos_token_ids
+        self._vocab_size = vocab_size
+        self._end = end_marker
+        self._batch_wait_s = batch_wait_s
+        self._slots = decoder.cache.slots
+        self._rows: list[BatchRow] = []  # index == KV slot
+        self._pending: deque[BatchRow] = deque()
+        self._wakeup = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name="batch-scheduler", daemon=True)
+        self._thread.start()
+
+    def submit(self, request: GenerationRequest, emit: Emit, cancelled: threading.Event) -> None:
+        row = BatchRow(
+            request,
+            emit,
+            cancelled,
+            TokenSampler(request.sampling, self._vocab_size),
+            IncrementalDetokenizer(self._decode_text),
+        )
+        with self._wakeup:
+            self._pending.append(row)
+            self._wakeup.notify()
+
+    def stop(self) -> None:
+        with self._wakeup:
+            self._stopping = True
+            self._wakeup.notify()
+        self._thread.join(timeout=30)
+
+    @property
+    def active(self) -> int:
+        return len(self._rows)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._pending)
+
+    # The scheduler thread -----------------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            with self._wakeup:
+                while not self._stopping and not self._pending and not self._rows:
+                    self._wakeup.wait()
+                if self._stopping:
+                    break
+                idle = not self._rows
+            if idle and self._batch_wait_s > 0:
+                time.sleep(self._batch_wait_s)  # an idle engine may gather a few arrivals into one prefill
+            try:
+                self._admit()
+                if self._rows:
+                    self._step()
+            except BaseException as exc:  # noqa: BLE001 - every waiting client must hear of it, then we go on
+                logger.exception("batch step failed; failing its %d request(s)", len(self._rows))
+                for row in self._rows:
+                    self._finish(row, exc)
+                self._rows.clear()
+        for row in [*self._rows, *self._pending]:
+            self._finish(row, RuntimeError("the engine is shutting down"))
+
+    def _admit(self) -> None:
+        with self._wakeup:
+            free = self._slots - len(self._rows)
+            new = [self._pending.popleft() for _ in range(min(free, len(self._pending)))]
+        for row in new:
+            if row.cancelled.is_set():  # gave up while waiting: never takes a slot
+                self._finish(row, None)
+        new = [row for row in new if not row.done]
+        if not new:
+            return
+        first = len(self._rows)
+        logits = self._decoder.prefill([row.request.prompt_ids for row in new], first)
+        self._rows.extend(new)
+        for row, row_logits in zip(new, logits, strict=True):
+            row.length = len(row.request.prompt_ids)
+            self._advance(row, row_logits)
+        self._drop_finished()
+
+    def _step(self) -> None:
+        self._drop_finished()
+        if not self._rows:
+            return
+        logits = self._decoder.decode([row.next_token for row in self._rows], [row.length for row in self._rows])
+        for row, row_logits in zip(self._rows, logits, strict=True):
+            row.length += 1
+            self._advance(row, row_logits)
+        self._drop_finished()
+
+    def _advance(self, row: BatchRow, logits: np.ndarray) -> None:
+        """Sample this row's next token and tell its client; mark it done on EOS, max_tokens or cancellation."""
+        if row.cancelled.is_set():
+            self._finish(row, None)
+            return
+        token = row.sampler.sample(logits)
+        row.generated += 1
+        finish: FinishReason | None = None
+        if token in self._eos:
+            text, finish = row.detokenizer.flush(), "stop"
+        else:
+            text = row.detokenizer.push(token)
+            if row.generated >= row.request.max_tokens:
+                text, finish = text + row.detokenizer.flush(), "length"
+        row.emit(TokenEvent(token, text, finish))
+        row.next_token = token
+        if finish is not None:
+            self._finish(row, None)
+
+    def _finish(self, row: BatchRow, error: BaseException | None) -> None:
+        if not row.done:
+            row.done = True
+            if error is not None:
+                row.emit(error)
+            row.emit(self._end)
+
+    def _drop_finished(self) -> None:
+        """Free finished rows' slots, keeping the batch contiguous by moving the last row into each hole."""
+        slot = 0
+        while slot < len(self._rows):
+            if not (self._rows[slot].done or self._rows[slot].cancelled.is_set()):
+                slot += 1
+                continue
+            self._finish(self._rows[slot], None)
+            last = len(self._rows) - 1
+            if slot != last:
+                self._decoder.cache.move(last, slot, self._rows[last].length)
+                self._rows[slot] = self._rows[last]
+            self._rows.pop()

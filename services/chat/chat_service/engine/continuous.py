@@ -1,0 +1,92 @@
+"""The chat engine with continuous batching, for graphs that fit it (SmolLM2, Phi-3 and other builder outputs).
+
+Generation runs in the BatchScheduler on plain onnxruntime; everything else (tokenizer, chat template, limits) is
+the ONNX Runtime GenAI engine's, which this one wraps and delegates to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+from chat_service.engine.batch_scheduler import BatchScheduler
+from chat_service.engine.onnx_decoder import OnnxDecoder
+from chat_service.engine.ort_genai import OrtGenAIEngine
+from chat_service.engine.types import GenerationRequest, TokenEvent
+
+logger = logging.getLogger(__name__)
+
+_END = object()
+# Without CHAT_MAX_MODEL_LEN, slots are this long at most: Phi-3.5's 131072 positions × 8 slots would reserve
+# hundreds of GB of address space for KV.
+DEFAULT_SLOT_LEN_CAP = 8192
+
+
+class ContinuousBatchingEngine:
+    def __init__(
+        self, inner: OrtGenAIEngine, threads: int, max_batch_size: int, batch_wait_ms: float, capped: bool
+    ) -> None:
+        self._inner = inner
+        config = json.loads((inner.model_path / "genai_config.json").read_text(encoding="utf-8"))
+        # One KV region per slot, as long as the longest request allowed (prompt + max_tokens ≤ context_length).
+        self.context_length = inner.context_length if capped else min(inner.context_length, DEFAULT_SLOT_LEN_CAP)
+        self._decoder = OnnxDecoder(inner.model_path, config, threads, max_batch_size, self.context_length)
+        self._scheduler = BatchScheduler(
+            self._decoder,
+            inner.decode,
+            inner.eos_token_ids,
+            inner.vocab_size,
+            _END,
+            batch_wait_ms / 1000,
+        )
+        logger.info(
+            "continuous batching on %s: %d slots of up to %d positions (%.1f MB of KV per 1k positions per slot)",
+            inner.model_path,
+            max_batch_size,
+            self.context_length,
+            self._decoder.cache.bytes_per_position * 1000 / 2**20,
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        # Tokenizer, template and limits are the wrapped engine's; only generation differs.
+        return getattr(self._inner, name)
+
+    @property
+    def running(self) -> int:
+        return self._scheduler.active
+
+    @property
+    def waiting(self) -> int:
+        return self._scheduler.waiting
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[TokenEvent]:
+        """Same contract as OrtGenAIEngine.generate: leaving early frees the row within one step."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        cancelled = threading.Event()
+
+        def emit(item: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop closed under us (shutdown)
+                cancelled.set()
+
+        self._scheduler.submit(request, emit, cancelled)
+        try:
+            while True:
+                item = await queue.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            cancelled.set()
+
+    def close(self) -> None:
+        self._scheduler.stop()
+        self._inner.close()
