@@ -11,18 +11,19 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ortserve_common.errors import OpenAIError, error_body
 from ortserve_common.logs import request_fields_var, request_id_var
+from ortserve_common.telemetry import QUIET_PATHS, ServiceMetrics, current_trace_ids, setup_tracing
 from ortserve_common.validation import validation_error
 
 access_logger = logging.getLogger("ortserve.access")
 logger = logging.getLogger(__name__)
 
-_QUIET_PATHS = frozenset({"/health", "/ready", "/metrics", "/internal/instances", "/internal/auth"})
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
 
 
@@ -51,21 +52,26 @@ async def _http_error_handler(request: Request, exc: StarletteHTTPException) -> 
 
 
 class RequestContextMiddleware:
-    """Request id in and out, one JSON access line per request, and a JSON 500 for anything unhandled.
+    """Request id in and out, one JSON access line and one request metric per request, and a JSON 500 for anything
+    unhandled.
 
     Pure ASGI rather than BaseHTTPMiddleware so that streamed bodies pass through untouched; the access line is
-    written when the last body byte has gone, so streams are timed to their end.
+    written when the last body byte has gone, so streams are timed to their end. It runs inside the OpenTelemetry
+    middleware, so the server span is current here and the access line carries its trace and span ids.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
-        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:128] or uuid.uuid4().hex
+        # Without a request id from the proxy, the trace id serves: one id to search logs and traces by.
+        ids = current_trace_ids()
+        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:128] or (ids[0] if ids else uuid.uuid4().hex)
         request_id_var.set(request_id)
         fields: dict[str, Any] = {}
         request_fields_var.set(fields)
@@ -93,7 +99,10 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - start
             path = scope.get("path", "")
             # Probes, heartbeats and the proxy's key checks would drown the log at INFO.
-            level = logging.DEBUG if path in _QUIET_PATHS and status["code"] < 400 else logging.INFO
+            level = logging.DEBUG if path in QUIET_PATHS and status["code"] < 400 else logging.INFO
+            # The route template, never the raw path: one series per route, whatever ids the paths carry.
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            self.metrics.observe_request(scope.get("method", ""), route, status["code"], elapsed)
             access_logger.log(
                 level,
                 "%s %s %s",
@@ -128,18 +137,39 @@ def health_router(is_ready: Callable[[FastAPI], bool]) -> APIRouter:
     return router
 
 
+def metrics_router(metrics: ServiceMetrics) -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
+
+    return router
+
+
 def create_service_app(
     title: str,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
     routers: list[APIRouter],
     is_ready: Callable[[FastAPI], bool],
+    service_name: str,
+    metrics: ServiceMetrics | None = None,
 ) -> FastAPI:
+    """`service_name` names the traces unless OTEL_SERVICE_NAME does; `metrics` defaults to the shared set only."""
+    tracer_provider = setup_tracing(service_name)  # first, so httpx is traced before the lifespan makes clients
+    metrics = metrics or ServiceMetrics()
     app = FastAPI(title=title, lifespan=lifespan)
+    app.state.metrics = metrics
     app.add_exception_handler(OpenAIError, _openai_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_handler)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error_handler)  # type: ignore[arg-type]
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
     app.include_router(health_router(is_ready))
+    app.include_router(metrics_router(metrics))
     for router in routers:
         app.include_router(router)
+    if tracer_provider is not None:
+        # Per-chunk send/receive spans would turn every streamed token into a span.
+        FastAPIInstrumentor.instrument_app(app, tracer_provider=tracer_provider, exclude_spans=["send", "receive"])
     return app

@@ -9,6 +9,8 @@ from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
+from ortserve_common.telemetry import current_trace_ids
+
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 # Mutable on purpose: the serving layer adds fields (model, tokens, ttft) that the access log line reports at the end.
 request_fields_var: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
@@ -20,6 +22,10 @@ class _RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):
             record.request_id = request_id_var.get()
+        # Only inside a span, so lines outside requests carry no empty ids; the JSON formatter emits extra attributes.
+        ids = current_trace_ids()
+        if ids is not None and not hasattr(record, "trace_id"):
+            record.trace_id, record.span_id = ids
         return True
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from chat_service.engine import FinishReason, GenerationRequest, SamplingParams
 from chat_service.engine.ort_genai import OrtGenAIEngine
@@ -19,6 +19,11 @@ class GenerationStats:
     finish_reason: FinishReason | None = None
     ttft_s: float | None = None
     total_s: float = 0.0
+    # For the metrics and the trace (observability.py): the gap before each token after the first, and the text
+    # sent (recorded on the span only when trace_content is on).
+    itl_s: list[float] = field(default_factory=list)
+    output: list[str] = field(default_factory=list)
+    max_tokens: int | None = None  # as resolved (defaults, context cap), for the trace
 
     @property
     def tokens_per_s(self) -> float | None:
@@ -40,7 +45,7 @@ class TextGeneration:
         self._engine = engine
         self._request = GenerationRequest(prompt_ids, max_tokens, sampling)
         self._stops = stops
-        self.stats = GenerationStats(prompt_tokens=len(prompt_ids))
+        self.stats = GenerationStats(prompt_tokens=len(prompt_ids), max_tokens=max_tokens)
 
     async def deltas(self) -> AsyncIterator[str]:
         """Yield non-empty text pieces; `stats.finish_reason` is set when the iterator ends normally."""
@@ -48,12 +53,18 @@ class TextGeneration:
         matcher = StopStringMatcher(self._stops)
         try:
             async with aclosing(self._engine.generate(self._request)) as events:
+                last = start
                 async for event in events:
+                    now = time.perf_counter()
                     if self.stats.completion_tokens == 0:
-                        self.stats.ttft_s = time.perf_counter() - start
+                        self.stats.ttft_s = now - start
+                    else:
+                        self.stats.itl_s.append(now - last)
+                    last = now
                     self.stats.completion_tokens += 1
                     text, stopped = matcher.feed(event.text)
                     if text:
+                        self.stats.output.append(text)
                         yield text
                     if stopped:
                         self.stats.finish_reason = "stop"
@@ -61,6 +72,7 @@ class TextGeneration:
                     if event.finish_reason is not None:
                         rest = matcher.flush()
                         if rest:
+                            self.stats.output.append(rest)
                             yield rest
                         self.stats.finish_reason = event.finish_reason
                         return

@@ -13,6 +13,7 @@ from ortserve_common.registration import RegistryClient
 
 from chat_service.admin_router import admin_router
 from chat_service.model_pool import EngineFactory, ModelPool, load_engine
+from chat_service.observability import ChatMetrics, GenerationTelemetry
 from chat_service.router import router
 from chat_service.serving_chat import ChatServing
 from chat_service.serving_completions import CompletionServing
@@ -23,17 +24,20 @@ logger = logging.getLogger(__name__)
 
 def create_app(settings: ChatSettings, engine_factory: EngineFactory = load_engine) -> FastAPI:
     """`engine_factory` lets HTTP-layer tests run a fake engine; the service itself always loads the real one."""
+    metrics = ChatMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = ModelPool(settings, engine_factory)
         await pool.load(settings.model_id, settings.model_path)
         admission = AdmissionController(settings.max_concurrency, settings.max_queue, settings.queue_timeout_s)
+        metrics.track_admission(admission)
+        telemetry = GenerationTelemetry(metrics, settings.trace_content)
         app.state.settings = settings
         app.state.pool = pool
         app.state.admission = admission
-        app.state.chat_serving = ChatServing(pool, admission, settings)
-        app.state.completion_serving = CompletionServing(pool, admission, settings)
+        app.state.chat_serving = ChatServing(pool, admission, settings, telemetry)
+        app.state.completion_serving = CompletionServing(pool, admission, settings, telemetry)
         registry = RegistryClient(settings.registry_url, "chat", settings.public_url(), pool.registrations)
         app.state.registry = registry
         await registry.start()
@@ -50,4 +54,6 @@ def create_app(settings: ChatSettings, engine_factory: EngineFactory = load_engi
         lifespan,
         [router, admin_router],
         is_ready=lambda app: getattr(app.state, "ready", False) and len(app.state.pool) > 0,
+        service_name="ortserve-chat",
+        metrics=metrics,
     )

@@ -15,6 +15,7 @@ from chat_service.engine import SamplingParams
 from chat_service.engine.ort_genai import OrtGenAIEngine
 from chat_service.generation import GenerationStats
 from chat_service.model_pool import ModelPool
+from chat_service.observability import GenerationTelemetry
 from chat_service.settings import ChatSettings
 
 T = TypeVar("T")
@@ -38,10 +39,17 @@ async def _prepend(first: T, rest: AsyncGenerator[T, None]) -> AsyncGenerator[T,
 
 
 class BaseServing:
-    def __init__(self, pool: ModelPool, admission: AdmissionController, settings: ChatSettings) -> None:
+    def __init__(
+        self,
+        pool: ModelPool,
+        admission: AdmissionController,
+        settings: ChatSettings,
+        telemetry: GenerationTelemetry | None = None,
+    ) -> None:
         self.pool = pool
         self.admission = admission
         self.settings = settings
+        self.telemetry = telemetry or GenerationTelemetry()
 
     def check_supported(self, request: SamplingRequest) -> None:
         """Refuse, clearly, what we would otherwise silently ignore."""
@@ -90,9 +98,17 @@ class BaseServing:
             seed=request.seed,
         )
 
-    async def admit(self) -> AdmissionSlot:
-        slot = await self.admission.acquire()
+    async def admit(self, request: SamplingRequest | None = None) -> AdmissionSlot:
+        """A slot; with the request, its gen_ai span starts here, so the span holds the time in queue."""
+        if request is not None:
+            self.telemetry.begin(request, self.settings)
+        try:
+            slot = await self.admission.acquire()
+        except BaseException as exc:  # 429, 503, or cancelled while queued: the span must still end
+            self.telemetry.refused(exc)
+            raise
         record_request_fields(queued_s=round(slot.queued_s, 4))
+        self.telemetry.admitted(slot.queued_s)
         return slot
 
     def record(self, model: str, stats: list[GenerationStats]) -> None:
@@ -108,3 +124,4 @@ class BaseServing:
             tokens_per_s=round(sum(rates) / len(rates), 2) if rates else None,
             finish_reason=[s.finish_reason for s in stats],
         )
+        self.telemetry.finish(model, stats)

@@ -55,7 +55,7 @@ class ChatServing(BaseServing):
         generation = TextGeneration(engine, prompt_ids, max_tokens, self.sampling_params(request), request.stop_list())
         if request.stream:
             return await start_stream(self._stream(request, generation))
-        slot = await self.admit()
+        slot = await self.admit(request)
         try:
             text = await generation.text()
         finally:
@@ -76,7 +76,7 @@ class ChatServing(BaseServing):
         self, request: ChatCompletionRequest, generation: TextGeneration
     ) -> AsyncGenerator[ChatCompletionChunk, None]:
         chunk_id, created = new_id("chatcmpl"), now()
-        slot = await self.admit()
+        slot = await self.admit(request)
 
         def chunk(delta: DeltaMessage, finish: Any = None) -> ChatCompletionChunk:
             choice = ChatCompletionChunkChoice(index=0, delta=delta, finish_reason=finish)

@@ -45,7 +45,7 @@ class CompletionServing(BaseServing):
         generations = self._generations(engine, request)
         if request.stream:
             return await start_stream(self._stream(request, generations))
-        slot = await self.admit()
+        slot = await self.admit(request)
         try:
             # One slot serves the prompts one after another, so a multi-prompt request cannot starve itself.
             texts = [await generation.text() for generation in generations]
@@ -64,7 +64,7 @@ class CompletionServing(BaseServing):
         self, request: CompletionRequest, generations: list[TextGeneration]
     ) -> AsyncGenerator[CompletionChunk, None]:
         chunk_id, created = new_id("cmpl"), now()
-        slot = await self.admit()
+        slot = await self.admit(request)
 
         def chunk(index: int, text: str, finish: str | None = None) -> CompletionChunk:
             choice = CompletionChoice(index=index, text=text, finish_reason=finish)  # type: ignore[arg-type]

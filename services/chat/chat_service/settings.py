@@ -43,6 +43,9 @@ class ChatSettings(ServiceSettings):
     default_max_tokens: int = Field(
         1024, ge=1, description="max_tokens when the request gives none (capped by context)."
     )
+    trace_content: bool = Field(
+        False, description="Record prompt and output text on the gen_ai trace spans (off: prompts may be private)."
+    )
 
     def public_url(self) -> str:
         return self.advertise_url or advertised_url(self.host, self.port)

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -51,6 +52,8 @@ class EmbeddingBatcher:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batch-{name}")
         self._task: asyncio.Task[None] | None = None
         self._batches_run = 0
+        # Told (model name, batch size, run seconds) after each model run: the metrics' batch-size histogram.
+        self.on_batch: Callable[[str, int, float], None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._serve(), name=f"batcher-{self.name}")
@@ -134,6 +137,8 @@ class EmbeddingBatcher:
                 continue
             run_s = time.perf_counter() - start
             self._batches_run += 1
+            if self.on_batch is not None:
+                self.on_batch(self.name, len(batch), run_s)
             for row, pending in zip(outputs, batch, strict=True):
                 if not pending.future.done():
                     stats = BatchStats(self._batches_run, len(batch), start - pending.enqueued_at, run_s)

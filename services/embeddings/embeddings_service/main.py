@@ -12,6 +12,7 @@ from ortserve_common.app import create_service_app
 from ortserve_common.registration import RegistryClient
 
 from embeddings_service.admin_router import admin_router
+from embeddings_service.observability import EmbeddingMetrics, EmbeddingTelemetry
 from embeddings_service.registry import ModelRegistry
 from embeddings_service.router import router
 from embeddings_service.serving_embeddings import EmbeddingServing
@@ -25,16 +26,19 @@ def create_app(
     settings: EmbedSettings, registry_factory: Callable[[EmbedSettings], ModelRegistry] = ModelRegistry.load
 ) -> FastAPI:
     """`registry_factory` lets HTTP-layer tests serve fake models; the service itself always loads the real ones."""
+    metrics = EmbeddingMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         registry = registry_factory(settings)
-        registry.start()
+        registry.start(on_batch=metrics.observe_batch)
         admission = AdmissionController(settings.max_concurrency, settings.max_queue, settings.queue_timeout_s)
+        metrics.track_admission(admission)
+        telemetry = EmbeddingTelemetry(metrics)
         app.state.settings = settings
         app.state.registry = registry
-        app.state.embedding_serving = EmbeddingServing(registry, admission, settings)
-        app.state.rerank_serving = RerankServing(registry, admission, settings)
+        app.state.embedding_serving = EmbeddingServing(registry, admission, settings, telemetry)
+        app.state.rerank_serving = RerankServing(registry, admission, settings, telemetry)
         logger.info("serving %s", ", ".join(f"{m.id} ({m.kind})" for m in registry.models.values()))
         registry_client = RegistryClient(
             settings.registry_url, "embeddings", settings.public_url(), registry.registrations
@@ -53,4 +57,6 @@ def create_app(
         lifespan,
         [router, admin_router],
         is_ready=lambda app: getattr(app.state, "registry", None) is not None,
+        service_name="ortserve-embeddings",
+        metrics=metrics,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +71,7 @@ class ModelRegistry:
         self._batchers: dict[int, EmbeddingBatcher] = {}  # by id() of the loaded engine they drive
         self._started = False
         self._lock = asyncio.Lock()
+        self._on_batch: Callable[[str, int, float], None] | None = None
 
     @classmethod
     def load(cls, settings: EmbedSettings, loader: ModelLoader | None = None) -> ModelRegistry:
@@ -91,6 +93,7 @@ class ModelRegistry:
                 entry.id, loaded.model, self._settings.max_batch_size, self._settings.max_wait_ms / 1000
             )
             self._batchers[id(loaded)] = batcher
+            batcher.on_batch = self._on_batch
             if self._started:
                 batcher.start()
         policy = PrefixPolicy(entry.prefix_table(), entry.instruction_template)
@@ -130,9 +133,12 @@ class ModelRegistry:
         self._loader.release(served.loaded)
         logger.info("unloaded %s", model_id)
 
-    def start(self) -> None:
+    def start(self, on_batch: Callable[[str, int, float], None] | None = None) -> None:
+        """Start the batchers; `on_batch` is told of every model run, by these and by models loaded later."""
         self._started = True
+        self._on_batch = on_batch
         for batcher in self._batchers.values():
+            batcher.on_batch = on_batch
             batcher.start()
 
     async def close(self) -> None:

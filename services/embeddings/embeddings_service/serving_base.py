@@ -9,15 +9,25 @@ from ortserve_common.errors import invalid_request
 from ortserve_common.logs import record_request_fields
 
 from embeddings_service.batcher import BatchStats
+from embeddings_service.observability import EmbeddingTelemetry
 from embeddings_service.registry import ModelRegistry, ServedModel
 from embeddings_service.settings import EmbedSettings
 
 
 class BaseServing:
-    def __init__(self, registry: ModelRegistry, admission: AdmissionController, settings: EmbedSettings) -> None:
+    operation = "embeddings"  # the gen_ai.operation.name of the request's span
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        admission: AdmissionController,
+        settings: EmbedSettings,
+        telemetry: EmbeddingTelemetry | None = None,
+    ) -> None:
         self.registry = registry
         self.admission = admission
         self.settings = settings
+        self.telemetry = telemetry or EmbeddingTelemetry()
 
     def usable_model(self, model_id: str) -> ServedModel:
         """The model, or a 400 that says why it cannot serve (an LLM folder built without hidden states)."""
@@ -33,6 +43,7 @@ class BaseServing:
     async def admit(self) -> AdmissionSlot:
         slot = await self.admission.acquire()
         record_request_fields(queued_s=round(slot.queued_s, 4))
+        self.telemetry.metrics.observe_queue(slot.queued_s)
         return slot
 
     def record(
@@ -49,3 +60,5 @@ class BaseServing:
             inference_s=round(sum(s.run_s for s in runs.values()), 4),
             serve_s=round(time.perf_counter() - started, 4),
         )
+        documents = inputs if model.kind == "rerank" else inputs - 1  # a bi-encoder also embeds the query
+        self.telemetry.record(self.operation, model.id, documents, inputs, prompt_tokens, stats, started)

@@ -30,6 +30,8 @@ from embeddings_service.serving_base import BaseServing
 
 
 class RerankServing(BaseServing):
+    operation = "rerank"
+
     def _check_request(self, request: RerankRequest, documents: list[str]) -> None:
         if request.query == "":
             raise invalid_request("query is an empty string.", "query")

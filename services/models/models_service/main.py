@@ -53,4 +53,5 @@ def create_app(settings: ModelsSettings) -> FastAPI:
         lifespan,
         [router.router, internal_router.router, admin_router.router],
         is_ready=lambda app: getattr(app.state, "registry", None) is not None,
+        service_name="ortserve-models",
     )
