@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import ssl
@@ -25,8 +26,10 @@ def free_port() -> int:
 class Stack:
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
-        self.ports = {name: str(free_port()) for name in ("CHAT_PORT", "EMBED_PORT", "MODELS_PORT", "PROXY_HTTPS_PORT")}
-        self.env = {**os.environ, "ORTSERVE_RUN_DIR": str(run_dir), **self.ports}
+        names = ("CHAT_PORT", "EMBED_PORT", "MODELS_PORT", "PROXY_HTTPS_PORT", "OTLP_RECEIVER_PORT")
+        self.ports = {name: str(free_port()) for name in names}
+        # Traced like `ORTSERVE_TRACES=1 make run`: every span lands in run_dir/traces.jsonl.
+        self.env = {**os.environ, "ORTSERVE_RUN_DIR": str(run_dir), "ORTSERVE_TRACES": "1", **self.ports}
         self.base_url = f"https://localhost:{self.ports['PROXY_HTTPS_PORT']}"
 
     def up(self) -> Stack:
@@ -46,6 +49,12 @@ class Stack:
 
     def down(self) -> None:
         subprocess.run([sys.executable, str(ROOT / "tools/stack.py"), "down"], env=self.env, timeout=120, check=False)
+
+    def spans(self, trace_id: str) -> list[dict]:
+        """The spans of one trace that the local OTLP receiver has written so far."""
+        path = self.run_dir / "traces.jsonl"
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [span for span in map(json.loads, lines) if span["trace_id"] == trace_id]
 
     def logs(self) -> str:
         logs = self.run_dir / "logs"

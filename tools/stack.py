@@ -7,6 +7,10 @@
 It makes a local CA and server certificate, renders nginx's config, writes supervisord.conf (crashed services are
 restarted), waits until every service is healthy and prints the base URL, the CA path and an API key. State lives
 in ORTSERVE_RUN_DIR (default ./run): TLS files, the registry's keys, logs.
+
+ORTSERVE_TRACES=1 also starts tools/otlp_receiver.py (port OTLP_RECEIVER_PORT, default 4318) and points every
+service's OTLP exporter at it: each span becomes a JSON line in run/traces.jsonl. Without it the services export
+only where the caller's own OTEL_* variables say.
 """
 
 from __future__ import annotations
@@ -32,7 +36,12 @@ PORTS = {
     "EMBED_PORT": "8001",
     "MODELS_PORT": "8002",
     "PROXY_HTTPS_PORT": "8443",
+    "OTLP_RECEIVER_PORT": "4318",
 }
+
+
+def traces_on() -> bool:
+    return os.environ.get("ORTSERVE_TRACES", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _secret_file(path: Path, prefix: str) -> str:
@@ -88,6 +97,21 @@ def prepare(run_dir: Path) -> dict[str, str]:
         ),
         "proxy": (f"{shutil.which('nginx') or 'nginx'} -p {run_dir / 'proxy'} -c {nginx_conf} -g 'daemon off;'", {}),
     }
+    for name, service_name in (
+        ("registry", "ortserve-models"),
+        ("chat", "ortserve-chat"),
+        ("embeddings", "ortserve-embeddings"),
+    ):
+        programs[name][1]["OTEL_SERVICE_NAME"] = service_name
+        if traces_on():
+            programs[name][1]["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{ports['OTLP_RECEIVER_PORT']}"
+            programs[name][1]["OTEL_BSP_SCHEDULE_DELAY"] = "500"  # ms: spans show up while you look, not 5 s later
+    if traces_on():
+        programs["otlp-receiver"] = (
+            f"{python} {ROOT / 'tools/otlp_receiver.py'} --port {ports['OTLP_RECEIVER_PORT']} "
+            f"--out {run_dir / 'traces.jsonl'}",
+            {},
+        )
     sections = [
         "[unix_http_server]",
         f"file={run_dir / 'supervisor.sock'}",
@@ -115,7 +139,10 @@ def prepare(run_dir: Path) -> dict[str, str]:
             "stdout_logfile_maxbytes=20MB",
         ]
     (run_dir / "supervisord.conf").write_text("\n".join(sections) + "\n")
-    return {"api_key": api_key, "admin_key": admin_key, "ca": str(run_dir / "tls/ca.pem"), **ports}
+    info = {"api_key": api_key, "admin_key": admin_key, "ca": str(run_dir / "tls/ca.pem"), **ports}
+    if traces_on():
+        info["traces"] = str(run_dir / "traces.jsonl")
+    return info
 
 
 def wait_healthy(info: dict[str, str], run_dir: Path, timeout_s: float = 120) -> None:
@@ -125,6 +152,8 @@ def wait_healthy(info: dict[str, str], run_dir: Path, timeout_s: float = 120) ->
         "embeddings": f"http://127.0.0.1:{info['EMBED_PORT']}/ready",
         "proxy": f"https://localhost:{info['PROXY_HTTPS_PORT']}/health",
     }
+    if "traces" in info:
+        checks["otlp-receiver"] = f"http://127.0.0.1:{info['OTLP_RECEIVER_PORT']}/health"
     context = ssl.create_default_context(cafile=info["ca"])
     pending = dict(checks)
     deadline = time.monotonic() + timeout_s
@@ -150,6 +179,7 @@ def banner(info: dict[str, str]) -> str:
         f"  API key    {info['api_key']}\n"
         f"  admin key  {info['admin_key']}\n"
         f"  try        curl --cacert {info['ca']} -H 'Authorization: Bearer {info['api_key']}' {base}/models\n"
+        + (f"  traces     {info['traces']} (one JSON line per span)\n" if "traces" in info else "")
     )
 
 
