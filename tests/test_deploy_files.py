@@ -42,7 +42,8 @@ def test_compose_services_scale_and_wait_for_health() -> None:
 
     config = yaml.safe_load(_compose("config", env_file=ROOT / ".env.example").stdout)
     services = config["services"]
-    assert set(services) == {"proxy", "chat", "embeddings", "models"}
+    telemetry = {"otel-collector", "jaeger", "prometheus", "grafana"}
+    assert set(services) == {"proxy", "chat", "embeddings", "models"} | telemetry
     for name in ("chat", "embeddings"):
         assert "container_name" not in services[name] and "ports" not in services[name]  # --scale needs both absent
         assert services[name]["depends_on"]["models"]["condition"] == "service_healthy"
