@@ -17,9 +17,11 @@ from typing import Any
 import numpy as np
 
 from chat_service.engine.detokenizer import IncrementalDetokenizer
+from chat_service.engine.guidance import GuidanceError
 from chat_service.engine.onnx_decoder import OnnxDecoder
 from chat_service.engine.sampler import TokenSampler
 from chat_service.engine.types import FinishReason, GenerationRequest, TokenEvent
+from chat_service.engine.vocabulary import Vocabulary
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +50,13 @@ class BatchScheduler:
         vocab_size: int,
         end_marker: object,
         batch_wait_s: float,
+        vocabulary: Vocabulary | None = None,
     ) -> None:
         self._decoder = decoder
         self._decode_text = decode_text
         self._eos = eos_token_ids
         self._vocab_size = vocab_size
+        self._vocabulary = vocabulary  # for guided decoding (the sampler builds each row's grammar matcher with it)
         self._end = end_marker
         self._batch_wait_s = batch_wait_s
         self._slots = decoder.cache.slots
@@ -68,7 +72,7 @@ class BatchScheduler:
             request,
             emit,
             cancelled,
-            TokenSampler(request.sampling, self._vocab_size),
+            TokenSampler(request.sampling, self._vocab_size, self._vocabulary),
             IncrementalDetokenizer(self._decode_text),
         )
         with self._wakeup:
@@ -145,7 +149,11 @@ class BatchScheduler:
         if row.cancelled.is_set():
             self._finish(row, None)
             return
-        token = row.sampler.sample(logits)
+        try:
+            token = row.sampler.sample(logits)
+        except GuidanceError as exc:  # this row's grammar failed: fail this request only, not the whole batch
+            self._finish(row, exc)
+            return
         row.generated += 1
         finish: FinishReason | None = None
         if token in self._eos:
@@ -154,7 +162,7 @@ class BatchScheduler:
             text = row.detokenizer.push(token)
             if row.generated >= row.request.max_tokens:
                 text, finish = text + row.detokenizer.flush(), "length"
-        row.emit(TokenEvent(token, text, finish))
+        row.emit(TokenEvent(token, text, finish, row.sampler.logprobs))
         row.next_token = token
         if finish is not None:
             self._finish(row, None)

@@ -42,6 +42,7 @@ class ContinuousBatchingEngine:
             inner.vocab_size,
             _END,
             batch_wait_ms / 1000,
+            inner.vocabulary,
         )
         logger.info(
             "continuous batching on %s: %d slots of up to %d positions (%.1f MB of KV per 1k positions per slot)",

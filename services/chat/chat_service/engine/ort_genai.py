@@ -20,8 +20,9 @@ import onnxruntime_genai as og
 
 from chat_service.engine.detokenizer import IncrementalDetokenizer
 from chat_service.engine.sampler import TokenSampler
-from chat_service.engine.template import find_template_override, messages_json
+from chat_service.engine.template import find_template_override, messages_json, template_renders_tools
 from chat_service.engine.types import EngineLoadError, GenerationRequest, TokenEvent
+from chat_service.engine.vocabulary import Vocabulary
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,9 @@ class OrtGenAIEngine:
         except Exception as exc:  # og raises RuntimeError with its own text; keep it, name the path
             raise EngineLoadError(f"model path {model_path} could not be loaded by ONNX Runtime GenAI: {exc}") from exc
         self.eos_token_ids = frozenset(int(t) for t in self._tokenizer.eos_token_ids)
+        self.vocabulary = Vocabulary(model_path / "tokenizer.json", self.vocab_size, self.eos_token_ids)
         self._template_override = find_template_override(model_path)
+        self.template_renders_tools = template_renders_tools(model_path, self._template_override)
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="generate")
 
     def close(self) -> None:
@@ -81,9 +84,18 @@ class OrtGenAIEngine:
     def decode(self, ids: list[int] | tuple[int, ...]) -> str:
         return self._tokenizer.decode(np.asarray(ids, dtype=np.int32))
 
-    def apply_chat_template(self, messages: list[dict[str, Any]]) -> str:
+    def apply_chat_template(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        add_generation_prompt: bool = True,
+    ) -> str:
+        """`tools` reach the template only when it renders them (see `template_renders_tools`)."""
         return self._tokenizer.apply_chat_template(
-            messages_json(messages), template_str=self._template_override, add_generation_prompt=True
+            messages_json(messages),
+            template_str=self._template_override,
+            tools=messages_json(tools) if tools else None,
+            add_generation_prompt=add_generation_prompt,
         )
 
     # Generation --------------------------------------------------------------------------------------------------
@@ -125,7 +137,7 @@ class OrtGenAIEngine:
         params.set_search_options(max_length=len(request.prompt_ids) + request.max_tokens, batch_size=1)
         generator = og.Generator(self._model, params)
         try:
-            sampler = TokenSampler(request.sampling, self.vocab_size)
+            sampler = TokenSampler(request.sampling, self.vocab_size, self.vocabulary)
             detok = IncrementalDetokenizer(self.decode)
             generator.append_tokens(np.asarray(request.prompt_ids, dtype=np.int32))
             for step in range(request.max_tokens):
@@ -134,13 +146,13 @@ class OrtGenAIEngine:
                 logits = generator.get_logits()
                 token = sampler.sample(logits.reshape(-1, logits.shape[-1])[-1])
                 if token in self.eos_token_ids:
-                    emit(TokenEvent(token, detok.flush(), "stop"))
+                    emit(TokenEvent(token, detok.flush(), "stop", sampler.logprobs))
                     return
                 text = detok.push(token)
                 if step + 1 == request.max_tokens:
-                    emit(TokenEvent(token, text + detok.flush(), "length"))
+                    emit(TokenEvent(token, text + detok.flush(), "length", sampler.logprobs))
                     return
-                emit(TokenEvent(token, text))
+                emit(TokenEvent(token, text, None, sampler.logprobs))
                 generator.append_tokens(np.asarray([token], dtype=np.int32))
         finally:
             del generator

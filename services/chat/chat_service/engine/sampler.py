@@ -1,20 +1,34 @@
-"""Next-token choice from raw logits: OpenAI's penalties, temperature, nucleus sampling, greedy at temperature 0."""
+"""Next-token choice from one row of raw logits, all in one place so every engine samples the same way.
+
+In order: OpenAI's penalties, logprobs (the model's distribution after penalties and temperature), the guidance mask,
+then greedy argmax at temperature 0 or nucleus sampling. The engine loop only hands each step's logits row in and
+feeds the chosen token back to the model.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from chat_service.engine.types import SamplingParams
+from chat_service.engine.guidance import GuidanceMatcher
+from chat_service.engine.types import SamplingParams, TokenLogprobs
+from chat_service.engine.vocabulary import Vocabulary
 
 
 class TokenSampler:
-    """Per-request sampler; owns the RNG (seeded for reproducibility) and the counts that the penalties need."""
+    """Per-request sampler; owns the RNG (seeded for reproducibility), the penalty counts and the grammar state."""
 
-    def __init__(self, params: SamplingParams, vocab_size: int) -> None:
+    def __init__(self, params: SamplingParams, vocab_size: int, vocabulary: Vocabulary | None = None) -> None:
         self.params = params
         self._rng = np.random.default_rng(params.seed)
         self._penalised = params.frequency_penalty != 0.0 or params.presence_penalty != 0.0
         self._counts = np.zeros(vocab_size, dtype=np.int32) if self._penalised else None
+        self._guidance: GuidanceMatcher | None = None
+        if params.guidance is not None:
+            if vocabulary is None:
+                raise ValueError("guided decoding needs the model's vocabulary")
+            self._guidance = GuidanceMatcher(params.guidance, vocabulary)
+        # The chosen token's logprobs, after each sample() when params.logprobs is set.
+        self.logprobs: TokenLogprobs | None = None
 
     def apply_penalties(self, logits: np.ndarray) -> np.ndarray:
         """OpenAI's formula: mu[j] -= c[j] * frequency_penalty + (c[j] > 0) * presence_penalty (c: sampled so far)."""
@@ -24,14 +38,40 @@ class TokenSampler:
         return logits - counts * self.params.frequency_penalty - (counts > 0) * self.params.presence_penalty
 
     def sample(self, logits: np.ndarray) -> int:
-        logits = self.apply_penalties(logits.astype(np.float32, copy=False))
+        model_logits = self.apply_penalties(logits.astype(np.float32, copy=False))
+        logits = model_logits
+        if self._guidance is not None:
+            allowed = self._guidance.allowed()
+            logits = np.where(allowed[: logits.shape[-1]], logits, -np.inf)
         if self.params.greedy:
             token = int(np.argmax(logits))
         else:
             token = self._sample_nucleus(logits)
+        if self._guidance is not None:
+            self._guidance.accept(token)
         if self._counts is not None and token < self._counts.shape[0]:
             self._counts[token] += 1
+        if self.params.logprobs is not None:
+            # From the model's distribution (penalties and temperature applied), not the guidance mask or top_p:
+            # what the model thought of each token, always finite.
+            self.logprobs = self._token_logprobs(model_logits, token, self.params.logprobs)
         return token
+
+    def _token_logprobs(self, logits: np.ndarray, token: int, top: int) -> TokenLogprobs:
+        """log softmax(logits / T) of the chosen and the `top` best tokens; greedy (T = 0) reports T = 1."""
+        scale = 1.0 if self.params.greedy else 1.0 / self.params.temperature
+        peak = float(logits.max())
+        log_total = float(np.log(np.exp((logits - peak) * scale).sum(dtype=np.float64)))
+
+        def logprob(t: int) -> float:
+            # min(0.0, ...) guards float rounding: a near-certain token must still report a logprob <= 0.
+            return min(0.0, (float(logits[t]) - peak) * scale - log_total)
+
+        best: list[int] = []
+        if top:
+            candidates = np.argpartition(logits, -top)[-top:]
+            best = [int(t) for t in candidates[np.argsort(-logits[candidates], kind="stable")]]
+        return TokenLogprobs(logprob(token), tuple((t, logprob(t)) for t in best))
 
     def _sample_nucleus(self, logits: np.ndarray) -> int:
         scaled = logits.astype(np.float64) / self.params.temperature

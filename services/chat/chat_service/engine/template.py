@@ -37,3 +37,15 @@ def find_template_override(model_path: Path) -> str | None:
 
 def messages_json(messages: list[dict[str, Any]]) -> str:
     return json.dumps(messages, ensure_ascii=False)
+
+
+def template_renders_tools(model_path: Path, override: str | None) -> bool:
+    """Whether the chat template itself lays out `tools` (SmolLM2's and Phi-3's do not: the server then describes
+    the tools in the system prompt itself)."""
+    source = override
+    if source is None:
+        try:
+            source = (model_path / "chat_template.jinja").read_text(encoding="utf-8")
+        except OSError:
+            return False
+    return "tools" in source

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 FinishReason = Literal["stop", "length"]
+GuidanceKind = Literal["json_schema", "regex", "lark"]
 
 
 class EngineLoadError(RuntimeError):
@@ -13,12 +14,25 @@ class EngineLoadError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class GuidanceSpec:
+    """A constraint on the output: a JSON schema (as JSON text), a regular expression, or a Lark grammar."""
+
+    kind: GuidanceKind
+    source: str
+
+
+@dataclass(frozen=True)
 class SamplingParams:
+    """Everything the per-request sampler needs to choose each next token from one row of raw logits."""
+
     temperature: float = 0.7
     top_p: float = 1.0
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
     seed: int | None = None
+    # None: no logprobs; N (0-20): the chosen token's logprob and the N most likely alternatives at each step.
+    logprobs: int | None = None
+    guidance: GuidanceSpec | None = None
 
     @property
     def greedy(self) -> bool:
@@ -33,9 +47,18 @@ class GenerationRequest:
 
 
 @dataclass(frozen=True)
+class TokenLogprobs:
+    """The chosen token's log probability and the `top` most likely (token id, logprob) pairs, best first."""
+
+    logprob: float
+    top: tuple[tuple[int, float], ...] = ()
+
+
+@dataclass(frozen=True)
 class TokenEvent:
     """One generated token and the text it completed (may be empty while a UTF-8 sequence is still partial)."""
 
     token_id: int
     text: str
     finish_reason: FinishReason | None = None
+    logprobs: TokenLogprobs | None = None

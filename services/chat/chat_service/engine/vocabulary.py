@@ -1,0 +1,47 @@
+"""The model's vocabulary as bytes: token text for logprobs, /tokenize and /detokenize, and guided decoding.
+
+Built once per model from the folder's tokenizer.json. ONNX Runtime GenAI's tokenizer still does the prompts the
+model sees; this one gives what it cannot: the raw bytes of any token, encoding with or without special tokens, and
+the llguidance tokenizer that turns a grammar into a per-step token mask.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import llguidance
+from tokenizers import Tokenizer
+
+logger = logging.getLogger(__name__)
+
+
+class Vocabulary:
+    def __init__(self, tokenizer_file: Path, vocab_size: int, eos_token_ids: Iterable[int]) -> None:
+        start = time.perf_counter()
+        text = tokenizer_file.read_text(encoding="utf-8")
+        self.size = vocab_size
+        self.hf = Tokenizer.from_str(text)
+        # n_vocab is the model's logits width, which may exceed the tokenizer's (Phi-3.5: 32064 against 32011);
+        # the tokens past the tokenizer's end are never allowed by a grammar.
+        self.guidance_tokenizer = llguidance.LLTokenizer(text, n_vocab=vocab_size, eos_token=sorted(eos_token_ids))
+        logger.info(
+            "vocabulary of %d tokens from %s in %.2f s", vocab_size, tokenizer_file, time.perf_counter() - start
+        )
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """The token's own bytes (a special token gives its name); concatenated, they are the UTF-8 text."""
+        return self.guidance_tokenizer.decode_bytes([token_id])
+
+    def token_text(self, token_id: int) -> str:
+        """The token alone as text; half a UTF-8 character shows as U+FFFD."""
+        return self.token_bytes(token_id).decode("utf-8", errors="replace")
+
+    def encode(self, text: str, add_special_tokens: bool) -> list[int]:
+        return self.hf.encode(text, add_special_tokens=add_special_tokens).ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Special tokens stay in the text, so a tokenized chat prompt detokenizes back to itself."""
+        return self.hf.decode(list(ids), skip_special_tokens=False)
