@@ -8,7 +8,9 @@ registry's key check alike.
 from __future__ import annotations
 
 import json
+import os
 import re
+from pathlib import Path
 
 import httpx
 import openai
@@ -20,6 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import format_span_id, format_trace_id
 from stack_testing import Stack
 
+MODELS_DIR = Path(os.environ.get("ORTSERVE_MODELS_DIR", Path.home() / ".cache/ortserve/models/r1"))
 CHAT_MODEL = "smollm2-135m-instruct"
 EMBED_MODEL = "all-minilm-l6-v2"
 AUTH = "<key check>"  # the registry's /internal/auth span, whatever method nginx's subrequest uses
@@ -124,6 +127,31 @@ def test_a_minted_traceparent_ties_the_key_check_to_the_service_and_its_logs(sta
     ]
     (access,) = [line for line in lines if line.get("trace_id") == trace_id and line.get("path") == "/v1/rerank"]
     assert access["span_id"] == server_span and access["request_id"] == trace_id and access["status"] == 200
+
+
+def test_an_admin_load_is_one_trace_from_registry_to_chat_and_back(stack: Stack) -> None:
+    """The registry forwards the load to chat, and chat tells the registry at once: both calls carry the trace."""
+    admin = {"Authorization": f"Bearer {stack.admin_key}"}
+    body = {"id": "phi3-tiny-traced", "path": str(MODELS_DIR / "phi3-tiny"), "service": "chat"}
+    with stack.http() as http:
+        response = http.post("/admin/models/load", json=body, headers=admin)
+        assert response.status_code == 200, response.text
+        try:
+            trace_id = response.headers["x-request-id"]
+            spans = _wait_spans(stack, trace_id, {"POST /admin/models/load", "POST", "POST /internal/instances"})
+        finally:
+            http.post("/admin/models/unload", json={"id": "phi3-tiny-traced"}, headers=admin)
+    kinds = {(s["service"], s["kind"], s["name"]): s for group in spans.values() for s in group}
+    registry_load = kinds[("ortserve-models", "server", "POST /admin/models/load")]
+    forward = kinds[("ortserve-models", "client", "POST")]
+    chat_load = kinds[("ortserve-chat", "server", "POST /admin/models/load")]
+    heartbeat = kinds[("ortserve-chat", "client", "POST")]
+    registered = kinds[("ortserve-models", "server", "POST /internal/instances")]
+    assert registry_load["parent_span_id"] == trace_id[:16]  # the span id nginx minted
+    assert forward["parent_span_id"] == registry_load["span_id"]
+    assert chat_load["parent_span_id"] == forward["span_id"]
+    assert heartbeat["parent_span_id"] == chat_load["span_id"]
+    assert registered["parent_span_id"] == heartbeat["span_id"]
 
 
 def _metric(text: str, name: str, **labels: str) -> float:

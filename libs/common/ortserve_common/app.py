@@ -157,7 +157,7 @@ def create_service_app(
     metrics: ServiceMetrics | None = None,
 ) -> FastAPI:
     """`service_name` names the traces unless OTEL_SERVICE_NAME does; `metrics` defaults to the shared set only."""
-    tracer_provider = setup_tracing(service_name)  # first, so httpx is traced before the lifespan makes clients
+    tracer_provider = setup_tracing(service_name)
     metrics = metrics or ServiceMetrics()
     app = FastAPI(title=title, lifespan=lifespan)
     app.state.metrics = metrics

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from ortserve_common.protocol.registry import InstanceRegistration
+from ortserve_common.telemetry import trace_httpx
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class RegistryClient:
             return
         # A beat slower than the interval is as good as lost; trust_env=False keeps stack traffic off proxies.
         self._client = httpx.AsyncClient(timeout=max(1.0, self.interval_s), trust_env=False)
+        trace_httpx(self._client)  # a beat sent while serving a request (an admin load) joins its trace
         logging.getLogger("httpx").addFilter(self._drop_heartbeat_request_lines)
         await self.heartbeat()
         self._task = asyncio.create_task(self._beat_forever(), name=f"registry-heartbeat-{self.service}")

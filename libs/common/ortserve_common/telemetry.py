@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
@@ -112,12 +113,10 @@ def _exporters() -> list[SpanExporter]:
 def setup_tracing(default_service_name: str) -> TracerProvider | None:
     """The process's tracer provider, made on the first call from the OTEL_* variables; None when OTEL_SDK_DISABLED.
 
-    Process-wide on purpose: OpenTelemetry has one global provider, and every app in a process shares it. httpx is
-    instrumented here, before any service creates a client, so calls to other services carry `traceparent`.
+    Process-wide on purpose: OpenTelemetry has one global provider, and every app in a process shares it.
     """
     current = trace.get_tracer_provider()
     if isinstance(current, TracerProvider):
-        _instrument_httpx(current)
         return current
     if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return None
@@ -129,15 +128,18 @@ def setup_tracing(default_service_name: str) -> TracerProvider | None:
     for exporter in _exporters():
         provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
-    _instrument_httpx(provider)
     logger.debug("tracing as %s", provider.resource.attributes.get(SERVICE_NAME))
     return provider
 
 
-def _instrument_httpx(provider: TracerProvider) -> None:
-    instrumentor = HTTPXClientInstrumentor()
-    if not instrumentor.is_instrumented_by_opentelemetry:
-        instrumentor.instrument(tracer_provider=provider)
+def trace_httpx(client: httpx.Client | httpx.AsyncClient) -> None:
+    """Trace a client's calls and send `traceparent` with them, so the service called joins the caller's trace.
+
+    Per client rather than HTTPXClientInstrumentor().instrument(), which patches every httpx client in the process:
+    in a process that also drives the stack (the tests build apps in-process, then call nginx) it would replace the
+    traceparent headers that callers set themselves.
+    """
+    HTTPXClientInstrumentor.instrument_client(client)
 
 
 def add_span_processor(processor: SpanProcessor) -> None:

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 from ortserve_common.app import create_service_app
+from ortserve_common.telemetry import trace_httpx
 
 from models_service import admin_router, internal_router, router
 from models_service.keys import KeyStore
@@ -31,6 +32,7 @@ def create_app(settings: ModelsSettings) -> FastAPI:
         admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
         # trust_env=False: instances are reached directly inside the stack, never through an outbound proxy.
         async with httpx.AsyncClient(timeout=settings.forward_timeout_s, trust_env=False) as client:
+            trace_httpx(client)  # forwarded loads join the admin request's trace
             app.state.settings = settings
             app.state.registry = registry
             app.state.key_store = key_store
