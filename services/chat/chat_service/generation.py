@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from chat_service.engine import FinishReason, GenerationRequest, SamplingParams
 from chat_service.engine.ort_genai import OrtGenAIEngine
+from chat_service.logprobs import GeneratedToken, TokenAligner
 from chat_service.stop import StopStringMatcher
 
 
@@ -33,6 +34,14 @@ class GenerationStats:
         return (self.completion_tokens - 1) / decode_s
 
 
+@dataclass
+class TextPiece:
+    """Text safe to send, and the tokens it completes (only when logprobs were asked for)."""
+
+    text: str
+    tokens: list[GeneratedToken]
+
+
 class TextGeneration:
     def __init__(
         self,
@@ -47,10 +56,12 @@ class TextGeneration:
         self._stops = stops
         self.stats = GenerationStats(prompt_tokens=len(prompt_ids), max_tokens=max_tokens)
 
-    async def deltas(self) -> AsyncIterator[str]:
-        """Yield non-empty text pieces; `stats.finish_reason` is set when the iterator ends normally."""
+    async def pieces(self) -> AsyncIterator[TextPiece]:
+        """Yield pieces with text or tokens; `stats.finish_reason` is set when the iterator ends normally."""
         start = time.perf_counter()
         matcher = StopStringMatcher(self._stops)
+        aligner = TokenAligner() if self._request.sampling.logprobs is not None else None
+        emitted = 0
         try:
             async with aclosing(self._engine.generate(self._request)) as events:
                 last = start
@@ -62,22 +73,30 @@ class TextGeneration:
                         self.stats.itl_s.append(now - last)
                     last = now
                     self.stats.completion_tokens += 1
+                    # The end-of-sequence token is not part of the content, so it gets no logprob entry.
+                    is_eos = event.finish_reason == "stop" and not event.text
+                    if aligner is not None and event.logprobs is not None and not is_eos:
+                        aligner.add(event.token_id, event.text, event.logprobs)
                     text, stopped = matcher.feed(event.text)
-                    if text:
+                    if not stopped and event.finish_reason is not None:
+                        text += matcher.flush()
+                    emitted += len(text)
+                    tokens = aligner.release(emitted, cut=stopped) if aligner is not None else []
+                    if text or tokens:
                         self.stats.output.append(text)
-                        yield text
-                    if stopped:
-                        self.stats.finish_reason = "stop"
-                        return
-                    if event.finish_reason is not None:
-                        rest = matcher.flush()
-                        if rest:
-                            self.stats.output.append(rest)
-                            yield rest
-                        self.stats.finish_reason = event.finish_reason
+                        yield TextPiece(text, tokens)
+                    if stopped or event.finish_reason is not None:
+                        self.stats.finish_reason = "stop" if stopped else event.finish_reason
                         return
         finally:
             self.stats.total_s = time.perf_counter() - start
+
+    async def deltas(self) -> AsyncIterator[str]:
+        """Yield non-empty text pieces; `stats.finish_reason` is set when the iterator ends normally."""
+        async with aclosing(self.pieces()) as pieces:
+            async for piece in pieces:
+                if piece.text:
+                    yield piece.text
 
     async def text(self) -> str:
         return "".join([piece async for piece in self.deltas()])

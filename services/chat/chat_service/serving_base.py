@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
+from dataclasses import replace
 from typing import TypeVar
 
 from ortserve_common.admission import AdmissionController, AdmissionSlot
@@ -13,6 +14,7 @@ from ortserve_common.protocol.sampling import SamplingRequest
 
 from chat_service.engine import SamplingParams
 from chat_service.engine.ort_genai import OrtGenAIEngine
+from chat_service.engine.types import GuidanceSpec
 from chat_service.generation import GenerationStats
 from chat_service.model_pool import ModelPool
 from chat_service.observability import GenerationTelemetry
@@ -53,10 +55,8 @@ class BaseServing:
 
     def check_supported(self, request: SamplingRequest) -> None:
         """Refuse, clearly, what we would otherwise silently ignore."""
-        if request.n is not None and request.n > 1:
-            raise invalid_request("n > 1 is not supported yet; send n=1 (or omit it).", "n", "unsupported_value")
-        if request.logprobs:
-            raise invalid_request("logprobs are not supported yet.", "logprobs", "unsupported_value")
+        if request.n is not None and request.n > self.settings.max_n:
+            raise invalid_request(f"n must be at most {self.settings.max_n} on this server.", "n")
         if request.logit_bias:
             raise invalid_request("logit_bias is not supported yet.", "logit_bias", "unsupported_value")
         if request.best_of is not None and request.best_of > 1:
@@ -87,16 +87,24 @@ class BaseServing:
             )
         return min(self.settings.default_max_tokens, context - prompt_tokens)
 
-    def sampling_params(self, request: SamplingRequest) -> SamplingParams:
+    def sampling_params(
+        self, request: SamplingRequest, logprobs: int | None = None, guidance: GuidanceSpec | None = None
+    ) -> list[SamplingParams]:
+        """One per choice (n). With a seed, choice i samples with seed + i: each choice is reproducible on its own
+        and the choices differ from one another."""
         temperature = self.settings.default_temperature if request.temperature is None else request.temperature
         top_p = self.settings.default_top_p if request.top_p is None else request.top_p
-        return SamplingParams(
+        base = SamplingParams(
             temperature=temperature,
             top_p=top_p,
             frequency_penalty=request.frequency_penalty or 0.0,
             presence_penalty=request.presence_penalty or 0.0,
             seed=request.seed,
+            logprobs=logprobs,
+            guidance=guidance,
         )
+        n = request.n or 1
+        return [replace(base, seed=None if request.seed is None else request.seed + i) for i in range(n)]
 
     async def admit(self, request: SamplingRequest | None = None) -> AdmissionSlot:
         """A slot; with the request, its gen_ai span starts here, so the span holds the time in queue."""

@@ -1,14 +1,12 @@
-"""POST /v1/chat/completions: request → prompt → engine → response or stream of chunks."""
+"""POST /v1/chat/completions: request → prompt → n generations → response or stream of chunks."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from typing import Any
+from contextlib import aclosing
 
 from ortserve_common.errors import invalid_request
 from ortserve_common.protocol.chat import (
-    AssistantMessage,
-    ChatCompletionChoice,
     ChatCompletionChunk,
     ChatCompletionChunkChoice,
     ChatCompletionRequest,
@@ -17,89 +15,107 @@ from ortserve_common.protocol.chat import (
 )
 from ortserve_common.protocol.common import UsageInfo, new_id, now
 
+from chat_service.chat_choices import ChatChoice
+from chat_service.chat_prompt import render_chat_prompt
 from chat_service.engine.ort_genai import OrtGenAIEngine
+from chat_service.engine.types import GuidanceSpec
 from chat_service.generation import TextGeneration
+from chat_service.guided import extension_guidance, resolve_guidance, response_format_guidance
+from chat_service.multiplex import interleave, run_all
 from chat_service.serving_base import BaseServing, start_stream
+from chat_service.tools import ToolPlan, plan_tools
 
 
 class ChatServing(BaseServing):
-    def render_prompt(self, engine: OrtGenAIEngine, request: ChatCompletionRequest) -> str:
-        messages: list[dict[str, Any]] = []
-        for i, message in enumerate(request.messages):
-            if message.content is None and message.role != "assistant":
-                raise invalid_request(f"messages[{i}] has no content.", f"messages[{i}].content")
-            # Templates know "system"; OpenAI's "developer" role is the same thing for a model like this one.
-            role = "system" if message.role == "developer" else message.role
-            messages.append({"role": role, "content": message.text()})
-        return engine.apply_chat_template(messages)
+    def render_prompt(self, engine: OrtGenAIEngine, request: ChatCompletionRequest, plan: ToolPlan) -> str:
+        return render_chat_prompt(engine, request.messages, plan)
 
-    def check_chat_supported(self, request: ChatCompletionRequest) -> None:
-        self.check_supported(request)
-        if request.top_logprobs is not None:
-            raise invalid_request("top_logprobs is not supported yet.", "top_logprobs", "unsupported_value")
-        if request.tools:
-            raise invalid_request("tools are not supported yet.", "tools", "unsupported_value")
-        if request.response_format and request.response_format.get("type", "text") != "text":
-            raise invalid_request(
-                "response_format other than text is not supported yet.", "response_format", "unsupported_value"
-            )
+    def chat_logprobs(self, request: ChatCompletionRequest) -> int | None:
+        """How many alternatives per token the sampler reports, or None for no logprobs."""
+        if not request.logprobs:
+            if request.top_logprobs is not None:
+                raise invalid_request("top_logprobs needs logprobs set to true.", "top_logprobs")
+            return None
+        return request.top_logprobs or 0
+
+    async def guidance(
+        self, engine: OrtGenAIEngine, request: ChatCompletionRequest, plan: ToolPlan
+    ) -> GuidanceSpec | None:
+        # A forced tool call decides the whole reply, so it takes the place of response_format.
+        if plan.guidance is not None:
+            candidates = [(plan.guidance, "tool_choice")]
+        else:
+            from_format = response_format_guidance(request.response_format)
+            candidates = [from_format] if from_format else []
+        candidates += extension_guidance(request)
+        return await resolve_guidance(candidates, getattr(engine, "vocabulary", None))
 
     async def create(
         self, request: ChatCompletionRequest
     ) -> ChatCompletionResponse | AsyncGenerator[ChatCompletionChunk, None]:
         engine = self.pool.get(request.model)
-        self.check_chat_supported(request)
-        prompt_ids = engine.encode(self.render_prompt(engine, request))
+        self.check_supported(request)
+        logprobs = self.chat_logprobs(request)
+        vocabulary = getattr(engine, "vocabulary", None)
+        plan = plan_tools(request.tools, request.tool_choice, vocabulary)
+        guidance = await self.guidance(engine, request, plan)
+        prompt_ids = engine.encode(self.render_prompt(engine, request, plan))
         requested = request.max_completion_tokens or request.max_tokens
         max_tokens = self.resolve_max_tokens(engine, len(prompt_ids), requested, "messages")
-        generation = TextGeneration(engine, prompt_ids, max_tokens, self.sampling_params(request), request.stop_list())
+        stops = request.stop_list()
+        generations = [
+            TextGeneration(engine, prompt_ids, max_tokens, params, stops)
+            for params in self.sampling_params(request, logprobs, guidance)
+        ]
+        choices = [ChatChoice(i, plan, vocabulary, logprobs is not None) for i in range(len(generations))]
         if request.stream:
-            return await start_stream(self._stream(request, generation))
+            return await start_stream(self._stream(request, generations, choices))
         slot = await self.admit(request)
         try:
-            text = await generation.text()
+            await run_all(generations, [choice.add for choice in choices])
         finally:
             slot.release()
-            self.record(request.model, [generation.stats])
-        stats = generation.stats
+            self.record(request.model, [g.stats for g in generations])
         return ChatCompletionResponse(
             id=new_id("chatcmpl"),
             created=now(),
             model=request.model,
-            choices=[
-                ChatCompletionChoice(index=0, message=AssistantMessage(content=text), finish_reason=stats.finish_reason)
-            ],
-            usage=_usage(stats.prompt_tokens, stats.completion_tokens),
+            choices=[c.choice(g.stats.finish_reason) for c, g in zip(choices, generations, strict=True)],
+            usage=_usage(generations),
         )
 
     async def _stream(
-        self, request: ChatCompletionRequest, generation: TextGeneration
+        self, request: ChatCompletionRequest, generations: list[TextGeneration], choices: list[ChatChoice]
     ) -> AsyncGenerator[ChatCompletionChunk, None]:
         chunk_id, created = new_id("chatcmpl"), now()
         slot = await self.admit(request)
 
-        def chunk(delta: DeltaMessage, finish: Any = None) -> ChatCompletionChunk:
-            choice = ChatCompletionChunkChoice(index=0, delta=delta, finish_reason=finish)
+        def chunk(choice: ChatCompletionChunkChoice) -> ChatCompletionChunk:
             return ChatCompletionChunk(id=chunk_id, created=created, model=request.model, choices=[choice])
 
         try:
-            yield chunk(DeltaMessage(role="assistant", content=""))
-            async for piece in generation.deltas():
-                yield chunk(DeltaMessage(content=piece))
-            stats = generation.stats
-            yield chunk(DeltaMessage(), stats.finish_reason)
+            for choice in choices:
+                yield chunk(
+                    ChatCompletionChunkChoice(index=choice.index, delta=DeltaMessage(role="assistant", content=""))
+                )
+            async with aclosing(interleave([g.pieces() for g in generations])) as pieces:
+                async for index, piece in pieces:
+                    if piece is None:  # choice `index` has ended
+                        for part in choices[index].final(generations[index].stats.finish_reason):
+                            yield chunk(part)
+                    elif (part := choices[index].delta(piece)) is not None:
+                        yield chunk(part)
             if request.include_usage():
                 yield ChatCompletionChunk(
-                    id=chunk_id,
-                    created=created,
-                    model=request.model,
-                    choices=[],
-                    usage=_usage(stats.prompt_tokens, stats.completion_tokens),
+                    id=chunk_id, created=created, model=request.model, choices=[], usage=_usage(generations)
                 )
         finally:
             slot.release()
-            self.record(request.model, [generation.stats])
+            self.record(request.model, [g.stats for g in generations])
 
 
-def _usage(prompt: int, completion: int) -> UsageInfo:
+def _usage(generations: list[TextGeneration]) -> UsageInfo:
+    """The prompt counts once; completion tokens count for every choice."""
+    prompt = generations[0].stats.prompt_tokens
+    completion = sum(g.stats.completion_tokens for g in generations)
     return UsageInfo(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)

@@ -1,36 +1,68 @@
-"""POST /v1/completions: raw prompts (no template) → engine → response or stream of chunks."""
+"""POST /v1/completions: raw prompts (no template) → engine → response or stream of chunks.
+
+Each prompt gets n choices, at index prompt_index * n + choice (OpenAI's order); a prompt's n choices run at once,
+the prompts one after another.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 
 from ortserve_common.errors import invalid_request
 from ortserve_common.protocol.common import UsageInfo, new_id, now
 from ortserve_common.protocol.completions import (
     CompletionChoice,
     CompletionChunk,
+    CompletionLogprobs,
     CompletionRequest,
     CompletionResponse,
 )
 
 from chat_service.engine.ort_genai import OrtGenAIEngine
-from chat_service.generation import TextGeneration
+from chat_service.engine.vocabulary import Vocabulary
+from chat_service.generation import TextGeneration, TextPiece
+from chat_service.guided import extension_guidance, resolve_guidance
+from chat_service.logprobs import GeneratedToken, completion_logprobs
+from chat_service.multiplex import interleave, run_all
 from chat_service.serving_base import BaseServing, start_stream
 
 
+class CompletionText:
+    """One choice's text and tokens so far, and the logprobs layout for a part of them."""
+
+    def __init__(self, vocabulary: Vocabulary | None, logprobs: bool) -> None:
+        self._vocabulary = vocabulary if logprobs else None
+        self.text = ""
+        self.tokens: list[GeneratedToken] = []
+
+    def add(self, piece: TextPiece) -> CompletionLogprobs | None:
+        """Take a piece; the logprobs of its tokens, with offsets into this choice's text."""
+        offset = len(self.text)
+        self.text += piece.text
+        self.tokens += piece.tokens
+        if self._vocabulary is None:
+            return None
+        return completion_logprobs(piece.tokens, self._vocabulary, offset)
+
+    def logprobs(self) -> CompletionLogprobs | None:
+        return None if self._vocabulary is None else completion_logprobs(self.tokens, self._vocabulary, 0)
+
+
 class CompletionServing(BaseServing):
-    def _generations(self, engine: OrtGenAIEngine, request: CompletionRequest) -> list[TextGeneration]:
-        sampling = self.sampling_params(request)
-        generations = []
-        prompts = request.prompts()
-        for i, prompt in enumerate(prompts):
+    async def _groups(self, engine: OrtGenAIEngine, request: CompletionRequest) -> list[list[TextGeneration]]:
+        """One group of n generations per prompt."""
+        guidance = await resolve_guidance(extension_guidance(request), getattr(engine, "vocabulary", None))
+        samplings = self.sampling_params(request, request.logprobs, guidance)
+        groups = []
+        for i, prompt in enumerate(request.prompts()):
             param = "prompt" if isinstance(request.prompt, str) else f"prompt[{i}]"
             if not prompt:
                 raise invalid_request("The prompt must not be empty.", param)
             prompt_ids = engine.encode(prompt)
             max_tokens = self.resolve_max_tokens(engine, len(prompt_ids), request.max_tokens, param)
-            generations.append(TextGeneration(engine, prompt_ids, max_tokens, sampling, request.stop_list()))
-        return generations
+            groups.append([TextGeneration(engine, prompt_ids, max_tokens, s, request.stop_list()) for s in samplings])
+        return groups
 
     def check_completion_supported(self, request: CompletionRequest) -> None:
         self.check_supported(request)
@@ -42,51 +74,68 @@ class CompletionServing(BaseServing):
     async def create(self, request: CompletionRequest) -> CompletionResponse | AsyncGenerator[CompletionChunk, None]:
         engine = self.pool.get(request.model)
         self.check_completion_supported(request)
-        generations = self._generations(engine, request)
+        groups = await self._groups(engine, request)
+        generations = [g for group in groups for g in group]
+        texts = [CompletionText(getattr(engine, "vocabulary", None), request.logprobs is not None) for _ in generations]
         if request.stream:
-            return await start_stream(self._stream(request, generations))
+            return await start_stream(self._stream(request, groups, texts))
         slot = await self.admit(request)
         try:
             # One slot serves the prompts one after another, so a multi-prompt request cannot starve itself.
-            texts = [await generation.text() for generation in generations]
+            for start, group in _starts(groups):
+                await run_all(group, [texts[start + j].add for j in range(len(group))])
         finally:
             slot.release()
             self.record(request.model, [g.stats for g in generations])
         choices = [
-            CompletionChoice(index=i, text=text, finish_reason=g.stats.finish_reason)
-            for i, (text, g) in enumerate(zip(texts, generations, strict=True))
+            CompletionChoice(index=i, text=t.text, logprobs=t.logprobs(), finish_reason=g.stats.finish_reason)
+            for i, (t, g) in enumerate(zip(texts, generations, strict=True))
         ]
         return CompletionResponse(
-            id=new_id("cmpl"), created=now(), model=request.model, choices=choices, usage=_usage(generations)
+            id=new_id("cmpl"), created=now(), model=request.model, choices=choices, usage=_usage(groups)
         )
 
     async def _stream(
-        self, request: CompletionRequest, generations: list[TextGeneration]
+        self, request: CompletionRequest, groups: list[list[TextGeneration]], texts: list[CompletionText]
     ) -> AsyncGenerator[CompletionChunk, None]:
         chunk_id, created = new_id("cmpl"), now()
         slot = await self.admit(request)
 
-        def chunk(index: int, text: str, finish: str | None = None) -> CompletionChunk:
-            choice = CompletionChoice(index=index, text=text, finish_reason=finish)  # type: ignore[arg-type]
+        def chunk(index: int, text: str, logprobs: CompletionLogprobs | None = None, finish=None) -> CompletionChunk:
+            choice = CompletionChoice(index=index, text=text, logprobs=logprobs, finish_reason=finish)
             return CompletionChunk(id=chunk_id, created=created, model=request.model, choices=[choice])
 
         try:
             # The first chunk is sent before generation so admission is settled before the status line goes out.
             yield chunk(0, "")
-            for index, generation in enumerate(generations):
-                async for piece in generation.deltas():
-                    yield chunk(index, piece)
-                yield chunk(index, "", generation.stats.finish_reason)
+            for start, group in _starts(groups):
+                async with aclosing(interleave([g.pieces() for g in group])) as pieces:
+                    async for j, piece in pieces:
+                        index = start + j
+                        if piece is None:
+                            yield chunk(index, "", finish=group[j].stats.finish_reason)
+                        else:
+                            yield chunk(index, piece.text, texts[index].add(piece))
             if request.include_usage():
                 yield CompletionChunk(
-                    id=chunk_id, created=created, model=request.model, choices=[], usage=_usage(generations)
+                    id=chunk_id, created=created, model=request.model, choices=[], usage=_usage(groups)
                 )
         finally:
             slot.release()
-            self.record(request.model, [g.stats for g in generations])
+            self.record(request.model, [g.stats for group in groups for g in group])
 
 
-def _usage(generations: list[TextGeneration]) -> UsageInfo:
-    prompt = sum(g.stats.prompt_tokens for g in generations)
-    completion = sum(g.stats.completion_tokens for g in generations)
+def _starts(groups: list[list[TextGeneration]]) -> list[tuple[int, list[TextGeneration]]]:
+    """Each group with the choice index of its first generation."""
+    starts, index = [], 0
+    for group in groups:
+        starts.append((index, group))
+        index += len(group)
+    return starts
+
+
+def _usage(groups: list[list[TextGeneration]]) -> UsageInfo:
+    """Each prompt counts once; completion tokens count for every choice."""
+    prompt = sum(group[0].stats.prompt_tokens for group in groups)
+    completion = sum(g.stats.completion_tokens for group in groups for g in group)
     return UsageInfo(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)

@@ -40,6 +40,7 @@ class ChatSettings(ServiceSettings):
     engine_threads: int = Field(2, ge=1, description="ONNX Runtime intra-op threads per generation.")
     default_temperature: float = Field(0.7, ge=0, le=2, description="Temperature when the request gives none.")
     default_top_p: float = Field(1.0, ge=0, le=1, description="top_p when the request gives none.")
+    max_n: int = Field(8, ge=1, le=128, description="Largest n (choices per request) a request may ask for.")
     default_max_tokens: int = Field(
         1024, ge=1, description="max_tokens when the request gives none (capped by context)."
     )

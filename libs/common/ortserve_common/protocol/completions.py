@@ -10,6 +10,7 @@ from ortserve_common.protocol.common import UsageInfo
 from ortserve_common.protocol.sampling import SamplingRequest
 
 MAX_PROMPTS = 32
+MAX_LOGPROBS = 20
 
 
 class CompletionRequest(SamplingRequest):
@@ -24,15 +25,25 @@ class CompletionRequest(SamplingRequest):
 
     echo: bool | None = False
     suffix: str | None = None
+    logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS)
 
     def prompts(self) -> list[str]:
         return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
 
 
+class CompletionLogprobs(BaseModel):
+    """The legacy completions layout: parallel lists, one entry per token."""
+
+    tokens: list[str] = []
+    token_logprobs: list[float] = []
+    top_logprobs: list[dict[str, float]] = []
+    text_offset: list[int] = []
+
+
 class CompletionChoice(BaseModel):
     index: int
     text: str
-    logprobs: None = None
+    logprobs: CompletionLogprobs | None = None
     finish_reason: Literal["stop", "length"] | None
 
 

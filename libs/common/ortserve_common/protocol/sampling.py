@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field, field_validator
 
 from ortserve_common.protocol.common import OpenAIModel, StreamOptions
@@ -22,8 +24,12 @@ class SamplingRequest(OpenAIModel):
     stop: str | list[str] | None = None
     seed: int | None = None
     user: str | None = None
+    # Extensions (vLLM's names; the OpenAI SDK sends them with extra_body): guided decoding by a JSON schema, a
+    # regular expression or a Lark grammar. At most one guidance per request, response_format included.
+    guided_json: dict[str, Any] | str | None = None
+    guided_regex: str | None = None
+    guided_grammar: str | None = None
     # Known OpenAI fields that this server cannot honour yet; the serving layer refuses them rather than ignore them.
-    logprobs: bool | int | None = None
     logit_bias: dict[str, float] | None = None
     best_of: int | None = None
 
