@@ -13,6 +13,7 @@ from ortserve_common.registration import RegistryClient
 from chat_service.model_pool import ModelPool
 from chat_service.serving_chat import ChatServing
 from chat_service.serving_completions import CompletionServing
+from chat_service.serving_tokenize import TokenizeServing
 from chat_service.settings import ChatSettings
 
 
@@ -22,6 +23,10 @@ async def _chat_serving(request: Request) -> ChatServing:
 
 async def _completion_serving(request: Request) -> CompletionServing:
     return request.app.state.completion_serving
+
+
+async def _tokenize_serving(request: Request) -> TokenizeServing:
+    return request.app.state.tokenize_serving
 
 
 async def _settings(request: Request) -> ChatSettings:
@@ -34,6 +39,7 @@ async def _pool(request: Request) -> ModelPool:
 
 ChatServingDep = Annotated[ChatServing, Depends(_chat_serving)]
 CompletionServingDep = Annotated[CompletionServing, Depends(_completion_serving)]
+TokenizeServingDep = Annotated[TokenizeServing, Depends(_tokenize_serving)]
 SettingsDep = Annotated[ChatSettings, Depends(_settings)]
 ModelPoolDep = Annotated[ModelPool, Depends(_pool)]
 

@@ -17,6 +17,7 @@ from chat_service.observability import ChatMetrics, GenerationTelemetry
 from chat_service.router import router
 from chat_service.serving_chat import ChatServing
 from chat_service.serving_completions import CompletionServing
+from chat_service.serving_tokenize import TokenizeServing
 from chat_service.settings import ChatSettings
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ def create_app(settings: ChatSettings, engine_factory: EngineFactory = load_engi
         app.state.admission = admission
         app.state.chat_serving = ChatServing(pool, admission, settings, telemetry)
         app.state.completion_serving = CompletionServing(pool, admission, settings, telemetry)
+        app.state.tokenize_serving = TokenizeServing(pool, settings)
         registry = RegistryClient(settings.registry_url, "chat", settings.public_url(), pool.registrations)
         app.state.registry = registry
         await registry.start()

@@ -7,9 +7,15 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from ortserve_common.protocol.chat import ChatCompletionRequest, ChatCompletionResponse
 from ortserve_common.protocol.common import ModelCard, ModelList
 from ortserve_common.protocol.completions import CompletionRequest, CompletionResponse
+from ortserve_common.protocol.tokenize import (
+    DetokenizeRequest,
+    DetokenizeResponse,
+    TokenizeRequest,
+    TokenizeResponse,
+)
 from ortserve_common.sse import sse_stream
 
-from chat_service.dependencies import ChatServingDep, CompletionServingDep, ModelPoolDep
+from chat_service.dependencies import ChatServingDep, CompletionServingDep, ModelPoolDep, TokenizeServingDep
 
 router = APIRouter()
 
@@ -30,6 +36,17 @@ async def completions(request: CompletionRequest, serving: CompletionServingDep)
     if isinstance(result, CompletionResponse):
         return JSONResponse(result.model_dump())
     return StreamingResponse(sse_stream(result), media_type="text/event-stream", headers=_SSE_HEADERS)
+
+
+# llama-server's and vLLM's paths (no /v1 prefix); both take the model, or default to the main one.
+@router.post("/tokenize", response_model=TokenizeResponse)
+async def tokenize(request: TokenizeRequest, serving: TokenizeServingDep) -> TokenizeResponse:
+    return serving.tokenize(request)
+
+
+@router.post("/detokenize", response_model=DetokenizeResponse)
+async def detokenize(request: DetokenizeRequest, serving: TokenizeServingDep) -> DetokenizeResponse:
+    return serving.detokenize(request)
 
 
 @router.get("/v1/models", response_model=ModelList)

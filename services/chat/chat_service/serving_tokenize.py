@@ -1,0 +1,56 @@
+"""POST /tokenize and /detokenize: text or chat messages → token ids, and back (no generation, no admission)."""
+
+from __future__ import annotations
+
+from ortserve_common.errors import invalid_request
+from ortserve_common.protocol.tokenize import (
+    DetokenizeRequest,
+    DetokenizeResponse,
+    TokenizeRequest,
+    TokenizeResponse,
+)
+
+from chat_service.chat_prompt import render_chat_prompt
+from chat_service.model_pool import ModelPool
+from chat_service.settings import ChatSettings
+from chat_service.tools import plan_tools
+
+
+class TokenizeServing:
+    def __init__(self, pool: ModelPool, settings: ChatSettings) -> None:
+        self.pool = pool
+        self.settings = settings
+
+    def tokenize(self, request: TokenizeRequest) -> TokenizeResponse:
+        engine = self.pool.get(request.model or self.settings.model_id)
+        vocabulary = engine.vocabulary
+        given = [name for name in ("prompt", "content", "messages") if getattr(request, name) is not None]
+        if len(given) != 1:
+            raise invalid_request("Give exactly one of prompt, content or messages.", given[1] if given else "prompt")
+        if request.messages is not None:
+            plan = plan_tools(request.tools, request.tool_choice, vocabulary)
+            text = render_chat_prompt(engine, request.messages, plan, request.add_generation_prompt)
+        else:
+            text = request.prompt if request.prompt is not None else request.content or ""
+        # Unset: exactly the ids generation would see for this text (the prompt_tokens of a completion).
+        if request.add_special_tokens is None:
+            tokens = engine.encode(text)
+        else:
+            tokens = vocabulary.encode(text, request.add_special_tokens)
+        return TokenizeResponse(
+            count=len(tokens),
+            max_model_len=engine.context_length,
+            tokens=tokens,
+            token_strs=[vocabulary.token_text(t) for t in tokens] if request.return_token_strs else None,
+        )
+
+    def detokenize(self, request: DetokenizeRequest) -> DetokenizeResponse:
+        engine = self.pool.get(request.model or self.settings.model_id)
+        vocabulary = engine.vocabulary
+        for i, token in enumerate(request.tokens):
+            if not 0 <= token < vocabulary.size:
+                raise invalid_request(
+                    f"Token id {token} is outside the vocabulary (0-{vocabulary.size - 1}).", f"tokens[{i}]"
+                )
+        text = vocabulary.decode(request.tokens)
+        return DetokenizeResponse(prompt=text, content=text)
