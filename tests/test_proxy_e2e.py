@@ -96,6 +96,17 @@ def test_cors_preflight_allowed_and_refused(stack: Stack) -> None:
     assert actual.headers["access-control-allow-origin"] == "http://localhost:3000"
 
 
+def test_tokenize_round_trip_through_the_proxy(stack: Stack) -> None:
+    auth = {"Authorization": f"Bearer {stack.api_key}"}
+    with stack.http() as http:
+        tokens = http.post("/tokenize", json={"model": CHAT_MODEL, "prompt": "Hello world"}, headers=auth)
+        assert tokens.status_code == 200, tokens.text
+        ids = tokens.json()["tokens"]
+        text = http.post("/detokenize", json={"model": CHAT_MODEL, "tokens": ids}, headers=auth)
+        assert text.json()["prompt"] == "Hello world"
+        assert http.post("/tokenize", json={"model": CHAT_MODEL, "prompt": "x"}).status_code == 401
+
+
 def test_unknown_path_is_json_404(stack: Stack) -> None:
     with stack.http() as http:
         _json_error(http.get("/nope"), 404, "invalid_request_error")
