@@ -57,8 +57,6 @@ class BaseServing:
         """Refuse, clearly, what we would otherwise silently ignore."""
         if request.n is not None and request.n > self.settings.max_n:
             raise invalid_request(f"n must be at most {self.settings.max_n} on this server.", "n")
-        if request.logit_bias:
-            raise invalid_request("logit_bias is not supported yet.", "logit_bias", "unsupported_value")
         if request.best_of is not None and request.best_of > 1:
             raise invalid_request("best_of > 1 is not supported.", "best_of", "unsupported_value")
 
@@ -87,8 +85,30 @@ class BaseServing:
             )
         return min(self.settings.default_max_tokens, context - prompt_tokens)
 
+    @staticmethod
+    def logit_bias(request: SamplingRequest, vocab_size: int) -> tuple[tuple[int, float], ...]:
+        """OpenAI's {"token id": bias} with biases in [-100, 100], checked against this model's vocabulary."""
+        pairs = []
+        for key, value in (request.logit_bias or {}).items():
+            try:
+                token = int(key)
+            except ValueError:
+                raise invalid_request(f"logit_bias keys must be token ids; got {key!r}.", "logit_bias") from None
+            if not 0 <= token < vocab_size:
+                raise invalid_request(
+                    f"logit_bias token id {token} is outside the vocabulary (0-{vocab_size - 1}).", "logit_bias"
+                )
+            if not -100 <= value <= 100:
+                raise invalid_request(f"logit_bias values must be in [-100, 100]; got {value}.", "logit_bias")
+            pairs.append((token, float(value)))
+        return tuple(pairs)
+
     def sampling_params(
-        self, request: SamplingRequest, logprobs: int | None = None, guidance: GuidanceSpec | None = None
+        self,
+        request: SamplingRequest,
+        logprobs: int | None = None,
+        guidance: GuidanceSpec | None = None,
+        logit_bias: tuple[tuple[int, float], ...] = (),
     ) -> list[SamplingParams]:
         """One per choice (n). With a seed, choice i samples with seed + i: each choice is reproducible on its own
         and the choices differ from one another."""
@@ -102,6 +122,7 @@ class BaseServing:
             seed=request.seed,
             logprobs=logprobs,
             guidance=guidance,
+            logit_bias=logit_bias,
         )
         n = request.n or 1
         return [replace(base, seed=None if request.seed is None else request.seed + i) for i in range(n)]

@@ -65,7 +65,9 @@ class ChatServing(BaseServing):
         stops = request.stop_list()
         generations = [
             TextGeneration(engine, prompt_ids, max_tokens, params, stops)
-            for params in self.sampling_params(request, logprobs, guidance)
+            for params in self.sampling_params(
+                request, logprobs, guidance, self.logit_bias(request, engine.vocab_size)
+            )
         ]
         choices = [ChatChoice(i, plan, vocabulary, logprobs is not None) for i in range(len(generations))]
         if request.stream:

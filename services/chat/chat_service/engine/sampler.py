@@ -1,6 +1,6 @@
 """Next-token choice from one row of raw logits, all in one place so every engine samples the same way.
 
-In order: OpenAI's penalties, logprobs (the model's distribution after penalties and temperature), the guidance mask,
+In order: OpenAI's penalties and logit_bias, logprobs (the model's distribution after penalties and temperature), the guidance mask,
 then greedy argmax at temperature 0 or nucleus sampling. The engine loop only hands each step's logits row in and
 feeds the chosen token back to the model.
 """
@@ -22,6 +22,8 @@ class TokenSampler:
         self._rng = np.random.default_rng(params.seed)
         self._penalised = params.frequency_penalty != 0.0 or params.presence_penalty != 0.0
         self._counts = np.zeros(vocab_size, dtype=np.int32) if self._penalised else None
+        self._bias_ids = np.array([t for t, _ in params.logit_bias], dtype=np.int64) if params.logit_bias else None
+        self._bias_values = np.array([b for _, b in params.logit_bias], dtype=np.float32) if params.logit_bias else None
         self._guidance: GuidanceMatcher | None = None
         if params.guidance is not None:
             if vocabulary is None:
@@ -39,6 +41,9 @@ class TokenSampler:
 
     def sample(self, logits: np.ndarray) -> int:
         model_logits = self.apply_penalties(logits.astype(np.float32, copy=False))
+        if self._bias_ids is not None:
+            model_logits = model_logits.copy()  # never write into the engine's logits buffer
+            model_logits[self._bias_ids] += self._bias_values
         logits = model_logits
         if self._guidance is not None:
             allowed = self._guidance.allowed()

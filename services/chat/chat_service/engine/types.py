@@ -33,6 +33,8 @@ class SamplingParams:
     # None: no logprobs; N (0-20): the chosen token's logprob and the N most likely alternatives at each step.
     logprobs: int | None = None
     guidance: GuidanceSpec | None = None
+    # OpenAI's logit_bias: (token id, bias) pairs added to the logits before anything else looks at them.
+    logit_bias: tuple[tuple[int, float], ...] = ()
 
     @property
     def greedy(self) -> bool:
