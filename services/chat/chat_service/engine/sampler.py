@@ -1,8 +1,8 @@
 """Next-token choice from one row of raw logits, all in one place so every engine samples the same way.
 
-In order: OpenAI's penalties and logit_bias, logprobs (the model's distribution after penalties and temperature), the guidance mask,
-then greedy argmax at temperature 0 or nucleus sampling. The engine loop only hands each step's logits row in and
-feeds the chosen token back to the model.
+In order: OpenAI's penalties and logit_bias, logprobs (the model's distribution after those and temperature), the
+guidance mask, then greedy argmax at temperature 0 or nucleus sampling. The engine loop only hands each step's
+logits row in and feeds the chosen token back to the model.
 """
 
 from __future__ import annotations
