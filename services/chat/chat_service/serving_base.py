@@ -86,10 +86,13 @@ class BaseServing:
         return min(self.settings.default_max_tokens, context - prompt_tokens)
 
     @staticmethod
-    def logit_bias(request: SamplingRequest, vocab_size: int) -> tuple[tuple[int, float], ...]:
+    def logit_bias(request: SamplingRequest, engine: OrtGenAIEngine) -> tuple[tuple[int, float], ...]:
         """OpenAI's {"token id": bias} with biases in [-100, 100], checked against this model's vocabulary."""
+        if not request.logit_bias:
+            return ()
+        vocab_size = engine.vocab_size
         pairs = []
-        for key, value in (request.logit_bias or {}).items():
+        for key, value in request.logit_bias.items():
             try:
                 token = int(key)
             except ValueError:

@@ -66,7 +66,7 @@ class ChatServing(BaseServing):
         generations = [
             TextGeneration(engine, prompt_ids, max_tokens, params, stops)
             for params in self.sampling_params(
-                request, logprobs, guidance, self.logit_bias(request, engine.vocab_size)
+                request, logprobs, guidance, self.logit_bias(request, engine)
             )
         ]
         choices = [ChatChoice(i, plan, vocabulary, logprobs is not None) for i in range(len(generations))]

@@ -53,7 +53,7 @@ class CompletionServing(BaseServing):
     async def _groups(self, engine: OrtGenAIEngine, request: CompletionRequest) -> list[list[TextGeneration]]:
         """One group of n generations per prompt."""
         guidance = await resolve_guidance(extension_guidance(request), getattr(engine, "vocabulary", None))
-        bias = self.logit_bias(request, engine.vocab_size)
+        bias = self.logit_bias(request, engine)
         samplings = self.sampling_params(request, request.logprobs, guidance, bias)
         groups = []
         for i, prompt in enumerate(request.prompts()):

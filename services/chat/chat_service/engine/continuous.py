@@ -6,21 +6,19 @@ the ONNX Runtime GenAI engine's, which this one wraps and delegates to.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
 from chat_service.engine.batch_scheduler import BatchScheduler
 from chat_service.engine.onnx_decoder import OnnxDecoder
 from chat_service.engine.ort_genai import OrtGenAIEngine
+from chat_service.engine.thread_events import END, events_from_thread
 from chat_service.engine.types import GenerationRequest, TokenEvent
 
 logger = logging.getLogger(__name__)
 
-_END = object()
 # Without CHAT_MAX_MODEL_LEN, slots are this long at most: Phi-3.5's 131072 positions × 8 slots would reserve
 # hundreds of GB of address space for KV.
 DEFAULT_SLOT_LEN_CAP = 8192
@@ -40,7 +38,7 @@ class ContinuousBatchingEngine:
             inner.decode,
             inner.eos_token_ids,
             inner.vocab_size,
-            _END,
+            END,
             batch_wait_ms / 1000,
             inner.vocabulary,
         )
@@ -64,29 +62,9 @@ class ContinuousBatchingEngine:
     def waiting(self) -> int:
         return self._scheduler.waiting
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[TokenEvent]:
+    def generate(self, request: GenerationRequest) -> AsyncIterator[TokenEvent]:
         """Same contract as OrtGenAIEngine.generate: leaving early frees the row within one step."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        cancelled = threading.Event()
-
-        def emit(item: Any) -> None:
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-            except RuntimeError:  # the loop closed under us (shutdown)
-                cancelled.set()
-
-        self._scheduler.submit(request, emit, cancelled)
-        try:
-            while True:
-                item = await queue.get()
-                if item is _END:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            cancelled.set()
+        return events_from_thread(lambda emit, cancelled: self._scheduler.submit(request, emit, cancelled))
 
     def close(self) -> None:
         self._scheduler.stop()

@@ -21,12 +21,11 @@ import onnxruntime_genai as og
 from chat_service.engine.detokenizer import IncrementalDetokenizer
 from chat_service.engine.sampler import TokenSampler
 from chat_service.engine.template import find_template_override, messages_json, template_renders_tools
+from chat_service.engine.thread_events import END, events_from_thread
 from chat_service.engine.types import EngineLoadError, GenerationRequest, TokenEvent
 from chat_service.engine.vocabulary import Vocabulary
 
 logger = logging.getLogger(__name__)
-
-_END = object()
 
 
 def check_model_folder(path: Path) -> dict[str, Any]:
@@ -99,29 +98,12 @@ class OrtGenAIEngine:
         )
 
     # Generation --------------------------------------------------------------------------------------------------
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[TokenEvent]:
+    def generate(self, request: GenerationRequest) -> AsyncIterator[TokenEvent]:
         """Yield one TokenEvent per generated token; leaving the iterator early stops the loop within one step."""
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        cancelled = threading.Event()
-
-        def emit(item: Any) -> None:
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-            except RuntimeError:  # the loop closed under us (shutdown); nobody is listening any more
-                cancelled.set()
-
-        loop.run_in_executor(self._executor, self._run, request, emit, cancelled)
-        try:
-            while True:
-                item = await queue.get()
-                if item is _END:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            cancelled.set()
+        return events_from_thread(
+            lambda emit, cancelled: loop.run_in_executor(self._executor, self._run, request, emit, cancelled)
+        )
 
     def _run(self, request: GenerationRequest, emit: Callable[[Any], None], cancelled: threading.Event) -> None:
         try:
@@ -129,7 +111,7 @@ class OrtGenAIEngine:
         except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine, which re-raises it
             emit(exc)
         finally:
-            emit(_END)
+            emit(END)
 
     def _loop(self, request: GenerationRequest, emit: Callable[[Any], None], cancelled: threading.Event) -> None:
         params = og.GeneratorParams(self._model)
