@@ -12,11 +12,13 @@ PY          := $(VENV)/bin/python
 PACKAGES    := libs/common services/chat services/embeddings services/models
 MODEL_STAMPS := $(foreach m,smollm2-135m-instruct smollm2-135m-instruct-hidden phi3-tiny all-minilm-l6-v2 rerank-tiny-random,$(MODELS_DIR)/$(m)/.complete)
 PYTEST_ARGS ?=
+LOADTEST_ARGS ?=
+BENCH_ARGS ?=
 
 export ORTSERVE_MODELS_DIR := $(MODELS_DIR)
 export ORTSERVE_BUILD_PYTHON := $(BUILD_VENV)/bin/python
 
-.PHONY: help install build-venv model nginx certs run run-chat up down test lint clean
+.PHONY: help install build-venv model nginx certs run run-chat up down test lint clean loadtest loadtest-ui bench bench-peers
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -53,6 +55,18 @@ run-chat: install $(MODEL_STAMPS) ## Only the chat service, on port 8000, no pro
 
 test: install nginx $(MODEL_STAMPS) ## Run every test on the real models
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+loadtest: install nginx $(MODEL_STAMPS) ## Locust, headless, 60 s on a stack of its own; CSV + HTML in results/loadtest/
+	$(PY) -m loadtest.run $(LOADTEST_ARGS)
+
+loadtest-ui: install nginx $(MODEL_STAMPS) ## Locust's web UI on 127.0.0.1:8089 against the local stack (make up)
+	$(PY) -m loadtest.run --ui $(LOADTEST_ARGS)
+
+bench: install nginx build-venv $(MODEL_STAMPS) ## Engine limit vs chat direct vs proxy, side by side: docs/BENCHMARKS.md
+	ORTSERVE_CACHE_DIR=$(CACHE_DIR) $(PY) -m bench.run $(BENCH_ARGS)
+
+bench-peers: install nginx build-venv $(MODEL_STAMPS) ## make bench plus llama.cpp's llama-server on the same GGUF
+	ORTSERVE_CACHE_DIR=$(CACHE_DIR) $(PY) -m bench.run --peers $(BENCH_ARGS)
 
 lint: install ## ruff over the code
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,55 @@
+"""What a benchmark ran on: the machine, the software versions, the source tree, the date."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def _memory_gib() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) / 2**20
+    return 0.0
+
+
+def _git(*args: str) -> str:
+    result = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+    return result.stdout.strip()
+
+
+def _llama_cpp(bin_dir: Path) -> str:
+    info = (bin_dir / "BUILD_INFO").read_text().strip() if (bin_dir / "BUILD_INFO").exists() else ""
+    result = subprocess.run([str(bin_dir / "llama-server"), "--version"], capture_output=True, text=True, check=False)
+    version = next((line for line in (result.stdout + result.stderr).splitlines() if "version" in line), "")
+    return f"{version.strip()} ({info})" if info else version.strip()
+
+
+def describe(llama_bin: Path | None) -> dict:
+    packages = ["onnxruntime-genai", "onnxruntime", "fastapi", "uvicorn", "httpx", "locust"]
+    dirty = [line[3:] for line in _git("status", "--porcelain", "services", "libs", "proxy").splitlines()]
+    nginx = subprocess.run(["nginx", "-v"], capture_output=True, text=True, check=False).stderr.strip()
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "machine": f"{_cpu_model()}, {os.cpu_count()} cores, {_memory_gib():.0f} GiB",
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "versions": {name: metadata.version(name) for name in packages} | {"nginx": nginx.split("/")[-1]},
+        "llama.cpp": _llama_cpp(llama_bin) if llama_bin else None,
+        "git": _git("rev-parse", "--short", "HEAD"),
+        "uncommitted_service_files": dirty,
+        "chat_settings": {k: v for k, v in os.environ.items() if k.startswith("CHAT_")},
+    }

