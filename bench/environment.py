@@ -38,6 +38,18 @@ def _llama_cpp(bin_dir: Path) -> str:
     return f"{version.strip()} ({info})" if info else version.strip()
 
 
+def chat_settings() -> dict:
+    """The chat service's effective settings, as it reads them from the same environment (CHAT_* reach the stack)."""
+    wanted = ("engine", "max_batch_size", "batch_wait_ms", "max_concurrency", "max_queue", "engine_threads")
+    try:
+        from chat_service.settings import ChatSettings  # noqa: PLC0415 - only to describe the run
+
+        settings = ChatSettings(model_path=Path("unused")).model_dump()
+    except Exception as exc:  # noqa: BLE001 - a description, never a reason to fail the run
+        return {"unknown": f"{type(exc).__name__}: {exc}"[:200]}
+    return {key: settings[key] for key in wanted if key in settings}
+
+
 def describe(llama_bin: Path | None) -> dict:
     packages = ["onnxruntime-genai", "onnxruntime", "fastapi", "uvicorn", "httpx", "locust"]
     dirty = [line[3:] for line in _git("status", "--porcelain", "services", "libs", "proxy").splitlines()]
@@ -51,5 +63,5 @@ def describe(llama_bin: Path | None) -> dict:
         "llama.cpp": _llama_cpp(llama_bin) if llama_bin else None,
         "git": _git("rev-parse", "--short", "HEAD"),
         "uncommitted_service_files": dirty,
-        "chat_settings": {k: v for k, v in os.environ.items() if k.startswith("CHAT_")},
+        "chat_settings": chat_settings(),
     }

@@ -183,7 +183,7 @@ def setup_section(results: dict) -> list[str]:
         f"{results['load_1m_at_end']:.2f} at the end |",
         f"| plan | concurrency {plan['concurrencies']}, max_tokens {plan['max_tokens']}, greedy, "
         f"{plan['repeats']} interleaved repeats, max({plan['min_requests']}, {plan['rounds']} × c) requests a phase |",
-        f"| chat service settings | {env['chat_settings'] or 'defaults'} |",
+        "| chat service settings | " + ", ".join(f"{k} {v}" for k, v in env["chat_settings"].items()) + " |",
     ]
     if env.get("llama.cpp"):
         lines.append(f"| llama.cpp | {env['llama.cpp']} |")
