@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import os
 import re
 import shutil
@@ -263,13 +264,25 @@ def test_every_secret_is_rendered_or_created_beforehand(overlay: str) -> None:
     assert len(keys) == (1 if overlay == "dev" else 0), "only dev ships (throwaway) keys"
 
 
+def graceful_shutdown_s(service: str) -> float:
+    """How long the service lets requests in flight finish after SIGTERM: uvicorn's timeout_graceful_shutdown, given
+    in its __main__, or the default of the shared ortserve_common.server.serve it calls."""
+    source = (ROOT / f"services/{service}/{service}_service/__main__.py").read_text()
+    given = re.search(r"(?:timeout_graceful_shutdown|graceful_timeout_s)=(\d+)", source)
+    if given:
+        return float(given.group(1))
+    assert "serve(" in source, f"{service}: no graceful shutdown found"
+    from ortserve_common.server import serve
+
+    return float(inspect.signature(serve).parameters["graceful_timeout_s"].default)
+
+
 def test_drain_fits_the_graceful_shutdown_and_the_proxy_dns() -> None:
     template = (ROOT / "proxy/templates/ortserve.conf.template").read_text()
     nginx_valid = int(re.search(r"resolver \S+ valid=(\d+)s", template).group(1))
     headless_ttl = 5  # CoreDNS's default TTL for a headless Service's records
     for name in ("chat", "embeddings"):
-        source = (ROOT / f"services/{name}/{name}_service/__main__.py").read_text()
-        graceful = int(re.search(r"timeout_graceful_shutdown=(\d+)", source).group(1))
+        graceful = graceful_shutdown_s(name)
         spec = find("prod", "Deployment", name)["spec"]["template"]["spec"]
         command = spec["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
         args = dict(zip(command[2::2], command[3::2], strict=True))

@@ -1,12 +1,13 @@
 """preStop drain for chat and embeddings: let the requests in flight finish before the kubelet sends SIGTERM.
 
-    python /etc/ortserve/drain/drain.py --port 8000 --settle 10 --max-wait 65
+    python /etc/ortserve/drain/drain.py --port 8000 --settle 10 --max-wait 75
 
 A terminating pod leaves the Service's endpoints at once, but nginx learns of it only through DNS (the headless
 Service's 5 s TTL, then nginx's own `resolver valid=5s`), so new requests can still arrive for about 10 s: wait
 `--settle` seconds first. Then wait while the service's own gauges (ortserve_requests_running and
 ortserve_requests_waiting on /metrics) are above 0, for at most `--max-wait` seconds in all. SIGTERM follows, and
-uvicorn's graceful shutdown (timeout_graceful_shutdown=30) ends whatever is left. Stdlib only: it runs in the image.
+the service's own SIGTERM drain (uvicorn's graceful shutdown, 30 s) ends whatever is left. Stdlib only: it runs in
+the image.
 """
 
 from __future__ import annotations
