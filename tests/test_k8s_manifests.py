@@ -416,3 +416,30 @@ def test_queue_autoscaling_reads_metrics_the_services_export() -> None:
     for hpa in (d for d in docs if d["kind"] == "HorizontalPodAutoscaler"):
         names = {m["pods"]["metric"]["name"] for m in hpa["spec"]["metrics"] if m["type"] == "Pods"}
         assert names and names <= set(served), (hpa["metadata"]["name"], names)
+
+
+@pytest.mark.parametrize(
+    ("setting", "nameserver", "expected"),
+    [
+        ("auto", "10.96.0.10", "10.96.0.10"),
+        ("auto", "fd00:10:96::a", "[fd00:10:96::a]"),
+        ("10.0.0.2", "10.96.0.10", "10.0.0.2"),
+    ],
+)
+def test_the_proxy_start_reads_the_cluster_dns(tmp_path: Path, setting: str, nameserver: str, expected: str) -> None:
+    """The proxy's shell prelude, run for real with the image's entrypoint replaced by an echo."""
+    script = container("prod", "proxy")["args"][0]
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text(
+        f"search ortserve.svc.cluster.local svc.cluster.local\nnameserver {nameserver}\noptions ndots:5\n"
+    )
+    script = script.replace("/etc/resolv.conf", str(resolv))
+    script = script.replace("exec /docker-entrypoint.sh nginx -g 'daemon off;'", 'echo "$PROXY_RESOLVER"')
+    result = subprocess.run(
+        ["sh", "-c", script],
+        env={"PROXY_RESOLVER": setting, "PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
