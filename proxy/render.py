@@ -20,6 +20,8 @@ DEFAULTS = {
     "PROXY_HTTPS_PORT": "8443",
     "PROXY_MAX_BODY": "8m",
     "PROXY_AUTH_CACHE_TTL": "5s",
+    "PROXY_CLIENT_HEADER_TIMEOUT": "15s",
+    "PROXY_CLIENT_BODY_TIMEOUT": "30s",
     "PROXY_CORS_ORIGIN_REGEX": r"^https?://(localhost|127\.0\.0\.1)(:[0-9]+)?$",
     "PROXY_RESOLVER": "127.0.0.11",
     "CHAT_UPSTREAM": "127.0.0.1:8000",
