@@ -11,19 +11,24 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ortserve_common.errors import OpenAIError, error_body
 from ortserve_common.logs import request_fields_var, request_id_var
+from ortserve_common.server import is_draining
 from ortserve_common.telemetry import QUIET_PATHS, ServiceMetrics, current_trace_ids, setup_tracing
 from ortserve_common.validation import validation_error
 
 access_logger = logging.getLogger("ortserve.access")
 logger = logging.getLogger(__name__)
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+_FASTAPI_BODY_ERROR = "There was an error parsing the body"
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
 
 
@@ -44,11 +49,30 @@ async def _http_error_handler(request: Request, exc: StarletteHTTPException) -> 
         message = f"Unknown path: {request.method} {request.url.path}"
     elif exc.status_code == 405:
         message = f"Method {request.method} is not allowed on {request.url.path}"
+    elif exc.status_code == 400 and exc.detail == _FASTAPI_BODY_ERROR:
+        # FastAPI's answer when the body cannot even be decoded (bytes that are not UTF-8, JSON nested so deep that
+        # the parser gives up); a JSON syntax error goes through the validation handler instead.
+        message = "The request body could not be read as JSON: it is not UTF-8 text, or it is nested too deeply."
     else:
         message = str(exc.detail)
     type_ = "invalid_request_error" if exc.status_code < 500 else "server_error"
-    err = OpenAIError(exc.status_code, message, type_, None, _HTTP_CODES.get(exc.status_code), dict(exc.headers or {}))
+    code = "invalid_json" if exc.status_code == 400 and exc.detail == _FASTAPI_BODY_ERROR else None
+    code = code or _HTTP_CODES.get(exc.status_code)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
+    err = OpenAIError(exc.status_code, message, type_, None, code, headers)
     return _error_response(err)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path: Starlette's Allow names only the first matching route's."""
+    allowed = []
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.routes):
+            allowed.append(method)
+    return ", ".join(allowed)
 
 
 class RequestContextMiddleware:
@@ -128,7 +152,7 @@ def health_router(is_ready: Callable[[FastAPI], bool]) -> APIRouter:
 
     @router.get("/ready")
     async def ready(request: Request) -> JSONResponse:
-        if is_ready(request.app):
+        if is_ready(request.app) and not is_draining(request.app):
             return JSONResponse({"status": "ready"})
         return JSONResponse(
             error_body("Not ready: models are loading or draining.", "server_error", None, "not_ready"), 503
@@ -146,6 +170,53 @@ def metrics_router(metrics: ServiceMetrics) -> APIRouter:
         return Response(body, media_type=content_type)
 
     return router
+
+
+ERROR_SCHEMA = {
+    "title": "ErrorResponse",
+    "type": "object",
+    "required": ["error"],
+    "additionalProperties": False,
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message", "type", "param", "code"],
+            "additionalProperties": False,
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": {"type": ["string", "null"]},
+                "code": {"type": ["string", "null"]},
+            },
+        }
+    },
+}
+
+
+def _document_openai_errors(app: FastAPI) -> None:
+    """The OpenAPI schema says what the services really answer: every refusal is OpenAI's error object (documented
+    as the `default` response), and a validation failure is a 400, not FastAPI's 422 with its own body."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.pop("HTTPValidationError", None)
+            components.pop("ValidationError", None)
+            components["ErrorResponse"] = ERROR_SCHEMA
+            error = {"$ref": "#/components/schemas/ErrorResponse"}
+            for path_item in schema.get("paths", {}).values():
+                for operation in path_item.values():
+                    responses = operation.setdefault("responses", {})
+                    responses.pop("422", None)
+                    responses["default"] = {
+                        "description": "A refusal or failure, in OpenAI's error shape",
+                        "content": {"application/json": {"schema": error}},
+                    }
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_service_app(
@@ -169,6 +240,7 @@ def create_service_app(
     app.include_router(metrics_router(metrics))
     for router in routers:
         app.include_router(router)
+    _document_openai_errors(app)
     if tracer_provider is not None:
         # Per-chunk send/receive spans would turn every streamed token into a span.
         FastAPIInstrumentor.instrument_app(app, tracer_provider=tracer_provider, exclude_spans=["send", "receive"])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 
-import uvicorn
 from ortserve_common.logs import configure_logging
+from ortserve_common.server import serve
 from pydantic import ValidationError
 
 from chat_service.engine.ort_genai import check_model_folder
@@ -30,9 +30,7 @@ def main() -> int:
     except EngineLoadError as exc:
         logger.error("cannot start: %s", exc)
         return 2
-    uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port, log_config=None, timeout_graceful_shutdown=30
-    )
+    serve(create_app(settings), settings.host, settings.port)  # SIGTERM drains: see ortserve_common.server
     return 0
 
 

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from ortserve_common.admission import AdmissionController
 from ortserve_common.app import create_service_app
 from ortserve_common.registration import RegistryClient
+from ortserve_common.server import on_drain
 
 from chat_service.admin_router import admin_router
 from chat_service.model_pool import EngineFactory, ModelPool, load_engine
@@ -43,6 +44,7 @@ def create_app(settings: ChatSettings, engine_factory: EngineFactory = load_engi
         registry = RegistryClient(settings.registry_url, "chat", settings.public_url(), pool.registrations)
         app.state.registry = registry
         await registry.start()
+        on_drain(app, registry.stop)  # leave the registry as soon as a drain starts, not at its end
         app.state.ready = True
         try:
             yield

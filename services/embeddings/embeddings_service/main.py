@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from ortserve_common.admission import AdmissionController
 from ortserve_common.app import create_service_app
 from ortserve_common.registration import RegistryClient
+from ortserve_common.server import on_drain
 
 from embeddings_service.admin_router import admin_router
 from embeddings_service.observability import EmbeddingMetrics, EmbeddingTelemetry
@@ -45,6 +46,7 @@ def create_app(
         )
         app.state.registry_client = registry_client
         await registry_client.start()
+        on_drain(app, registry_client.stop)  # leave the registry as soon as a drain starts, not at its end
         try:
             yield
         finally:

@@ -11,7 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 class OpenAIModel(BaseModel):
     # Unknown fields are ignored, as vLLM does; fields we know but cannot honour are refused by the serving layer.
-    model_config = ConfigDict(extra="ignore")
+    # Strict types, as OpenAI's API: "0.5" is not a number and "true" is not a boolean (lax pydantic would convert
+    # them); an integer is still a valid float.
+    model_config = ConfigDict(extra="ignore", strict=True)
 
 
 class StreamOptions(OpenAIModel):
