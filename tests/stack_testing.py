@@ -24,12 +24,14 @@ def free_port() -> int:
 
 
 class Stack:
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, extra_env: dict[str, str] | None = None) -> None:
+        """`extra_env` sets any CHAT_*, PROXY_*, ... variable for this stack only (and may turn traces off)."""
         self.run_dir = run_dir
         names = ("CHAT_PORT", "EMBED_PORT", "MODELS_PORT", "PROXY_HTTPS_PORT", "OTLP_RECEIVER_PORT")
         self.ports = {name: str(free_port()) for name in names}
         # Traced like `ORTSERVE_TRACES=1 make run`: every span lands in run_dir/traces.jsonl.
         self.env = {**os.environ, "ORTSERVE_RUN_DIR": str(run_dir), "ORTSERVE_TRACES": "1", **self.ports}
+        self.env.update(extra_env or {})
         self.base_url = f"https://localhost:{self.ports['PROXY_HTTPS_PORT']}"
 
     def up(self) -> Stack:
