@@ -182,7 +182,9 @@ def setup_section(results: dict) -> list[str]:
         f"| load average (1 min) | {results['load_1m_at_start']:.2f} at the start, "
         f"{results['load_1m_at_end']:.2f} at the end |",
         f"| plan | concurrency {plan['concurrencies']}, max_tokens {plan['max_tokens']}, greedy, "
-        f"{plan['repeats']} interleaved repeats, max({plan['min_requests']}, {plan['rounds']} × c) requests a phase |",
+        f"{plan['repeats']} interleaved repeats, max({plan['min_requests']}, {plan['rounds']} × c) requests a phase; "
+        f"before each phase, up to {plan.get('quiet_wait_s', 0)} s of waiting for other processes to use under 0.2 "
+        "cores |",
         "| chat service settings | " + ", ".join(f"{k} {v}" for k, v in env["chat_settings"].items()) + " |",
     ]
     if env.get("llama.cpp"):

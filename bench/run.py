@@ -16,6 +16,7 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -52,12 +53,13 @@ class Plan:
     embed_clients: tuple[int, ...]
     embed_batches: tuple[int, ...]
     embed_texts: int
+    quiet_wait_s: float  # longest wait before a phase for other processes to go quiet
 
     @classmethod
     def make(cls, quick: bool) -> Plan:
         if quick:
-            return cls((1, 2), 2, 1, 2, 32, (1, 4), (1, 32), 128)
-        return cls((1, 2, 4, 8), 2, 2, 4, 128, (1, 4, 16), (1, 32), 512)
+            return cls((1, 2), 2, 1, 2, 32, (1, 4), (1, 32), 128, 0)
+        return cls((1, 2, 4, 8), 3, 2, 4, 128, (1, 4, 16), (1, 32), 512, 10)
 
 
 def conversation(length: str, index: int) -> list[dict[str, str]]:
@@ -68,6 +70,17 @@ def conversation(length: str, index: int) -> list[dict[str, str]]:
     else:
         user = f"{PROMPTS['passage']}\n\n{PROMPTS['long_question']}"
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+async def wait_for_quiet(monitor: CpuMonitor, max_wait_s: float, threshold_cores: float = 0.2) -> float:
+    """Before a phase, wait (at most max_wait_s) until other processes use under threshold_cores for a second."""
+    start = time.monotonic()
+    while time.monotonic() - start < max_wait_s:
+        monitor.start()
+        await asyncio.sleep(1.0)
+        if monitor.stop().other_cores < threshold_cores:
+            break
+    return time.monotonic() - start
 
 
 def phase_result(phase: Phase) -> dict:
@@ -98,6 +111,7 @@ async def measure_chat(plan: Plan, engine: EngineLimit, targets: list[ChatTarget
                 order = names[repeat % len(names) :] + names[: repeat % len(names)]
                 for name in order:
                     conversations = [conversation(length, i) for i in range(count)]  # same questions, new nonces
+                    waited_s = await wait_for_quiet(monitor, plan.quiet_wait_s)
                     monitor.start()
                     if name == ENGINE:
                         phase = engine.closed_loop(conversations, c, plan.max_tokens)
@@ -107,7 +121,7 @@ async def measure_chat(plan: Plan, engine: EngineLimit, targets: list[ChatTarget
                     result = phase_result(phase)
                     rows.append(
                         {"target": name, "concurrency": c, "prompt": length, "repeat": repeat, **result}
-                        | {"cpu": cpu.as_dict()}
+                        | {"cpu": cpu.as_dict(), "waited_for_quiet_s": round(waited_s, 1)}
                     )
                     logger.info(
                         "repeat %d c=%d %-5s %-22s %6.1f tok/s  ttft p50 %4.0f ms  others' CPU %.2f cores%s",
@@ -142,6 +156,7 @@ async def measure_embeddings(plan: Plan, proxy: ChatTarget, monitor: CpuMonitor)
     served = await clients.embed_all(proxy, texts[:64])
     rows, reference = [], None
     for repeat in range(plan.repeats):
+        await wait_for_quiet(monitor, plan.quiet_wait_s)
         monitor.start()
         reference = sentence_transformers_rates(texts, plan.embed_batches)
         cpu = monitor.stop().as_dict()
@@ -151,6 +166,7 @@ async def measure_embeddings(plan: Plan, proxy: ChatTarget, monitor: CpuMonitor)
         for clients_n in plan.embed_clients:
             for batch in plan.embed_batches:
                 batches = [texts[i : i + batch] for i in range(0, len(texts), batch)]
+                await wait_for_quiet(monitor, plan.quiet_wait_s)
                 monitor.start()
                 done, seconds, errors = await clients.closed_loop_embeddings(proxy, batches, clients_n)
                 cpu = monitor.stop().as_dict()
@@ -211,9 +227,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="concurrency 1 and 2, few short requests (development)")
     parser.add_argument("--peers", action="store_true", help="add llama.cpp's llama-server on the same GGUF")
-    parser.add_argument("--repeats", type=int, help="interleaved repeats of every phase (default 2)")
+    parser.add_argument("--repeats", type=int, help="interleaved repeats of every phase (default 3; 2 with --quick)")
     parser.add_argument("--out", default=str(ROOT / "docs/BENCHMARKS.md"), help="the markdown report (plots beside)")
+    signal.signal(signal.SIGTERM, stop_cleanly)
     return asyncio.run(main_async(parser.parse_args()))
+
+
+def stop_cleanly(*_args: object) -> None:
+    """SIGTERM as Ctrl-C, so the stack and llama-server are stopped on the way out."""
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
