@@ -18,7 +18,8 @@ BENCH_ARGS ?=
 export ORTSERVE_MODELS_DIR := $(MODELS_DIR)
 export ORTSERVE_BUILD_PYTHON := $(BUILD_VENV)/bin/python
 
-.PHONY: help install build-venv model nginx certs run run-chat up down test lint clean loadtest loadtest-ui bench bench-peers
+.PHONY: help install build-venv model nginx certs run run-chat up down test lint clean loadtest loadtest-ui bench bench-peers \
+	fuzz overload soak
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -67,6 +68,17 @@ bench: install nginx build-venv $(MODEL_STAMPS) ## Engine limit vs chat direct v
 
 bench-peers: install nginx build-venv $(MODEL_STAMPS) ## make bench plus llama.cpp's llama-server on the same GGUF
 	ORTSERVE_CACHE_DIR=$(CACHE_DIR) $(PY) -m bench.run --peers $(BENCH_ARGS)
+
+fuzz: install nginx $(MODEL_STAMPS) ## Schemathesis, long: every schema and the proxy, stateful phase, random seed
+	FUZZ_MAX_EXAMPLES=$${FUZZ_MAX_EXAMPLES:-100} FUZZ_MAX_TIME=$${FUZZ_MAX_TIME:-120} FUZZ_SEED= FUZZ_KEEP_REPORTS=1 \
+	FUZZ_PHASES=examples,coverage,fuzzing,stateful FUZZ_TARGETS=chat,embeddings,models,proxy-chat,proxy-embeddings \
+	$(PY) -m pytest tests/test_fuzz_schemathesis.py -s -o timeout=900 $(PYTEST_ARGS)
+
+overload: install nginx $(MODEL_STAMPS) ## Twice the chat capacity for 60 s; refusal p99 < 100 ms, nothing lost
+	OVERLOAD_SECONDS=$${OVERLOAD_SECONDS:-60} OVERLOAD_REFUSAL_P99_MS=100 $(PY) -m pytest tests/test_overload.py -s $(PYTEST_ARGS)
+
+soak: install nginx $(MODEL_STAMPS) ## 10 min of the mixed Locust scenario, RSS sampled: results/reliability/soak-*
+	SOAK_SECONDS=$${SOAK_SECONDS:-600} $(PY) -m pytest tests/test_soak.py -s -o timeout=1200 $(PYTEST_ARGS)
 
 lint: install ## ruff over the code
 	$(VENV)/bin/ruff check .

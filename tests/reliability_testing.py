@@ -166,6 +166,26 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
+def tree_rss_mb(pid: int) -> float | None:
+    """RSS of a process and all its descendants (nginx: its master and workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    total, todo, found = 0.0, [pid], False
+    while todo:
+        current = todo.pop()
+        rss = rss_mb(current)
+        if rss is not None:
+            total, found = total + rss, True
+        todo.extend(children.get(current, []))
+    return round(total, 2) if found else None
+
+
 def slope_per_minute(samples: list[tuple[float, float]]) -> float:
     """Least-squares slope of (seconds, value) samples, in value per minute."""
     if len(samples) < 2:
