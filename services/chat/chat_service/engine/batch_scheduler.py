@@ -97,6 +97,8 @@ class BatchScheduler:
     def _loop(self) -> None:
         while True:
             with self._wakeup:
+                if not self._stopping and not self._pending and not self._rows:
+                    self._decoder.cache.reset()  # idle: give back what long requests made the slots grow to
                 while not self._stopping and not self._pending and not self._rows:
                     self._wakeup.wait()
                 if self._stopping:
@@ -127,6 +129,7 @@ class BatchScheduler:
         if not new:
             return
         first = len(self._rows)
+        self._decoder.cache.ensure(max(len(row.request.prompt_ids) for row in new))
         logits = self._decoder.prefill([row.request.prompt_ids for row in new], first)
         self._rows.extend(new)
         for row, row_logits in zip(new, logits, strict=True):
@@ -138,6 +141,7 @@ class BatchScheduler:
         self._drop_finished()
         if not self._rows:
             return
+        self._decoder.cache.ensure(max(row.length for row in self._rows) + 1)
         logits = self._decoder.decode([row.next_token for row in self._rows], [row.length for row in self._rows])
         for row, row_logits in zip(self._rows, logits, strict=True):
             row.length += 1

@@ -2,27 +2,63 @@
 
 Rows of a decode batch must be contiguous slots 0..n-1, so a finished row is replaced by moving the last row's
 cache into its slot (a copy of the filled positions only).
+
+Every slot has the same length (one strided tensor per layer), and the attention kernel touches a bound slot's
+whole length, so memory is slots × length. The length therefore grows on demand (doubling, up to `max_len`) to fit
+the longest active row, and falls back when the engine goes idle.
 """
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import onnxruntime as ort
+
+logger = logging.getLogger(__name__)
+
+INITIAL_LEN = 256
 
 
 class SlotKVCache:
     def __init__(self, layers: int, kv_heads: int, head_dim: int, slots: int, max_len: int) -> None:
         self.slots = slots
         self.max_len = max_len
-        shape = (slots, kv_heads, max_len, head_dim)
-        # np.zeros maps untouched pages lazily: memory grows with the positions actually used, not slots × max_len.
-        self.keys = [np.zeros(shape, np.float32) for _ in range(layers)]
-        self.values = [np.zeros(shape, np.float32) for _ in range(layers)]
+        self._layers = layers
+        self._kv_heads = kv_heads
+        self._head_dim = head_dim
+        self.capacity = 0
+        self.keys: list[np.ndarray] = []
+        self.values: list[np.ndarray] = []
+        self._allocate(min(INITIAL_LEN, max_len), keep=0)
 
     @property
     def bytes_per_position(self) -> int:
-        one = self.keys[0]
-        return 2 * len(self.keys) * one.shape[1] * one.shape[3] * one.itemsize
+        return 2 * self._layers * self._kv_heads * self._head_dim * 4
+
+    def _allocate(self, capacity: int, keep: int) -> None:
+        shape = (self.slots, self._kv_heads, capacity, self._head_dim)
+        keys = [np.zeros(shape, np.float32) for _ in range(self._layers)]
+        values = [np.zeros(shape, np.float32) for _ in range(self._layers)]
+        if keep:
+            for new, old in zip(keys + values, self.keys + self.values, strict=True):
+                new[:, :, :keep] = old[:, :, :keep]
+        self.keys, self.values, self.capacity = keys, values, capacity
+
+    def ensure(self, length: int) -> None:
+        """Make every slot hold at least `length` positions, keeping what is cached."""
+        if length <= self.capacity:
+            return
+        if length > self.max_len:
+            raise ValueError(f"a row needs {length} positions; slots hold at most {self.max_len}")
+        capacity = min(self.max_len, max(length, 2 * self.capacity))
+        logger.debug("KV slots grow from %d to %d positions", self.capacity, capacity)
+        self._allocate(capacity, keep=self.capacity)
+
+    def reset(self) -> None:
+        """Back to the initial length (the engine is idle: nothing cached is needed)."""
+        if self.capacity > min(INITIAL_LEN, self.max_len):
+            self._allocate(min(INITIAL_LEN, self.max_len), keep=0)
 
     def views(self, first: int, last: int) -> list[tuple[ort.OrtValue, ort.OrtValue]]:
         """(key, value) OrtValues over slots [first, last) for every layer, sharing this memory."""
