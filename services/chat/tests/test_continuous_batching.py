@@ -79,3 +79,18 @@ def test_generator_engine_is_still_selectable(smollm_path, plain) -> None:
         server.stop()
     assert text == _expected(plain, "completion", PROMPTS[0], 16)
     assert "continuous batching" not in server.logs()
+
+
+def test_long_prompt_prefilled_in_chunks_equals_plain_engine(batched_server: ChatServer, plain) -> None:
+    prompt = "The history of computing is long. " * 150 + "In summary,"
+    assert len(plain.encode(prompt)) > 1000  # three 512-token prefill chunks
+    text = _ask(batched_server.client(), "completion", prompt, 16, 0, temperature=0)
+    assert text == _expected(plain, "completion", prompt, 16)
+
+
+def test_prefill_groups_keep_logits_within_budget() -> None:
+    from chat_service.engine.batch_scheduler import prefill_groups
+
+    assert prefill_groups([40, 40, 600, 40, 300, 300], 512) == [[0, 1], [2], [3], [4], [5]]
+    assert prefill_groups([100] * 6, 512) == [[0, 1, 2, 3, 4], [5]]
+    assert prefill_groups([], 512) == []

@@ -26,6 +26,25 @@ from chat_service.engine.vocabulary import Vocabulary
 logger = logging.getLogger(__name__)
 
 Emit = Callable[[Any], None]
+# The graph returns logits for every prompt position (vocab floats each): prefill calls are kept to this many tokens
+# (rows × width), so a burst of long prompts costs ~100 MB of logits per call rather than gigabytes.
+PREFILL_TOKENS = 512
+
+
+def prefill_groups(lengths: list[int], budget: int) -> list[list[int]]:
+    """Indexes of prompts to prefill together: consecutive rows while rows × longest ≤ budget; a longer one alone."""
+    groups: list[list[int]] = []
+    current: list[int] = []
+    widest = 0
+    for index, length in enumerate(lengths):
+        if current and (len(current) + 1) * max(widest, length) > budget:
+            groups.append(current)
+            current, widest = [], 0
+        current.append(index)
+        widest = max(widest, length)
+    if current:
+        groups.append(current)
+    return groups
 
 
 @dataclass
@@ -128,14 +147,24 @@ class BatchScheduler:
         new = [row for row in new if not row.done]
         if not new:
             return
-        first = len(self._rows)
         self._decoder.cache.ensure(max(len(row.request.prompt_ids) for row in new))
-        logits = self._decoder.prefill([row.request.prompt_ids for row in new], first)
-        self._rows.extend(new)
-        for row, row_logits in zip(new, logits, strict=True):
-            row.length = len(row.request.prompt_ids)
-            self._advance(row, row_logits)
+        for group in prefill_groups([len(row.request.prompt_ids) for row in new], PREFILL_TOKENS):
+            rows = [new[i] for i in group]
+            first = len(self._rows)
+            self._rows.extend(rows)
+            for row, row_logits in zip(rows, self._prefill(rows, first), strict=True):
+                row.length = len(row.request.prompt_ids)
+                self._advance(row, row_logits)
         self._drop_finished()
+
+    def _prefill(self, rows: list[BatchRow], first: int) -> np.ndarray:
+        """Short prompts together in one call; a long one alone, in chunks, so logits stay PREFILL_TOKENS wide."""
+        prompt = rows[0].request.prompt_ids
+        if len(rows) > 1 or len(prompt) <= PREFILL_TOKENS:
+            return self._decoder.prefill([row.request.prompt_ids for row in rows], first)
+        for start in range(0, len(prompt), PREFILL_TOKENS):
+            logits = self._decoder.extend(first, prompt[start : start + PREFILL_TOKENS], cached=start)
+        return logits[None, :]
 
     def _step(self) -> None:
         self._drop_finished()

@@ -87,6 +87,13 @@ class OnnxDecoder:
         logits = self._run(input_ids, mask, first_slot, first_slot + len(prompts))
         return logits[np.arange(len(prompts)), [len(p) - 1 for p in prompts]]
 
+    def extend(self, slot: int, tokens: list[int], cached: int) -> np.ndarray:
+        """Append a chunk of prompt tokens to one slot that already holds `cached` positions (batch 1, as the graph
+        requires with a past); returns the chunk's last-position logits [vocab]."""
+        input_ids = np.asarray(tokens, np.int64).reshape(1, -1)
+        mask = np.ones((1, cached + len(tokens)), np.int64)
+        return self._run(input_ids, mask, slot, slot + 1)[0, -1]
+
     def decode(self, tokens: list[int], lengths: list[int]) -> np.ndarray:
         """One step for rows 0…n-1 (token t_i after length_i cached positions); returns logits [n, vocab]."""
         n = len(tokens)
