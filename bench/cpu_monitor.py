@@ -29,7 +29,9 @@ def _process_ticks(pids: set[int]) -> dict[int, int]:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        ticks[pid] = int(fields[11]) + int(fields[12])  # utime + stime, all threads
+        # utime + stime (all threads) + cutime + cstime (children that ended and were reaped, such as the
+        # sentence-transformers subprocess, whose own entry is gone by the end of its phase)
+        ticks[pid] = sum(int(v) for v in fields[11:15])
     return ticks
 
 

@@ -146,7 +146,11 @@ def embeddings_section(embeddings: dict) -> list[str]:
     ]
     for batch in sorted({r["batch"] for r in rows}):
         reference = statistics.median(st[(batch, r)] for r in repeats)
-        lines.append(f"| sentence-transformers in-process | {batch} | **{reference:.0f}** | 1.00 | - |")
+        cpu = [r["cpu"]["other_cores"] for r in rows if r["target"] == "sentence-transformers" and r["batch"] == batch]
+        lines.append(
+            f"| sentence-transformers in-process | {batch} | **{reference:.0f}** | 1.00 | "
+            f"{statistics.median(cpu):.2f} / {max(cpu):.2f} |"
+        )
         for clients in sorted({r["clients"] for r in rows if r["target"] == "proxy"}):
             own = [r for r in rows if r["target"] == "proxy" and r["batch"] == batch and r["clients"] == clients]
             rate = statistics.median(r["sentences_per_s"] for r in own)
