@@ -181,6 +181,8 @@ async def main_async(args: argparse.Namespace) -> int:
     plan = Plan.make(args.quick)
     if args.repeats:
         plan = dataclasses.replace(plan, repeats=args.repeats)
+    if args.concurrency:
+        plan = dataclasses.replace(plan, concurrencies=tuple(args.concurrency))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     results_dir = ROOT / "results/bench" / stamp
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -228,6 +230,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="concurrency 1 and 2, few short requests (development)")
     parser.add_argument("--peers", action="store_true", help="add llama.cpp's llama-server on the same GGUF")
     parser.add_argument("--repeats", type=int, help="interleaved repeats of every phase (default 3; 2 with --quick)")
+    parser.add_argument(
+        "--concurrency", type=int, nargs="+", help="the client counts to measure (default 1 2 4 8; 1 2 with --quick)"
+    )
     parser.add_argument("--out", default=str(ROOT / "docs/BENCHMARKS.md"), help="the markdown report (plots beside)")
     signal.signal(signal.SIGTERM, stop_cleanly)
     return asyncio.run(main_async(parser.parse_args()))
