@@ -71,14 +71,17 @@ bench-peers: install nginx build-venv $(MODEL_STAMPS) ## make bench plus llama.c
 
 fuzz: install nginx $(MODEL_STAMPS) ## Schemathesis, long: every schema and the proxy, stateful phase, random seed
 	FUZZ_MAX_EXAMPLES=$${FUZZ_MAX_EXAMPLES:-100} FUZZ_MAX_TIME=$${FUZZ_MAX_TIME:-120} FUZZ_SEED= FUZZ_KEEP_REPORTS=1 \
-	FUZZ_PHASES=examples,coverage,fuzzing,stateful FUZZ_TARGETS=chat,embeddings,models,proxy-chat,proxy-embeddings \
-	$(PY) -m pytest tests/test_fuzz_schemathesis.py -s -o timeout=900 $(PYTEST_ARGS)
+	FUZZ_PHASES=examples,coverage,fuzzing,stateful \
+	FUZZ_TARGETS=$${FUZZ_TARGETS:-chat,embeddings,models,proxy-chat,proxy-embeddings,proxy-models} \
+	$(PY) -m pytest tests/test_fuzz_schemathesis.py -s -o timeout=$$(( $${FUZZ_MAX_TIME:-120} + 600 )) $(PYTEST_ARGS)
 
 overload: install nginx $(MODEL_STAMPS) ## Twice the chat capacity for 60 s; refusal p99 < 100 ms, nothing lost
-	OVERLOAD_SECONDS=$${OVERLOAD_SECONDS:-60} OVERLOAD_REFUSAL_P99_MS=100 $(PY) -m pytest tests/test_overload.py -s $(PYTEST_ARGS)
+	OVERLOAD_SECONDS=$${OVERLOAD_SECONDS:-60} OVERLOAD_REFUSAL_P99_MS=100 \
+	$(PY) -m pytest tests/test_overload.py -s -o timeout=$$(( $${OVERLOAD_SECONDS:-60} + 300 )) $(PYTEST_ARGS)
 
 soak: install nginx $(MODEL_STAMPS) ## 10 min of the mixed Locust scenario, RSS sampled: results/reliability/soak-*
-	SOAK_SECONDS=$${SOAK_SECONDS:-600} $(PY) -m pytest tests/test_soak.py -s -o timeout=1200 $(PYTEST_ARGS)
+	SOAK_SECONDS=$${SOAK_SECONDS:-600} \
+	$(PY) -m pytest tests/test_soak.py -s -o timeout=$$(( $${SOAK_SECONDS:-600} + 600 )) $(PYTEST_ARGS)
 
 lint: install ## ruff over the code
 	$(VENV)/bin/ruff check .

@@ -33,6 +33,7 @@ TARGETS = {
     "models": ("MODELS_PORT", False),
     "proxy-chat": ("CHAT_PORT", True),
     "proxy-embeddings": ("EMBED_PORT", True),
+    "proxy-models": ("MODELS_PORT", True),
 }
 SHORT_FORM = os.environ.get("FUZZ_TARGETS", "chat,embeddings,models,proxy-chat").split(",")
 
@@ -51,7 +52,10 @@ def run_schemathesis(stack: Stack, target: str, report_dir: Path) -> tuple[int, 
     command += ["--seed", SEED] if SEED else []
     if through_proxy:
         command += ["--url", stack.base_url, "--tls-verify", stack.ca, "-H", f"Authorization: Bearer {stack.api_key}"]
-        command += ["--exclude-path", "/ready"]  # a service's own probe: the proxy does not route it (404 there)
+        # Through the proxy, /ready (a service's own probe) and /internal/* are not routed (404), and /v1/models is
+        # always the registry's list, whatever service's schema is in use; proxy-models checks that one.
+        excluded = "^/(ready|internal/)" if port_name == "MODELS_PORT" else "^/(ready$|v1/models)"
+        command += ["--exclude-path-regex", excluded]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "tests"), "SCHEMATHESIS_HOOKS": "schemathesis_hooks"}
     timeout = int(MAX_TIME) + 240  # the time budget covers generation; the last calls and shrinking come on top
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, cwd=report_dir)
