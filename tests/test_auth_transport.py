@@ -12,7 +12,7 @@ import warnings
 
 import httpx
 import pytest
-from reliability_testing import assert_openai_error
+from reliability_testing import Figures, assert_openai_error
 from stack_testing import ROOT, Stack
 
 
@@ -162,6 +162,8 @@ def test_slow_clients_are_cut_off(reliability_stack: Stack) -> None:
         start = time.monotonic()
         answer = _read_until_closed(tls)
         body_cut = time.monotonic() - start
+    cuts = {"header_cut_after_s": round(header_cut, 2), "body_cut_after_s": round(body_cut, 2)}
+    Figures("slow-clients", cuts).write()
     assert 1.5 <= header_cut <= 6, header_cut
     assert 1.5 <= body_cut <= 6, body_cut
     assert answer == b"", answer[:300]  # nginx closes a timed-out connection without an answer
