@@ -86,11 +86,3 @@ def test_long_prompt_prefilled_in_chunks_equals_plain_engine(batched_server: Cha
     assert len(plain.encode(prompt)) > 1000  # three 512-token prefill chunks
     text = _ask(batched_server.client(), "completion", prompt, 16, 0, temperature=0)
     assert text == _expected(plain, "completion", prompt, 16)
-
-
-def test_prefill_groups_keep_logits_within_budget() -> None:
-    from chat_service.engine.batch_scheduler import prefill_groups
-
-    assert prefill_groups([40, 40, 600, 40, 300, 300], 512) == [[0, 1], [2], [3], [4], [5]]
-    assert prefill_groups([100] * 6, 512) == [[0, 1, 2, 3, 4], [5]]
-    assert prefill_groups([], 512) == []

@@ -1,7 +1,8 @@
 """Continuous batching: requests join the running batch at the next step and leave it the step they finish.
 
-One thread owns the decoder. Each turn it prefills whatever arrived (together, into free slots), then advances every
-active row by one token in a single batched call. Sampling, stop conditions and detokenization stay per request.
+One thread owns the decoder. Each turn it prefills whatever arrived (one prompt at a time, into free slots), then
+advances every active row by one token in a single batched call. Sampling, stop conditions and detokenization stay
+per request.
 """
 
 from __future__ import annotations
@@ -26,25 +27,9 @@ from chat_service.engine.vocabulary import Vocabulary
 logger = logging.getLogger(__name__)
 
 Emit = Callable[[Any], None]
-# The graph returns logits for every prompt position (vocab floats each): prefill calls are kept to this many tokens
-# (rows × width), so a burst of long prompts costs ~100 MB of logits per call rather than gigabytes.
+# The graph returns logits for every prompt position (vocab floats each): a prefill call takes at most this many
+# tokens, so a long prompt costs ~100 MB of logits per call rather than gigabytes.
 PREFILL_TOKENS = 512
-
-
-def prefill_groups(lengths: list[int], budget: int) -> list[list[int]]:
-    """Indexes of prompts to prefill together: consecutive rows while rows × longest ≤ budget; a longer one alone."""
-    groups: list[list[int]] = []
-    current: list[int] = []
-    widest = 0
-    for index, length in enumerate(lengths):
-        if current and (len(current) + 1) * max(widest, length) > budget:
-            groups.append(current)
-            current, widest = [], 0
-        current.append(index)
-        widest = max(widest, length)
-    if current:
-        groups.append(current)
-    return groups
 
 
 @dataclass
@@ -148,23 +133,22 @@ class BatchScheduler:
         if not new:
             return
         self._decoder.cache.ensure(max(len(row.request.prompt_ids) for row in new))
-        for group in prefill_groups([len(row.request.prompt_ids) for row in new], PREFILL_TOKENS):
-            rows = [new[i] for i in group]
-            first = len(self._rows)
-            self._rows.extend(rows)
-            for row, row_logits in zip(rows, self._prefill(rows, first), strict=True):
-                row.length = len(row.request.prompt_ids)
-                self._advance(row, row_logits)
+        # One prompt per call, each row's first token sent as soon as its own prefill ends: on a CPU a batched
+        # prefill costs what the separate ones do, but would hold every first token until the last prompt is done.
+        for row in new:
+            slot = len(self._rows)
+            self._rows.append(row)
+            row.length = len(row.request.prompt_ids)
+            self._advance(row, self._prefill(row.request.prompt_ids, slot))
         self._drop_finished()
 
-    def _prefill(self, rows: list[BatchRow], first: int) -> np.ndarray:
-        """Short prompts together in one call; a long one alone, in chunks, so logits stay PREFILL_TOKENS wide."""
-        prompt = rows[0].request.prompt_ids
-        if len(rows) > 1 or len(prompt) <= PREFILL_TOKENS:
-            return self._decoder.prefill([row.request.prompt_ids for row in rows], first)
+    def _prefill(self, prompt: list[int], slot: int) -> np.ndarray:
+        """A long prompt goes in PREFILL_TOKENS chunks, so the per-position logits stay bounded."""
+        if len(prompt) <= PREFILL_TOKENS:
+            return self._decoder.prefill([prompt], slot)[0]
         for start in range(0, len(prompt), PREFILL_TOKENS):
-            logits = self._decoder.extend(first, prompt[start : start + PREFILL_TOKENS], cached=start)
-        return logits[None, :]
+            logits = self._decoder.extend(slot, prompt[start : start + PREFILL_TOKENS], cached=start)
+        return logits
 
     def _step(self) -> None:
         self._drop_finished()
