@@ -36,8 +36,11 @@ def _fresh_key(stack: Stack, name: str) -> str:
     return created.json()["key"]
 
 
-def _wait_spans(stack: Stack, trace_id: str, names: set[str]) -> dict[str, list[dict]]:
-    """The trace's spans by name, once every name in `names` has arrived (the services batch them for 0.5 s)."""
+def _wait_spans(
+    stack: Stack, trace_id: str, names: set[str], services: set[str] | None = None
+) -> dict[str, list[dict]]:
+    """The trace's spans by name, once every name in `names` (and every service in `services`) has arrived: each
+    service exports its own spans in batches, so one service's spans can land before another's."""
     found: dict[str, list[dict]] = {}
 
     def arrived() -> bool:
@@ -45,7 +48,8 @@ def _wait_spans(stack: Stack, trace_id: str, names: set[str]) -> dict[str, list[
         for span in stack.spans(trace_id):
             name = AUTH if span["name"].endswith(" /internal/auth") else span["name"]
             found.setdefault(name, []).append(span)
-        return names <= set(found)
+        seen = {span["service"] for group in found.values() for span in group}
+        return names <= set(found) and (services or set()) <= seen
 
     stack.wait_for(arrived, timeout_s=20, what=f"spans {sorted(names)} of trace {trace_id}")
     return found
@@ -138,7 +142,12 @@ def test_an_admin_load_is_one_trace_from_registry_to_chat_and_back(stack: Stack)
         assert response.status_code == 200, response.text
         try:
             trace_id = response.headers["x-request-id"]
-            spans = _wait_spans(stack, trace_id, {"POST /admin/models/load", "POST", "POST /internal/instances"})
+            spans = _wait_spans(
+                stack,
+                trace_id,
+                {"POST /admin/models/load", "POST", "POST /internal/instances"},
+                services={"ortserve-models", "ortserve-chat"},
+            )
         finally:
             http.post("/admin/models/unload", json={"id": "phi3-tiny-traced"}, headers=admin)
     kinds = {(s["service"], s["kind"], s["name"]): s for group in spans.values() for s in group}
