@@ -12,13 +12,17 @@ import asyncio
 import logging
 import socket
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import uvicorn
 from fastapi import FastAPI
 
+from ortserve_common.settings import ServiceSettings
+
 logger = logging.getLogger(__name__)
 
 DrainHook = Callable[[], Awaitable[object]]
+S = TypeVar("S", bound=ServiceSettings)
 DRAIN_HOOK_TIMEOUT_S = 3.0
 
 
@@ -57,3 +61,33 @@ class DrainingServer(uvicorn.Server):
 def serve(app: FastAPI, host: str, port: int, graceful_timeout_s: float = 30) -> None:
     config = uvicorn.Config(app, host=host, port=port, log_config=None, timeout_graceful_shutdown=graceful_timeout_s)
     DrainingServer(config, app).run()
+
+
+def run_service(
+    service: str,
+    settings_class: type[S],
+    precheck: Callable[[S], None],
+    create_app: Callable[[S], FastAPI],
+    expected_errors: tuple[type[Exception], ...],
+) -> int:
+    """What every `python -m <service>` does: read the settings, check what the service needs (one clear log line
+    and exit status 2 when something is wrong), then serve with the graceful drain."""
+    from pydantic import ValidationError  # noqa: PLC0415 - only the entry point needs it
+
+    from ortserve_common.logs import configure_logging  # noqa: PLC0415
+
+    try:
+        settings = settings_class()
+    except ValidationError as exc:
+        configure_logging("INFO", service)
+        prefix = settings_class.model_config.get("env_prefix", "")
+        logger.error("invalid %s* settings: %s", prefix, exc.errors(include_url=False))
+        return 2
+    configure_logging(settings.log_level, service)
+    try:
+        precheck(settings)
+    except expected_errors as exc:
+        logger.error("cannot start: %s", exc)
+        return 2
+    serve(create_app(settings), settings.host, settings.port)
+    return 0
