@@ -266,12 +266,12 @@ def test_every_secret_is_rendered_or_created_beforehand(overlay: str) -> None:
 
 def graceful_shutdown_s(service: str) -> float:
     """How long the service lets requests in flight finish after SIGTERM: uvicorn's timeout_graceful_shutdown, given
-    in its __main__, or the default of the shared ortserve_common.server.serve it calls."""
+    in its __main__, or the default of the shared ortserve_common.server.serve (run_service calls it)."""
     source = (ROOT / f"services/{service}/{service}_service/__main__.py").read_text()
     given = re.search(r"(?:timeout_graceful_shutdown|graceful_timeout_s)=(\d+)", source)
     if given:
         return float(given.group(1))
-    assert "serve(" in source, f"{service}: no graceful shutdown found"
+    assert "serve(" in source or "run_service(" in source, f"{service}: no graceful shutdown found"
     from ortserve_common.server import serve
 
     return float(inspect.signature(serve).parameters["graceful_timeout_s"].default)
