@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 import onnxruntime_genai as og
 import openai
+from ortserve_common.testing import ServiceProcess, free_port
 
 MODELS_DIR = Path(os.environ.get("ORTSERVE_MODELS_DIR", Path.home() / ".cache/ortserve/models/r1"))
 SMOLLM = MODELS_DIR / "smollm2-135m-instruct"
@@ -21,56 +17,20 @@ PHI3_TINY = MODELS_DIR / "phi3-tiny"
 MODEL_ID = "smollm2-135m-instruct"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class ChatServer:
+class ChatServer(ServiceProcess):
     """`python -m chat_service` in a subprocess, exactly as `make run` starts it."""
 
     def __init__(self, model_path: Path, **env: str) -> None:
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.env = {
+        port = free_port()
+        environment = {
             **os.environ,
             "CHAT_MODEL_PATH": str(model_path),
-            "CHAT_PORT": str(self.port),
+            "CHAT_PORT": str(port),
             "CHAT_HOST": "127.0.0.1",
             **env,
         }
-        self.log_path = Path(os.environ.get("PYTEST_TMPDIR", "/tmp")) / f"chat-{self.port}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout_s: float = 60) -> ChatServer:
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "chat_service"], env=self.env, stdout=self._log, stderr=self._log
-        )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"chat service exited with {self.proc.returncode}:\n{self.logs()}")
-            try:
-                if httpx.get(self.base_url + "/ready", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"chat service not ready in {timeout_s}s:\n{self.logs()}")
-
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self._log.close()
+        log_path = Path(os.environ.get("PYTEST_TMPDIR", "/tmp")) / f"chat-{port}.log"
+        super().__init__("chat_service", port, environment, log_path)
 
     def client(self) -> openai.OpenAI:
         return openai.OpenAI(base_url=self.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)

@@ -5,15 +5,13 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import openai
+from ortserve_common.testing import ServiceProcess, free_port
 
 MODELS_DIR = Path(os.environ.get("ORTSERVE_MODELS_DIR", Path.home() / ".cache/ortserve/models/r1"))
 MINILM = MODELS_DIR / "all-minilm-l6-v2"
@@ -38,47 +36,23 @@ TEST_MODELS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class EmbedServer:
+class EmbedServer(ServiceProcess):
     """`python -m embeddings_service` in a subprocess, exactly as it is started in production."""
 
     def __init__(self, models: list[dict] | None = None, **env: str) -> None:
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.env = {
+        port = free_port()
+        environment = {
             **os.environ,
             "EMBED_MODELS": json.dumps(models if models is not None else TEST_MODELS),
-            "EMBED_PORT": str(self.port),
+            "EMBED_PORT": str(port),
             "EMBED_HOST": "127.0.0.1",
             **env,
         }
-        self.log_path = Path(os.environ.get("PYTEST_TMPDIR", "/tmp")) / f"embeddings-{self.port}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        log_path = Path(os.environ.get("PYTEST_TMPDIR", "/tmp")) / f"embeddings-{port}.log"
+        super().__init__("embeddings_service", port, environment, log_path)
 
     def start(self, timeout_s: float = 90) -> EmbedServer:
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "embeddings_service"], env=self.env, stdout=self._log, stderr=self._log
-        )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"embeddings service exited with {self.proc.returncode}:\n{self.logs()}")
-            try:
-                if httpx.get(self.base_url + "/ready", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"embeddings service not ready in {timeout_s}s:\n{self.logs()}")
-
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return super().start(timeout_s)
 
     def access_lines(self) -> list[dict]:
         lines = []
@@ -90,15 +64,6 @@ class EmbedServer:
             if record.get("logger") == "ortserve.access":
                 lines.append(record)
         return lines
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self._log.close()
 
     def client(self) -> openai.OpenAI:
         return openai.OpenAI(base_url=self.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -16,16 +15,11 @@ import openai
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from ortserve_common.testing import ServiceProcess, free_port
 
 ADMIN_KEY = "sk-admin-" + "A" * 40
 SEEDED_KEY = "sk-ortserve-seeded-" + "b" * 40
 BUNDLED_MANIFEST = Path(__file__).resolve().parent.parent / "manifest.yaml"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _env_without_models_settings() -> dict[str, str]:
@@ -33,53 +27,28 @@ def _env_without_models_settings() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if not key.startswith("MODELS_")}
 
 
-class ModelsServer:
+class ModelsServer(ServiceProcess):
     """`python -m models_service` in a subprocess on a free port, with its data folder under `workdir`."""
 
     def __init__(self, workdir: Path, port: int | None = None, **env: str) -> None:
-        self.port = port or free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
+        port = port or free_port()
         self.data_dir = workdir / "models-data"
         self.env = {
             **_env_without_models_settings(),
-            "MODELS_PORT": str(self.port),
+            "MODELS_PORT": str(port),
             "MODELS_HOST": "127.0.0.1",
             "MODELS_DATA_DIR": str(self.data_dir),
             "MODELS_MANIFEST": str(BUNDLED_MANIFEST),
             "MODELS_ADMIN_KEY": ADMIN_KEY,
             **env,
         }
-        self.log_path = workdir / f"models-{self.port}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__("models_service", port, self.env, workdir / f"models-{port}.log", poll_s=0.05)
 
     def start(self, timeout_s: float = 20) -> ModelsServer:
-        self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "models_service"], env=self.env, stdout=self._log, stderr=self._log
-        )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"models service exited with {self.proc.returncode}:\n{self.logs()}")
-            try:
-                if httpx.get(self.base_url + "/ready", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"models service not ready in {timeout_s}s:\n{self.logs()}")
+        return super().start(timeout_s)
 
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self._log.close()
+    def stop(self, wait_s: float = 10) -> None:
+        super().stop(wait_s)
 
     def http(self, api_key: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
