@@ -147,8 +147,10 @@ async def test_sigterm_drains_streams_in_flight(reliability_stack: Stack) -> Non
     started = [asyncio.Event() for _ in range(in_flight)]
     chat_port = stack.ports["CHAT_PORT"]
     async with httpx.AsyncClient(base_url=stack.base_url, verify=stack.ssl_context(), timeout=120) as client:
+        # Long enough (counting to fifty, up to 160 tokens) that the streams are surely still running when the registry
+        # drops chat, however quiet the machine is.
         streams = [
-            asyncio.create_task(stream_chat(client, stack.api_key, max_tokens=48, first_token=started[i]))
+            asyncio.create_task(stream_chat(client, stack.api_key, max_tokens=160, first_token=started[i]))
             for i in range(in_flight)
         ]
         await asyncio.wait_for(asyncio.gather(*(e.wait() for e in started[:CHAT_MAX_CONCURRENCY])), 60)
