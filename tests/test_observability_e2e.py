@@ -37,10 +37,15 @@ def _fresh_key(stack: Stack, name: str) -> str:
 
 
 def _wait_spans(
-    stack: Stack, trace_id: str, names: set[str], services: set[str] | None = None
+    stack: Stack,
+    trace_id: str,
+    names: set[str],
+    services: set[str] | None = None,
+    counts: dict[str, int] | None = None,
 ) -> dict[str, list[dict]]:
-    """The trace's spans by name, once every name in `names` (and every service in `services`) has arrived: each
-    service exports its own spans in batches, so one service's spans can land before another's."""
+    """The trace's spans by name, once every name in `names` (and every service in `services`, and `counts[name]`
+    spans of a name) has arrived: each service exports its spans in batches, so one batch can land before another,
+    even two spans of one name from one service."""
     found: dict[str, list[dict]] = {}
 
     def arrived() -> bool:
@@ -49,7 +54,8 @@ def _wait_spans(
             name = AUTH if span["name"].endswith(" /internal/auth") else span["name"]
             found.setdefault(name, []).append(span)
         seen = {span["service"] for group in found.values() for span in group}
-        return names <= set(found) and (services or set()) <= seen
+        enough = all(len(found.get(name, [])) >= n for name, n in (counts or {}).items())
+        return names <= set(found) and (services or set()) <= seen and enough
 
     stack.wait_for(arrived, timeout_s=20, what=f"spans {sorted(names)} of trace {trace_id}")
     return found
@@ -84,6 +90,7 @@ def test_one_trace_covers_the_key_checks_chat_and_embeddings(stack: Stack) -> No
         stack,
         trace_id,
         {AUTH, "POST /v1/chat/completions", f"chat {CHAT_MODEL}", "POST /v1/embeddings", f"embeddings {EMBED_MODEL}"},
+        counts={AUTH: 2},
     )
     (chat_server,) = spans["POST /v1/chat/completions"]
     (generation,) = spans[f"chat {CHAT_MODEL}"]
