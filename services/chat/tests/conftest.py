@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import openai
 import pytest
 from chat_testing import SMOLLM, ChatServer, PlainGenerator
+from ortserve_common.testing import TemporaryPostgres
 
 
 def _require(path: Path) -> None:
@@ -37,3 +39,20 @@ def client(chat_server: ChatServer) -> openai.OpenAI:
 def plain(smollm_path: Path) -> PlainGenerator:
     """The plain ONNX Runtime GenAI loop that the service must match token for token (the engine limit)."""
     return PlainGenerator(smollm_path)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL: ORTSERVE_TEST_DATABASE_URL when set, else a throwaway cluster from the machine's server
+    binaries (make test installs Debian's postgresql when it can); skipped, with the reason, when neither exists."""
+    configured = os.environ.get("ORTSERVE_TEST_DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    server = TemporaryPostgres().start()
+    if server.url is None:
+        pytest.skip(f"no PostgreSQL here: {server.reason}")
+    try:
+        yield server.url
+    finally:
+        server.stop()

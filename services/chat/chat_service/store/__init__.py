@@ -1,0 +1,1 @@
+"""The chat service's stored state: conversations and prompt templates."""
