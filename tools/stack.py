@@ -89,6 +89,7 @@ def prepare(run_dir: Path) -> dict[str, str]:
                 "CHAT_MODEL_PATH": os.environ.get("CHAT_MODEL_PATH", models_dir / "smollm2-135m-instruct"),
                 "CHAT_REGISTRY_URL": registry,
                 "CHAT_ADMIN_KEY": admin_key,
+                "CHAT_DATA_DIR": os.environ.get("CHAT_DATA_DIR", run_dir / "chat-data"),
             },
         ),
         "embeddings": (

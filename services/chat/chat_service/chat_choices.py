@@ -61,19 +61,22 @@ class ChatChoice:
     def choice(self, finish_reason: FinishReason | None) -> ChatCompletionChoice:
         if self._parser is not None:
             self._content.append(self._parser.finish().content)
+        logprobs = ChoiceLogprobs(content=self._all_logprobs) if self._logprobs else None
+        return ChatCompletionChoice(
+            index=self.index, message=self.message(), logprobs=logprobs, finish_reason=self.finish(finish_reason)
+        )
+
+    def message(self) -> AssistantMessage:
+        """The whole reply, once `choice` or `final` has run (a stream's reply too, for its conversation)."""
         calls = self._parser.calls if self._parser is not None else []
         content = "".join(self._content)
-        message = AssistantMessage(
+        return AssistantMessage(
             content=None if calls and not content.strip() else content,
             tool_calls=[
                 ResponseToolCall(id=c.id, function=ResponseFunctionCall(name=c.name, arguments=c.arguments))
                 for c in calls
             ]
             or None,
-        )
-        logprobs = ChoiceLogprobs(content=self._all_logprobs) if self._logprobs else None
-        return ChatCompletionChoice(
-            index=self.index, message=message, logprobs=logprobs, finish_reason=self.finish(finish_reason)
         )
 
     def finish(self, finish_reason: FinishReason | None) -> ChatFinishReason | None:

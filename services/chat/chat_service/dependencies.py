@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from ortserve_common.registration import RegistryClient
 
 from chat_service.model_pool import ModelPool
 from chat_service.serving_chat import ChatServing
 from chat_service.serving_completions import CompletionServing
+from chat_service.serving_conversations import ConversationServing
+from chat_service.serving_templates import PromptTemplateServing
 from chat_service.serving_tokenize import TokenizeServing
 from chat_service.settings import ChatSettings
 
@@ -49,3 +51,22 @@ async def _registry(request: Request) -> RegistryClient:
 
 
 RegistryDep = Annotated[RegistryClient, Depends(_registry)]
+
+
+async def _conversation_serving(request: Request) -> ConversationServing:
+    return request.app.state.conversation_serving
+
+
+async def _template_serving(request: Request) -> PromptTemplateServing:
+    return request.app.state.template_serving
+
+
+async def _owner(x_ortserve_api_key_id: Annotated[str | None, Header()] = None) -> str:
+    """Whose conversations these are: the key id that the proxy sets after checking the key (and that it overwrites
+    when a client sends its own). Called directly, without the proxy, everything belongs to "" alike."""
+    return x_ortserve_api_key_id or ""
+
+
+ConversationServingDep = Annotated[ConversationServing, Depends(_conversation_serving)]
+PromptTemplateServingDep = Annotated[PromptTemplateServing, Depends(_template_serving)]
+OwnerDep = Annotated[str, Depends(_owner)]

@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from anyio import to_thread
 from fastapi import FastAPI
 from ortserve_common.admission import AdmissionController
 from ortserve_common.app import create_service_app
@@ -13,13 +14,21 @@ from ortserve_common.registration import RegistryClient
 from ortserve_common.server import on_drain
 
 from chat_service.admin_router import admin_router
+from chat_service.chat_context import ChatContext
+from chat_service.conversations_router import conversations_router
 from chat_service.model_pool import EngineFactory, ModelPool, load_engine
 from chat_service.observability import ChatMetrics, GenerationTelemetry
 from chat_service.router import router
 from chat_service.serving_chat import ChatServing
 from chat_service.serving_completions import CompletionServing
+from chat_service.serving_conversations import ConversationServing
+from chat_service.serving_templates import PromptTemplateServing
 from chat_service.serving_tokenize import TokenizeServing
 from chat_service.settings import ChatSettings
+from chat_service.store.conversations import ConversationStore
+from chat_service.store.database import open_database
+from chat_service.store.templates import PromptTemplateStore
+from chat_service.templates_router import templates_router
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +39,9 @@ def create_app(settings: ChatSettings, engine_factory: EngineFactory = load_engi
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database = await to_thread.run_sync(open_database, settings.data_dir, settings.database_url)
+        conversations = ConversationServing(ConversationStore(database))
+        templates = PromptTemplateServing(PromptTemplateStore(database))
         pool = ModelPool(settings, engine_factory)
         await pool.load(settings.model_id, settings.model_path)
         admission = AdmissionController(settings.max_concurrency, settings.max_queue, settings.queue_timeout_s)
@@ -38,7 +50,10 @@ def create_app(settings: ChatSettings, engine_factory: EngineFactory = load_engi
         app.state.settings = settings
         app.state.pool = pool
         app.state.admission = admission
-        app.state.chat_serving = ChatServing(pool, admission, settings, telemetry)
+        context = ChatContext(conversations, templates, settings.conversation_reserve_tokens)
+        app.state.chat_serving = ChatServing(pool, admission, settings, telemetry, context=context)
+        app.state.conversation_serving = conversations
+        app.state.template_serving = templates
         app.state.completion_serving = CompletionServing(pool, admission, settings, telemetry)
         app.state.tokenize_serving = TokenizeServing(pool, settings)
         registry = RegistryClient(settings.registry_url, "chat", settings.public_url(), pool.registrations)
@@ -52,11 +67,12 @@ def create_app(settings: ChatSettings, engine_factory: EngineFactory = load_engi
             app.state.ready = False
             await registry.stop()
             await pool.close()
+            database.dispose()
 
     return create_service_app(
         "ortserve chat",
         lifespan,
-        [router, admin_router],
+        [router, admin_router, conversations_router, templates_router],
         is_ready=lambda app: getattr(app.state, "ready", False) and len(app.state.pool) > 0,
         service_name="ortserve-chat",
         metrics=metrics,

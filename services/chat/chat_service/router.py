@@ -15,7 +15,13 @@ from ortserve_common.protocol.tokenize import (
 )
 from ortserve_common.sse import sse_stream
 
-from chat_service.dependencies import ChatServingDep, CompletionServingDep, ModelPoolDep, TokenizeServingDep
+from chat_service.dependencies import (
+    ChatServingDep,
+    CompletionServingDep,
+    ModelPoolDep,
+    OwnerDep,
+    TokenizeServingDep,
+)
 
 router = APIRouter()
 
@@ -23,8 +29,10 @@ _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 @router.post("/v1/chat/completions", response_model=ChatCompletionResponse)
-async def chat_completions(request: ChatCompletionRequest, serving: ChatServingDep) -> JSONResponse | StreamingResponse:
-    result = await serving.create(request)
+async def chat_completions(
+    request: ChatCompletionRequest, serving: ChatServingDep, owner: OwnerDep
+) -> JSONResponse | StreamingResponse:
+    result = await serving.create(request, owner)
     if isinstance(result, ChatCompletionResponse):
         return JSONResponse(result.model_dump())
     return StreamingResponse(sse_stream(result), media_type="text/event-stream", headers=_SSE_HEADERS)

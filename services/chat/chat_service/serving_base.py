@@ -143,7 +143,7 @@ class BaseServing:
         self.telemetry.admitted(slot.queued_s)
         return slot
 
-    def record(self, model: str, stats: list[GenerationStats]) -> None:
+    def record_stats(self, model: str, stats: list[GenerationStats]) -> None:
         prompt = sum(s.prompt_tokens for s in stats)
         completion = sum(s.completion_tokens for s in stats)
         ttft = stats[0].ttft_s if stats else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
+from typing import Any
 
 from ortserve_common.errors import invalid_request
 from ortserve_common.protocol.chat import (
@@ -11,11 +12,13 @@ from ortserve_common.protocol.chat import (
     ChatCompletionChunkChoice,
     ChatCompletionRequest,
     ChatCompletionResponse,
+    ChatMessage,
     DeltaMessage,
 )
 from ortserve_common.protocol.common import UsageInfo, new_id, now
 
 from chat_service.chat_choices import ChatChoice
+from chat_service.chat_context import ChatContext, ChatTurn
 from chat_service.chat_prompt import render_chat_prompt
 from chat_service.engine.ort_genai import OrtGenAIEngine
 from chat_service.engine.types import GuidanceSpec
@@ -27,8 +30,26 @@ from chat_service.tools import ToolPlan, plan_tools
 
 
 class ChatServing(BaseServing):
-    def render_prompt(self, engine: OrtGenAIEngine, request: ChatCompletionRequest, plan: ToolPlan) -> str:
-        return render_chat_prompt(engine, request.messages, plan)
+    def __init__(self, *args: Any, context: ChatContext | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.context = context  # conversations and prompt templates; None in tests of the HTTP layer alone
+
+    async def chat_turn(
+        self, engine: OrtGenAIEngine, request: ChatCompletionRequest, owner: str, plan: ToolPlan
+    ) -> ChatTurn:
+        if self.context is None:
+            if request.conversation is not None or request.prompt_template is not None:
+                raise invalid_request("This server keeps no conversations or prompt templates.", "conversation")
+            return ChatTurn(request, request.messages, owner)
+
+        def count_tokens(messages: list[ChatMessage]) -> int:
+            return len(engine.encode(render_chat_prompt(engine, messages, plan)))
+
+        return await self.context.turn(request, owner, count_tokens, engine.context_length)
+
+    async def record(self, turn: ChatTurn, choice: ChatChoice) -> None:
+        if self.context is not None:
+            await self.context.record(turn, choice.message())
 
     def chat_logprobs(self, request: ChatCompletionRequest) -> int | None:
         """How many alternatives per token the sampler reports, or None for no logprobs."""
@@ -51,44 +72,48 @@ class ChatServing(BaseServing):
         return await resolve_guidance(candidates, getattr(engine, "vocabulary", None))
 
     async def create(
-        self, request: ChatCompletionRequest
+        self, request: ChatCompletionRequest, owner: str = ""
     ) -> ChatCompletionResponse | AsyncGenerator[ChatCompletionChunk, None]:
+        """`owner` is the API key the proxy vouched for: conversations are visible to their owner only."""
         engine = self.pool.get(request.model)
-        self.check_supported(request)
-        logprobs = self.chat_logprobs(request)
         vocabulary = getattr(engine, "vocabulary", None)
         plan = plan_tools(request.tools, request.tool_choice, vocabulary)
+        turn = await self.chat_turn(engine, request, owner, plan)
+        request = turn.request
+        self.check_supported(request)
+        logprobs = self.chat_logprobs(request)
         guidance = await self.guidance(engine, request, plan)
-        prompt_ids = engine.encode(self.render_prompt(engine, request, plan))
+        prompt_ids = engine.encode(render_chat_prompt(engine, turn.messages, plan))
         requested = request.max_completion_tokens or request.max_tokens
         max_tokens = self.resolve_max_tokens(engine, len(prompt_ids), requested, "messages")
         stops = request.stop_list()
         generations = [
             TextGeneration(engine, prompt_ids, max_tokens, params, stops)
-            for params in self.sampling_params(
-                request, logprobs, guidance, self.logit_bias(request, engine)
-            )
+            for params in self.sampling_params(request, logprobs, guidance, self.logit_bias(request, engine))
         ]
         choices = [ChatChoice(i, plan, vocabulary, logprobs is not None) for i in range(len(generations))]
         if request.stream:
-            return await start_stream(self._stream(request, generations, choices))
+            return await start_stream(self._stream(turn, generations, choices))
         slot = await self.admit(request)
         try:
             await run_all(generations, [choice.add for choice in choices])
         finally:
             slot.release()
-            self.record(request.model, [g.stats for g in generations])
-        return ChatCompletionResponse(
+            self.record_stats(request.model, [g.stats for g in generations])
+        response = ChatCompletionResponse(
             id=new_id("chatcmpl"),
             created=now(),
             model=request.model,
             choices=[c.choice(g.stats.finish_reason) for c, g in zip(choices, generations, strict=True)],
             usage=_usage(generations),
         )
+        await self.record(turn, choices[0])
+        return response
 
     async def _stream(
-        self, request: ChatCompletionRequest, generations: list[TextGeneration], choices: list[ChatChoice]
+        self, turn: ChatTurn, generations: list[TextGeneration], choices: list[ChatChoice]
     ) -> AsyncGenerator[ChatCompletionChunk, None]:
+        request = turn.request
         chunk_id, created = new_id("chatcmpl"), now()
         slot = await self.admit(request)
 
@@ -107,13 +132,15 @@ class ChatServing(BaseServing):
                             yield chunk(part)
                     elif (part := choices[index].delta(piece)) is not None:
                         yield chunk(part)
+            # Stored before the last chunk: a client that reads to the end finds its turn in the conversation.
+            await self.record(turn, choices[0])
             if request.include_usage():
                 yield ChatCompletionChunk(
                     id=chunk_id, created=created, model=request.model, choices=[], usage=_usage(generations)
                 )
         finally:
             slot.release()
-            self.record(request.model, [g.stats for g in generations])
+            self.record_stats(request.model, [g.stats for g in generations])
 
 
 def _usage(generations: list[TextGeneration]) -> UsageInfo:

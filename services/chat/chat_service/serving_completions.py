@@ -87,7 +87,7 @@ class CompletionServing(BaseServing):
                 await run_all(group, [texts[start + j].add for j in range(len(group))])
         finally:
             slot.release()
-            self.record(request.model, [g.stats for g in generations])
+            self.record_stats(request.model, [g.stats for g in generations])
         choices = [
             CompletionChoice(index=i, text=t.text, logprobs=t.logprobs(), finish_reason=g.stats.finish_reason)
             for i, (t, g) in enumerate(zip(texts, generations, strict=True))
@@ -123,7 +123,7 @@ class CompletionServing(BaseServing):
                 )
         finally:
             slot.release()
-            self.record(request.model, [g.stats for group in groups for g in group])
+            self.record_stats(request.model, [g.stats for group in groups for g in group])
 
 
 def _starts(groups: list[list[TextGeneration]]) -> list[tuple[int, list[TextGeneration]]]:

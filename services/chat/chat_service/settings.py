@@ -44,6 +44,21 @@ class ChatSettings(ServiceSettings):
     default_max_tokens: int = Field(
         1024, ge=1, description="max_tokens when the request gives none (capped by context)."
     )
+    data_dir: Path = Field(
+        Path("run/chat-data"),
+        description="Folder for the SQLite file that keeps conversations and prompt templates (when no database_url).",
+    )
+    database_url: str | None = Field(
+        None,
+        description="PostgreSQL URL (postgresql://user:password@host/db) for conversations and prompt templates, "
+        "shared by every chat instance; unset keeps them in SQLite under data_dir.",
+    )
+    conversation_reserve_tokens: int = Field(
+        256,
+        ge=1,
+        description="Tokens kept free for the reply when a conversation's history is cut to fit the context "
+        "(the request's max_tokens, when it gives one, takes their place).",
+    )
     trace_content: bool = Field(
         False, description="Record prompt and output text on the gen_ai trace spans (off: prompts may be private)."
     )

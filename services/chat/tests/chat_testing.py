@@ -22,14 +22,16 @@ class ChatServer(ServiceProcess):
 
     def __init__(self, model_path: Path, **env: str) -> None:
         port = free_port()
+        tmp = Path(os.environ.get("PYTEST_TMPDIR", "/tmp"))
         environment = {
             **os.environ,
+            "CHAT_DATA_DIR": str(tmp / f"chat-data-{port}"),
             "CHAT_MODEL_PATH": str(model_path),
             "CHAT_PORT": str(port),
             "CHAT_HOST": "127.0.0.1",
             **env,
         }
-        log_path = Path(os.environ.get("PYTEST_TMPDIR", "/tmp")) / f"chat-{port}.log"
+        log_path = tmp / f"chat-{port}.log"
         super().__init__("chat_service", port, environment, log_path)
 
     def client(self) -> openai.OpenAI:

@@ -52,7 +52,7 @@ def fake() -> FakeEngine:
 
 @pytest.fixture
 def http(fake: FakeEngine, tmp_path: Path):
-    settings = ChatSettings(model_path=tmp_path, model_id="fake")
+    settings = ChatSettings(model_path=tmp_path, model_id="fake", data_dir=tmp_path / "data")
     with TestClient(create_app(settings, engine_factory=lambda _path, _settings: fake)) as client:
         yield client
     assert fake.closed  # the lifespan frees the engine

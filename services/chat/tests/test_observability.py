@@ -61,7 +61,7 @@ def spans() -> InMemorySpanExporter:
 
 
 def _client(tmp_path: Path, **settings: object) -> TestClient:
-    config = ChatSettings(model_path=tmp_path, model_id="fake", **settings)  # type: ignore[arg-type]
+    config = ChatSettings(model_path=tmp_path, model_id="fake", data_dir=tmp_path / "data", **settings)  # type: ignore[arg-type]
     return TestClient(create_app(config, engine_factory=lambda _path, _settings: ScriptEngine()))
 
 

@@ -53,4 +53,5 @@ async def list_model_statuses(registry: RegistryDep) -> ModelStatusList:
 async def check_api_key(token: BearerTokenDep, key_store: KeyStoreDep) -> Response:
     record = authenticate(token, key_store)
     record_request_fields(api_key_id=record.id)
-    return Response(status_code=204)
+    # nginx passes the key's id on to the services (auth_request_set), which keep per-key state such as conversations.
+    return Response(status_code=204, headers={"X-Ortserve-Api-Key-Id": record.id})

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SerializationInfo, SerializerFunctionWrapHandler, model_serializer
 
 from ortserve_common.protocol.common import OpenAIModel, UsageInfo
+from ortserve_common.protocol.conversations import ConversationReference
 from ortserve_common.protocol.sampling import SamplingRequest
 
 MAX_TOP_LOGPROBS = 20
@@ -89,6 +90,13 @@ class ChatCompletionRequest(SamplingRequest):
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
+    # Extensions: a stored conversation whose history goes before `messages` and which the reply is appended to
+    # (OpenAI's Responses API takes the same field), and a server-side prompt template by name.
+    conversation: str | ConversationReference | None = None
+    prompt_template: str | None = Field(None, min_length=1)
+
+    def conversation_id(self) -> str | None:
+        return self.conversation.id if isinstance(self.conversation, ConversationReference) else self.conversation
 
 
 class _OmitNone(BaseModel):
