@@ -12,10 +12,11 @@ _TYPE_ERRORS = ("_type", "_parsing", "literal_error", "union_tag", "model_attrib
 
 
 def param_from_loc(loc: Sequence[Any]) -> str | None:
-    """("body", "messages", 0, "role") → "messages[0].role"; pydantic's union-branch names are dropped."""
+    """("body", "messages", 0, "role") → "messages[0].role", ("query", "limit") → "limit"; pydantic's union-branch
+    names are dropped."""
     parts: list[str] = []
     for item in loc:
-        if item == "body" and not parts:
+        if item in ("body", "query", "path", "header") and not parts:
             continue
         if isinstance(item, int):
             parts.append(f"[{item}]")

@@ -78,7 +78,9 @@ class ChatContext:
             raise invalid_request("A request that names a conversation asks for one choice (n = 1).", "n")
         history = messages_from_items(await self.conversations.history(owner, conversation_id))
         requested = request.max_completion_tokens or request.max_tokens
-        budget = context_length - (requested if requested is not None else self.reserve_tokens)
+        # A reserve bigger than a small context would leave no room for any history at all.
+        reserve = requested if requested is not None else min(self.reserve_tokens, context_length // 4)
+        budget = context_length - reserve
         messages = [*prefix, *history, *request.messages]
         if history and count_tokens(messages) > budget:
             messages = fit_history(prefix, history, request.messages, count_tokens, budget)

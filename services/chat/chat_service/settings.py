@@ -56,8 +56,8 @@ class ChatSettings(ServiceSettings):
     conversation_reserve_tokens: int = Field(
         256,
         ge=1,
-        description="Tokens kept free for the reply when a conversation's history is cut to fit the context "
-        "(the request's max_tokens, when it gives one, takes their place).",
+        description="Tokens kept free for the reply when a conversation's history is cut to fit the context, at "
+        "most a quarter of the context (the request's max_tokens, when it gives one, takes their place).",
     )
     trace_content: bool = Field(
         False, description="Record prompt and output text on the gen_ai trace spans (off: prompts may be private)."
