@@ -18,7 +18,7 @@ BENCH_ARGS ?=
 export ORTSERVE_MODELS_DIR := $(MODELS_DIR)
 export ORTSERVE_BUILD_PYTHON := $(BUILD_VENV)/bin/python
 
-.PHONY: help install build-venv model nginx certs run run-chat up down test lint clean loadtest loadtest-ui bench bench-peers \
+.PHONY: help install build-venv model nginx postgres certs run run-chat up down test lint clean loadtest loadtest-ui bench bench-peers \
 	fuzz overload soak
 
 help: ## List the targets
@@ -39,6 +39,11 @@ $(MODEL_STAMPS):
 nginx: ## Install nginx from Debian's packages when it is missing
 	@command -v nginx >/dev/null || { echo ">> installing nginx"; apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx; }
 
+postgres: ## Install Debian's PostgreSQL server when it is missing, for the tests that run on a real one (best effort)
+	@command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { echo ">> installing postgresql"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; } \
+	  || echo ">> no PostgreSQL server: its tests will be skipped"
+
 run: install nginx $(MODEL_STAMPS) ## The whole stack (registry, chat, embeddings, nginx) in the foreground; Ctrl-C stops it
 	$(PY) tools/stack.py run
 
@@ -54,10 +59,10 @@ down: ## Stop the background stack
 run-chat: install $(MODEL_STAMPS) ## Only the chat service, on port 8000, no proxy
 	CHAT_MODEL_PATH=$${CHAT_MODEL_PATH:-$(CHAT_MODEL)} $(PY) -m chat_service
 
-test: install nginx $(MODEL_STAMPS) ## Run every test on the real models
+test: install nginx postgres $(MODEL_STAMPS) ## Run every test on the real models
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-loadtest: install nginx $(MODEL_STAMPS) ## Locust, headless, 60 s on a stack of its own; CSV + HTML in results/loadtest/
+loadtest: install nginx postgres $(MODEL_STAMPS) ## Locust, headless, 60 s on a stack of its own; CSV + HTML in results/loadtest/
 	$(PY) -m loadtest.run $(LOADTEST_ARGS)
 
 loadtest-ui: install nginx $(MODEL_STAMPS) ## Locust's web UI on 127.0.0.1:8089 against the local stack (make up)
