@@ -15,8 +15,8 @@ def param_from_loc(loc: Sequence[Any]) -> str | None:
     """("body", "messages", 0, "role") → "messages[0].role", ("query", "limit") → "limit"; pydantic's union-branch
     names are dropped."""
     parts: list[str] = []
-    for item in loc:
-        if item in ("body", "query", "path", "header") and not parts:
+    for index, item in enumerate(loc):
+        if index == 0 and item in ("body", "query", "path", "header"):  # where it was; a field may be named "path"
             continue
         if isinstance(item, int):
             parts.append(f"[{item}]")

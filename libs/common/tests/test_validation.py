@@ -9,6 +9,8 @@ from pydantic import ValidationError
 
 def test_param_from_loc() -> None:
     assert param_from_loc(("body", "messages", 0, "role")) == "messages[0].role"
+    assert param_from_loc(("query", "limit")) == "limit"  # where it came from is not part of the name
+    assert param_from_loc(("body", "path")) == "path"  # a body field named like a location keeps its name
     assert param_from_loc(("body", "stop", "list[str]")) == "stop"
     assert param_from_loc(("body",)) is None
 
