@@ -5,6 +5,7 @@ every request ends as exactly one completed answer or one refusal, in the client
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections import Counter
@@ -91,7 +92,15 @@ async def test_twice_the_capacity(reliability_stack: Stack) -> None:
     # The service's own ledger: each request the client sent reached chat exactly once, with the status the client
     # saw (nothing lost on the way, nothing retried behind its back).
     by_id: dict[str, list[int]] = {}
-    for line in access_log(stack, "chat"):
-        by_id.setdefault(line.get("request_id", ""), []).append(line["status"])
+
+    def every_request_logged() -> bool:
+        by_id.clear()
+        for line in access_log(stack, "chat"):
+            by_id.setdefault(line.get("request_id", ""), []).append(line["status"])
+        return all(r.trace_id in by_id for r in results)
+
+    # supervisord copies each service's output to its log file in its own time: the last lines may lag the replies.
+    with contextlib.suppress(AssertionError):
+        stack.wait_for(every_request_logged, timeout_s=15, what="an access line for every request")
     mismatched = [(r.trace_id, r.status, by_id.get(r.trace_id)) for r in results if by_id.get(r.trace_id) != [r.status]]
     assert not mismatched, mismatched[:5]
