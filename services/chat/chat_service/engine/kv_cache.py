@@ -28,6 +28,7 @@ class SlotKVCache:
         self._kv_heads = kv_heads
         self._head_dim = head_dim
         self.capacity = 0
+        self.generation = 0  # bumped whenever the buffers are replaced, so bindings over the old ones are dropped
         self.keys: list[np.ndarray] = []
         self.values: list[np.ndarray] = []
         self._allocate(min(INITIAL_LEN, max_len), keep=0)
@@ -44,6 +45,7 @@ class SlotKVCache:
             for new, old in zip(keys + values, self.keys + self.values, strict=True):
                 new[:, :, :keep] = old[:, :, :keep]
         self.keys, self.values, self.capacity = keys, values, capacity
+        self.generation += 1
 
     def ensure(self, length: int) -> None:
         """Make every slot hold at least `length` positions, keeping what is cached."""

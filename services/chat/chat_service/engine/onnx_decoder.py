@@ -58,11 +58,18 @@ class OnnxDecoder:
             self.layers, int(decoder["num_key_value_heads"]), int(decoder["head_size"]), slots, max_len
         )
         self.pad_id = int(genai_config["model"].get("pad_token_id") or 0)
+        logits_info = next(o for o in self.session.get_outputs() if o.name == self._logits)
+        vocab = logits_info.shape[-1]
+        if not isinstance(vocab, int):
+            vocab = int(genai_config["model"]["vocab_size"])
+        dtype = np.float16 if logits_info.type == "tensor(float16)" else np.float32
+        # Decode logits land here every step (rows 0..n-1), so a step allocates nothing and copies nothing out.
+        self._step_logits = np.zeros((slots, 1, vocab), dtype)
+        # A decode binding stays valid while the row count and the KV buffers do: only ids and mask are rebound.
+        self._step_binding: ort.IOBinding | None = None
+        self._step_key: tuple[int, int] = (0, -1)
 
-    def _run(self, input_ids: np.ndarray, mask: np.ndarray, first: int, last: int) -> np.ndarray:
-        binding = self.session.io_binding()
-        binding.bind_cpu_input(self._ids, input_ids)
-        binding.bind_cpu_input(self._mask, mask)
+    def _bind_cache(self, binding: ort.IOBinding, first: int, last: int) -> None:
         for (past_k, past_v), (present_k, present_v), (key, value) in zip(
             self._past, self._present, self.cache.views(first, last), strict=True
         ):
@@ -71,6 +78,12 @@ class OnnxDecoder:
             binding.bind_ortvalue_input(past_v, value)
             binding.bind_ortvalue_output(present_k, key)
             binding.bind_ortvalue_output(present_v, value)
+
+    def _run(self, input_ids: np.ndarray, mask: np.ndarray, first: int, last: int) -> np.ndarray:
+        binding = self.session.io_binding()
+        binding.bind_cpu_input(self._ids, input_ids)
+        binding.bind_cpu_input(self._mask, mask)
+        self._bind_cache(binding, first, last)
         binding.bind_output(self._logits)
         self.session.run_with_iobinding(binding)
         # Outputs come back in binding order; only the logits are read (the caches are already in place).
@@ -95,9 +108,21 @@ class OnnxDecoder:
         return self._run(input_ids, mask, slot, slot + 1)[0, -1]
 
     def decode(self, tokens: list[int], lengths: list[int]) -> np.ndarray:
-        """One step for rows 0…n-1 (token t_i after length_i cached positions); returns logits [n, vocab]."""
+        """One step for rows 0…n-1 (token t_i after length_i cached positions); returns logits [n, vocab].
+
+        The logits are a view of a buffer the next decode overwrites: read them before calling again."""
         n = len(tokens)
+        key = (n, self.cache.generation)
+        if self._step_binding is None or self._step_key != key:
+            self._step_binding = self.session.io_binding()
+            self._bind_cache(self._step_binding, 0, n)
+            self._step_binding.bind_ortvalue_output(
+                self._logits, ort.OrtValue.ortvalue_from_numpy(self._step_logits[:n])
+            )
+            self._step_key = key
         width = max(lengths) + 1
         mask = (np.arange(width)[None, :] <= np.asarray(lengths)[:, None]).astype(np.int64)
-        logits = self._run(np.asarray(tokens, np.int64).reshape(n, 1), mask, 0, n)
-        return logits[:, -1]
+        self._step_binding.bind_cpu_input(self._ids, np.asarray(tokens, np.int64).reshape(n, 1))
+        self._step_binding.bind_cpu_input(self._mask, mask)
+        self.session.run_with_iobinding(self._step_binding)
+        return self._step_logits[:n, -1]
