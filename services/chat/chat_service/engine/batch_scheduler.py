@@ -21,12 +21,12 @@ from chat_service.engine.detokenizer import IncrementalDetokenizer
 from chat_service.engine.guidance import GuidanceError
 from chat_service.engine.onnx_decoder import OnnxDecoder
 from chat_service.engine.sampler import TokenSampler
+from chat_service.engine.thread_events import Emit, deliver
 from chat_service.engine.types import FinishReason, GenerationRequest, TokenEvent
 from chat_service.engine.vocabulary import Vocabulary
 
 logger = logging.getLogger(__name__)
 
-Emit = Callable[[Any], None]
 # The graph returns logits for every prompt position (vocab floats each): a prefill call takes at most this many
 # tokens, so a long prompt costs ~100 MB of logits per call rather than gigabytes.
 PREFILL_TOKENS = 512
@@ -66,6 +66,7 @@ class BatchScheduler:
         self._slots = decoder.cache.slots
         self._rows: list[BatchRow] = []  # index == KV slot
         self._pending: deque[BatchRow] = deque()
+        self._outbox: list[tuple[Emit, Any]] = []  # this step's events, handed over together (see _flush)
         self._wakeup = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="batch-scheduler", daemon=True)
@@ -119,8 +120,16 @@ class BatchScheduler:
                 for row in self._rows:
                     self._finish(row, exc)
                 self._rows.clear()
+            finally:
+                self._flush()
         for row in [*self._rows, *self._pending]:
             self._finish(row, RuntimeError("the engine is shutting down"))
+        self._flush()
+
+    def _flush(self) -> None:
+        if self._outbox:
+            outbox, self._outbox = self._outbox, []
+            deliver(outbox)
 
     def _admit(self) -> None:
         with self._wakeup:
@@ -140,7 +149,9 @@ class BatchScheduler:
             self._rows.append(row)
             row.length = len(row.request.prompt_ids)
             self._advance(row, self._prefill(row.request.prompt_ids, slot))
+            self._flush()  # this row's first token goes out now, not after the other arrivals' prefills
         self._drop_finished()
+        self._flush()
 
     def _prefill(self, prompt: list[int], slot: int) -> np.ndarray:
         """A long prompt goes in PREFILL_TOKENS chunks, so the per-position logits stay bounded."""
@@ -179,7 +190,7 @@ class BatchScheduler:
             text = row.detokenizer.push(token)
             if row.generated >= row.request.max_tokens:
                 text, finish = text + row.detokenizer.flush(), "length"
-        row.emit(TokenEvent(token, text, finish, row.sampler.logprobs))
+        self._outbox.append((row.emit, TokenEvent(token, text, finish, row.sampler.logprobs)))
         row.next_token = token
         if finish is not None:
             self._finish(row, None)
@@ -188,8 +199,8 @@ class BatchScheduler:
         if not row.done:
             row.done = True
             if error is not None:
-                row.emit(error)
-            row.emit(self._end)
+                self._outbox.append((row.emit, error))
+            self._outbox.append((row.emit, self._end))
 
     def _drop_finished(self) -> None:
         """Free finished rows' slots, keeping the batch contiguous by moving the last row into each hole."""
