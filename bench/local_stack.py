@@ -90,3 +90,33 @@ def descendants(root_pid: int) -> set[int]:
             found.add(pid)
             todo.extend(children.get(pid, []))
     return found
+
+
+class SoloChat:
+    """One more chat service, alone on a free port with settings of its own (the "before" engine), as `make run`
+    starts one: `with SoloChat(run_dir, {"CHAT_ENGINE": "generator"}) as chat:`."""
+
+    def __init__(self, run_dir: Path, model_path: Path, settings: dict[str, str]) -> None:
+        from ortserve_common.testing import ServiceProcess
+
+        port = free_port()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        env = {
+            **os.environ,
+            "CHAT_MODEL_PATH": str(model_path),
+            "CHAT_PORT": str(port),
+            "CHAT_DATA_DIR": str(run_dir / "chat-data"),
+            **settings,
+        }
+        self.url = f"http://127.0.0.1:{port}"
+        self.process = ServiceProcess("chat_service", port, env, run_dir / "chat.log")
+
+    def __enter__(self) -> SoloChat:
+        self.process.start(timeout_s=120)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.stop()
+
+    def pids(self) -> set[int]:
+        return descendants(self.process.proc.pid) if self.process.proc else set()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import plots
+from bench import plots, targets
 
 ENGINE = "engine"
 PEERS = ("llama-server Q4_1", "llama-server Q4_0")
@@ -27,7 +27,8 @@ HOW_TO_READ = """## How to read it
   the bench's own process, no HTTP. At concurrency c it runs static batches of c requests that start together: the
   engine's best aggregate; at c = 1 it is the plain single-stream loop.
 - **chat direct**: the chat service on its own port (HTTP/1.1, no proxy). **chat via proxy (TLS)**: through nginx, TLS
-  and the API key check, as clients use it.
+  and the API key check, as clients use it. **chat direct, generator engine (before)**: the same service with
+  `CHAT_ENGINE=generator` (one ONNX Runtime GenAI Generator per request, no batching across requests), the "before".
 - **llama-server Q4_1 / Q4_0** (`make bench-peers`): llama.cpp's server on the very GGUF the chat model is built from,
   and on the same weights requantized to Q4_0, llama.cpp's fastest CPU format; same client, same prompts.
 - Every target gets the same conversations: a system message that starts with a unique nonce (so no prefix cache
@@ -113,8 +114,8 @@ def _number(value: float) -> str:
 
 def chat_section(table: ChatTable, metric: str, prompt: str) -> list[str]:
     title, direction = METRICS[metric]
-    references = [ENGINE, *[p for p in PEERS if p in table.targets]]
-    short_names = {ENGINE: "engine", PEERS[0]: "llama Q4_1", PEERS[1]: "llama Q4_0"}
+    references = [ENGINE, *[p for p in (targets.BEFORE, *PEERS) if p in table.targets]]
+    short_names = {ENGINE: "engine", targets.BEFORE: "before", PEERS[0]: "llama Q4_1", PEERS[1]: "llama Q4_0"}
     lines = [
         f"### {title}, {prompt} prompts ({direction})",
         "",
@@ -224,6 +225,7 @@ def write(results: dict, out: Path) -> str:
             "each other at every step) has suffered the most in such runs, so ratios to it understate llama.cpp.",
             "",
         ]
+    lines += targets.section(table)
     lines += ["## Setup", "", *setup_section(results)]
     lines += [HOW_TO_READ]
     lines += ["## Chat", ""] + [f"![{p.stem}]({p.relative_to(out.parent)})" for p in plot_files] + [""]

@@ -25,11 +25,11 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import clients, environment, report
+from bench import clients, environment, report, targets
 from bench.clients import ChatTarget, Phase
 from bench.cpu_monitor import CpuMonitor, load_average
 from bench.engine_limit import EngineLimit
-from bench.local_stack import LocalStack, descendants
+from bench.local_stack import LocalStack, SoloChat, descendants
 from bench.peers import LlamaServer, gguf_files, llama_cpp_bin
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -194,21 +194,26 @@ async def main_async(args: argparse.Namespace) -> int:
     results["load_1m_at_start"] = load_average()
     with ExitStack() as stack:
         local = stack.enter_context(LocalStack(results_dir / "run"))
-        monitor = CpuMonitor(lambda: descendants(os.getpid()) | local.pids())
-        targets = [
-            ChatTarget("chat direct", local.chat_url + "/v1", CHAT_MODEL),
-            ChatTarget("chat via proxy (TLS)", local.proxy_url + "/v1", CHAT_MODEL, local.api_key, local.ca),
+        chat_targets = [
+            ChatTarget(targets.DIRECT, local.chat_url + "/v1", CHAT_MODEL),
+            ChatTarget(targets.PROXY, local.proxy_url + "/v1", CHAT_MODEL, local.api_key, local.ca),
         ]
+        before = None
+        if args.before:  # the same service on the engine that runs each request alone
+            settings = {"CHAT_ENGINE": "generator", "CHAT_MAX_CONCURRENCY": str(max(plan.concurrencies))}
+            before = stack.enter_context(SoloChat(results_dir / "before", MODELS_DIR / CHAT_MODEL, settings))
+            chat_targets.append(ChatTarget(targets.BEFORE, before.url + "/v1", CHAT_MODEL))
+        monitor = CpuMonitor(lambda: descendants(os.getpid()) | local.pids() | (before.pids() if before else set()))
         peers = {}
         if args.peers:
             bin_dir = llama_cpp_bin(CACHE_DIR)
             for quant, gguf in gguf_files(CACHE_DIR, bin_dir).items():
                 server = stack.enter_context(LlamaServer(bin_dir / "llama-server", gguf, results_dir / f"{quant}.log"))
-                targets.append(ChatTarget(f"llama-server {quant}", server.base_url, CHAT_MODEL))
+                chat_targets.append(ChatTarget(f"llama-server {quant}", server.base_url, CHAT_MODEL))
                 peers[f"llama-server {quant}"] = {"gguf": str(gguf), "command": " ".join(server.command)}
         engine = EngineLimit(MODELS_DIR / CHAT_MODEL, int(os.environ.get("CHAT_ENGINE_THREADS", "2")))
         results["environment"] = environment.describe(bin_dir if args.peers else None) | {"peers": peers}
-        results["chat"] = await measure_chat(plan, engine, targets, monitor)
+        results["chat"] = await measure_chat(plan, engine, chat_targets, monitor)
         results["embeddings"] = await measure_embeddings(plan, embed_target(local), monitor)
     results["load_1m_at_end"] = load_average()
     (results_dir / "results.json").write_text(json.dumps(results, indent=1))
@@ -232,6 +237,12 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, help="interleaved repeats of every phase (default 3; 2 with --quick)")
     parser.add_argument(
         "--concurrency", type=int, nargs="+", help="the client counts to measure (default 1 2 4 8; 1 2 with --quick)"
+    )
+    parser.add_argument(
+        "--before",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure the chat service on CHAT_ENGINE=generator (no batching), the before of the batched engine",
     )
     parser.add_argument("--out", default=str(ROOT / "docs/BENCHMARKS.md"), help="the markdown report (plots beside)")
     signal.signal(signal.SIGTERM, stop_cleanly)

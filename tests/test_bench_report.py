@@ -84,3 +84,23 @@ def test_report_and_plots_are_written(tmp_path: Path) -> None:
     for name in ("throughput", "ttft", "embeddings"):
         assert (tmp_path / "benchmarks" / f"{name}.png").stat().st_size > 1000
         assert f"(benchmarks/{name}.png)" in text
+
+
+def test_the_throughput_scorecard_pairs_within_repeats() -> None:
+    from bench import targets
+
+    rows = []
+    for repeat, noise in enumerate((1.0, 2.0)):
+        for c, tok_s, ttft in ((1, 100, 0.1), (8, 250, 0.3)):
+            rows.append(chat_row("engine", c, "short", repeat, 120 * c * noise, 0.1 / noise))
+            rows.append(chat_row(targets.PROXY, c, "short", repeat, tok_s * noise, ttft / noise))
+            rows.append(chat_row(targets.DIRECT, c, "short", repeat, tok_s * noise, ttft / noise))
+            rows.append(chat_row(targets.BEFORE, c, "short", repeat, 100 * noise, 8 * ttft / noise))
+            rows.append(chat_row("llama-server Q4_0", c, "short", repeat, 200 * noise, 0.1 / noise))
+    text = "\n".join(targets.section(report.ChatTable(rows)))
+    assert "| aggregate tok/s at 8 concurrent / at 1 | 2.50× | ≥ 2.4× | met |" in text
+    assert "| TTFT p50 at 8 concurrent / at 1 | 3.00× | ≤ 2× | **not met** |" in text
+    # per-stream decode is tok_s / c in these rows: 100 / 120 at c = 1
+    assert "| single-stream decode / the plain engine | 0.83× | ≥ 0.95× | **not met** |" in text
+    assert "| aggregate at 8 concurrent / llama-server Q4_0 | 1.25× | ≥ 1.0× | met |" in text
+    assert "| aggregate tok/s at 8 concurrent | 2.50× |" in text and "| TTFT p50 at 8 concurrent | 0.12×" in text
