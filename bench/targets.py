@@ -28,7 +28,8 @@ def _across_concurrency(table: ChatTable, target: str, high: int, low: int, prom
 
 
 def _row(measure: str, value: float, goal: str, met: bool | None) -> str:
-    verdict = "-" if met is None or np.isnan(value) else ("met" if met else "**not met**")
+    """`met` None: not judged (a run that stopped short of 8 concurrent streams)."""
+    verdict = "-" if met is None or np.isnan(value) else "met" if met else "**not met**"
     return f"| {measure} | {'-' if np.isnan(value) else f'{value:.2f}×'} | {goal} | {verdict} |"
 
 
@@ -43,16 +44,28 @@ def section(table: ChatTable, prompt: str = "short") -> list[str]:
         "| measure | ratio | target | |",
         "|---|---|---|---|",
     ]
+    judged = top == 8  # the targets are set at 8 concurrent streams; a quick run shows its ratios unjudged
     aggregate = _across_concurrency(table, PROXY, top, 1, prompt, "aggregate")
     ttft = _across_concurrency(table, PROXY, top, 1, prompt, "ttft_p50")
     decode = table.ratio(PROXY, "engine", 1, prompt, "decode")
-    lines.append(_row(f"aggregate tok/s at {top} concurrent / at 1", aggregate, "≥ 2.4×", aggregate >= 2.4))
-    lines.append(_row(f"TTFT p50 at {top} concurrent / at 1", ttft, "≤ 2×", ttft <= 2))
+    lines.append(
+        _row(
+            f"aggregate tok/s at {top} concurrent / at 1",
+            aggregate,
+            "≥ 2.4× at 8",
+            aggregate >= 2.4 if judged else None,
+        )
+    )
+    lines.append(_row(f"TTFT p50 at {top} concurrent / at 1", ttft, "≤ 2× at 8", ttft <= 2 if judged else None))
     lines.append(_row("single-stream decode / the plain engine", decode, "≥ 0.95×", decode >= 0.95))
     for peer in ("llama-server Q4_1", "llama-server Q4_0"):
         if peer in table.targets:
             versus = table.ratio(PROXY, peer, top, prompt, "aggregate")
-            lines.append(_row(f"aggregate at {top} concurrent / {peer}", versus, "≥ 1.0×", versus >= 1.0))
+            lines.append(
+                _row(
+                    f"aggregate at {top} concurrent / {peer}", versus, "≥ 1.0× at 8", versus >= 1.0 if judged else None
+                )
+            )
     if BEFORE in table.targets and DIRECT in table.targets:
         lines += ["", "Before and after, side by side (chat direct, batched engine / generator engine):", ""]
         lines += ["| measure | after / before |", "|---|---|"]
