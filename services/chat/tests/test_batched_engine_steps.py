@@ -1,0 +1,88 @@
+"""The batched engine in-process: a decode step reuses its binding and logits buffer, so a batch that changes size
+and KV slots that grow mid-decode must still give the plain engine's greedy tokens; a step's events reach the event
+loop together, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+from chat_service.engine.continuous import ContinuousBatchingEngine
+from chat_service.engine.kv_cache import INITIAL_LEN
+from chat_service.engine.ort_genai import OrtGenAIEngine
+from chat_service.engine.thread_events import END, ThreadEmitter, deliver
+from chat_service.engine.types import GenerationRequest, SamplingParams
+
+
+@pytest.fixture(scope="module")
+def engine(smollm_path):
+    inner = OrtGenAIEngine(smollm_path, threads=2, max_model_len=2048, max_workers=1)
+    engine = ContinuousBatchingEngine(inner, threads=2, max_batch_size=3, batch_wait_ms=0, capped=True)
+    yield engine
+    engine.close()
+
+
+async def _tokens(engine, prompt_ids: list[int], max_tokens: int, delay: float) -> list[int]:
+    await asyncio.sleep(delay)
+    request = GenerationRequest(prompt_ids, max_tokens, SamplingParams(temperature=0.0))
+    return [event.token_id async for event in engine.generate(request)]
+
+
+def test_rows_joining_leaving_and_growing_kv_equal_plain_engine(engine, plain) -> None:
+    long_prompt = "A list of animals: cat, dog, horse, " * 22  # 243 tokens: its 14th step grows the slots
+    jobs = [
+        ("Once upon a time,", 24, 0.0),
+        ("def fibonacci(n):", INITIAL_LEN + 40, 0.05),  # crosses the initial slot length while others decode
+        (long_prompt, 30, 0.2),  # joins just under the slot length, so the slots grow while three rows decode
+        ("The three primary colours are", 12, 0.3),
+        ("1, 2, 3, 4,", 40, 0.35),  # waits for a free slot
+    ]
+
+    async def run_all() -> list[list[int]]:
+        return await asyncio.gather(*(_tokens(engine, plain.encode(p), n, d) for p, n, d in jobs))
+
+    got = asyncio.run(run_all())
+    expected = [plain.greedy(prompt, n) for prompt, n, _ in jobs]
+    assert len(plain.encode(long_prompt)) < INITIAL_LEN < len(plain.encode(long_prompt)) + 30
+    assert got == expected
+
+
+def test_deliver_hands_a_step_over_in_one_callback_in_order() -> None:
+    async def scenario() -> tuple[list[list[str]], int]:
+        loop = asyncio.get_running_loop()
+        calls = 0
+        original = loop.call_soon_threadsafe
+
+        def counting(*args):
+            nonlocal calls
+            calls += 1
+            return original(*args)
+
+        loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+        queues = [asyncio.Queue(), asyncio.Queue()]
+        emitters = [ThreadEmitter(loop, q, threading.Event()) for q in queues]
+        items = [(emitters[i % 2], f"t{i}") for i in range(6)] + [(e, END) for e in emitters]
+        thread = threading.Thread(target=deliver, args=(items,))
+        thread.start()
+        thread.join()
+        received = []
+        for queue in queues:
+            got = []
+            while (item := await queue.get()) is not END:
+                got.append(item)
+            received.append(got)
+        return received, calls
+
+    received, calls = asyncio.run(scenario())
+    assert received == [["t0", "t2", "t4"], ["t1", "t3", "t5"]]
+    assert calls == 1
+
+
+def test_deliver_to_a_closed_loop_cancels_instead_of_raising() -> None:
+    loop = asyncio.new_event_loop()
+    cancelled = threading.Event()
+    emitter = ThreadEmitter(loop, asyncio.Queue(), cancelled)
+    loop.close()
+    deliver([(emitter, "t0")])
+    assert cancelled.is_set()
