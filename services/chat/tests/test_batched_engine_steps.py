@@ -8,6 +8,7 @@ import asyncio
 import threading
 
 import pytest
+from chat_service.engine.batch_scheduler import PREFILL_TOKENS
 from chat_service.engine.continuous import ContinuousBatchingEngine
 from chat_service.engine.kv_cache import INITIAL_LEN
 from chat_service.engine.ort_genai import OrtGenAIEngine
@@ -86,3 +87,20 @@ def test_deliver_to_a_closed_loop_cancels_instead_of_raising() -> None:
     loop.close()
     deliver([(emitter, "t0")])
     assert cancelled.is_set()
+
+
+def test_long_prompt_prefilled_a_chunk_per_turn_between_decode_steps_equals_plain_engine(engine, plain) -> None:
+    long_prompt = "The history of computing is long. " * 150 + "In summary,"
+    assert len(plain.encode(long_prompt)) > 2 * PREFILL_TOKENS  # three chunks, with decode steps between them
+    jobs = [
+        ("Once upon a time,", 5, 0.0),  # done before the long prompt is in: it joins the batch by a slot move
+        ("def fibonacci(n):", 80, 0.0),
+        (long_prompt, 8, 0.1),
+        ("List five fruits:", 6, 0.15),  # arrives while the long prompt is staged
+    ]
+
+    async def run_all() -> list[list[int]]:
+        return await asyncio.gather(*(_tokens(engine, plain.encode(p), n, d) for p, n, d in jobs))
+
+    got = asyncio.run(run_all())
+    assert got == [plain.greedy(prompt, n) for prompt, n, _ in jobs]

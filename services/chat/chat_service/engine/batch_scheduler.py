@@ -1,8 +1,9 @@
 """Continuous batching: requests join the running batch at the next step and leave it the step they finish.
 
 One thread owns the decoder. Each turn it prefills whatever arrived (one prompt at a time, into free slots), then
-advances every active row by one token in a single batched call. Sampling, stop conditions and detokenization stay
-per request.
+advances every active row by one token in a single batched call. A prompt longer than one prefill chunk goes in a
+chunk per turn, so the rows decoding meanwhile and later arrivals wait for one chunk, not for the whole prompt.
+Sampling, stop conditions and detokenization stay per request.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class BatchScheduler:
         self._slots = decoder.cache.slots
         self._rows: list[BatchRow] = []  # index == KV slot
         self._pending: deque[BatchRow] = deque()
+        self._staged: BatchRow | None = None  # a long prompt being prefilled a chunk per turn, in the last slot
         self._outbox: list[tuple[Emit, Any]] = []  # this step's events, handed over together (see _flush)
         self._wakeup = threading.Condition()
         self._stopping = False
@@ -92,7 +94,7 @@ class BatchScheduler:
 
     @property
     def active(self) -> int:
-        return len(self._rows)
+        return len(self._rows) + (self._staged is not None)
 
     @property
     def waiting(self) -> int:
@@ -102,27 +104,29 @@ class BatchScheduler:
     def _loop(self) -> None:
         while True:
             with self._wakeup:
-                if not self._stopping and not self._pending and not self._rows:
+                if not self._stopping and not self._pending and not self.active:
                     self._decoder.cache.reset()  # idle: give back what long requests made the slots grow to
-                while not self._stopping and not self._pending and not self._rows:
+                while not self._stopping and not self._pending and not self.active:
                     self._wakeup.wait()
                 if self._stopping:
                     break
-                idle = not self._rows
+                idle = not self.active
             if idle and self._batch_wait_s > 0:
                 time.sleep(self._batch_wait_s)  # an idle engine may gather a few arrivals into one prefill
             try:
                 self._admit()
+                self._prefill_chunk()
                 if self._rows:
                     self._step()
             except BaseException as exc:  # noqa: BLE001 - every waiting client must hear of it, then we go on
-                logger.exception("batch step failed; failing its %d request(s)", len(self._rows))
-                for row in self._rows:
+                logger.exception("batch step failed; failing its %d request(s)", self.active)
+                for row in [*self._rows, *([self._staged] if self._staged else [])]:
                     self._finish(row, exc)
                 self._rows.clear()
+                self._staged = None
             finally:
                 self._flush()
-        for row in [*self._rows, *self._pending]:
+        for row in [*self._rows, *([self._staged] if self._staged else []), *self._pending]:
             self._finish(row, RuntimeError("the engine is shutting down"))
         self._flush()
 
@@ -133,12 +137,22 @@ class BatchScheduler:
 
     def _admit(self) -> None:
         with self._wakeup:
-            free = self._slots - len(self._rows)
+            free = self._slots - self.active
             new = [self._pending.popleft() for _ in range(min(free, len(self._pending)))]
         for row in new:
             if row.cancelled.is_set():  # gave up while waiting: never takes a slot
                 self._finish(row, None)
         new = [row for row in new if not row.done]
+        long = [row for row in new if len(row.request.prompt_ids) > PREFILL_TOKENS]
+        new = [row for row in new if len(row.request.prompt_ids) <= PREFILL_TOKENS]
+        if long and self._staged is None:
+            # The last slot: short arrivals take the slots after the decoding rows meanwhile, without moving it.
+            self._staged = long.pop(0)
+            self._staged.length = 0
+            self._decoder.cache.ensure(len(self._staged.request.prompt_ids))
+        if long:  # one staged prompt at a time; the others keep their place at the head of the queue
+            with self._wakeup:
+                self._pending.extendleft(reversed(long))
         if not new:
             return
         self._decoder.cache.ensure(max(len(row.request.prompt_ids) for row in new))
@@ -151,18 +165,31 @@ class BatchScheduler:
             slot = len(self._rows)
             self._rows.append(row)
             row.length = len(row.request.prompt_ids)
-            self._advance(row, self._prefill(row.request.prompt_ids, slot))
+            self._advance(row, self._decoder.prefill([row.request.prompt_ids], slot)[0])
             self._flush()  # this row's first token goes out now, not after the other arrivals' prefills
         self._drop_finished()
         self._flush()
 
-    def _prefill(self, prompt: list[int], slot: int) -> np.ndarray:
-        """A long prompt goes in PREFILL_TOKENS chunks, so the per-position logits stay bounded."""
-        if len(prompt) <= PREFILL_TOKENS:
-            return self._decoder.prefill([prompt], slot)[0]
-        for start in range(0, len(prompt), PREFILL_TOKENS):
-            logits = self._decoder.extend(slot, prompt[start : start + PREFILL_TOKENS], cached=start)
-        return logits
+    def _prefill_chunk(self) -> None:
+        """The staged prompt's next PREFILL_TOKENS (bounded per-position logits); after the last, it joins the batch."""
+        row = self._staged
+        if row is None:
+            return
+        if row.cancelled.is_set():
+            self._staged = None
+            self._finish(row, None)
+            return
+        prompt, slot = row.request.prompt_ids, self._slots - 1
+        logits = self._decoder.extend(slot, prompt[row.length : row.length + PREFILL_TOKENS], cached=row.length)
+        row.length = min(len(prompt), row.length + PREFILL_TOKENS)
+        if row.length < len(prompt):
+            return
+        self._staged = None
+        if len(self._rows) != slot:
+            self._decoder.cache.move(slot, len(self._rows), row.length)
+        self._rows.append(row)
+        self._advance(row, logits)
+        self._flush()
 
     def _step(self) -> None:
         self._drop_finished()
