@@ -149,13 +149,13 @@ class BatchScheduler:
             # The last slot: short arrivals take the slots after the decoding rows meanwhile, without moving it.
             self._staged = long.pop(0)
             self._staged.length = 0
-            self._decoder.cache.ensure(len(self._staged.request.prompt_ids))
+            self._decoder.cache.ensure(len(self._staged.request.prompt_ids), self._used())
         if long:  # one staged prompt at a time; the others keep their place at the head of the queue
             with self._wakeup:
                 self._pending.extendleft(reversed(long))
         if not new:
             return
-        self._decoder.cache.ensure(max(len(row.request.prompt_ids) for row in new))
+        self._decoder.cache.ensure(max(len(row.request.prompt_ids) for row in new), self._used())
         # Shortest prompt first: prefill time grows with the prompt, so this minimises the arrivals' mean wait for
         # their first token; every one of them is still prefilled before the next decode step.
         new.sort(key=lambda row: len(row.request.prompt_ids))
@@ -169,6 +169,13 @@ class BatchScheduler:
             self._flush()  # this row's first token goes out now, not after the other arrivals' prefills
         self._drop_finished()
         self._flush()
+
+    def _used(self) -> list[int]:
+        """Positions cached in each slot, so that growing the KV slots copies only those."""
+        used = [row.length for row in self._rows] + [0] * (self._slots - len(self._rows))
+        if self._staged is not None:
+            used[-1] = self._staged.length
+        return used
 
     def _prefill_chunk(self) -> None:
         """The staged prompt's next PREFILL_TOKENS (bounded per-position logits); after the last, it joins the batch."""
@@ -195,7 +202,7 @@ class BatchScheduler:
         self._drop_finished()
         if not self._rows:
             return
-        self._decoder.cache.ensure(max(row.length for row in self._rows) + 1)
+        self._decoder.cache.ensure(max(row.length for row in self._rows) + 1, self._used())
         logits = self._decoder.decode([row.next_token for row in self._rows], [row.length for row in self._rows])
         for row, row_logits in zip(self._rows, logits, strict=True):
             row.length += 1

@@ -11,6 +11,7 @@ the longest active row, and falls back when the engine goes idle.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import numpy as np
 import onnxruntime as ort
@@ -31,36 +32,40 @@ class SlotKVCache:
         self.generation = 0  # bumped whenever the buffers are replaced, so bindings over the old ones are dropped
         self.keys: list[np.ndarray] = []
         self.values: list[np.ndarray] = []
-        self._allocate(min(INITIAL_LEN, max_len), keep=0)
+        self._allocate(min(INITIAL_LEN, max_len), used=())
 
     @property
     def bytes_per_position(self) -> int:
         return 2 * self._layers * self._kv_heads * self._head_dim * 4
 
-    def _allocate(self, capacity: int, keep: int) -> None:
+    def _allocate(self, capacity: int, used: Sequence[int]) -> None:
         shape = (self.slots, self._kv_heads, capacity, self._head_dim)
         keys = [np.zeros(shape, np.float32) for _ in range(self._layers)]
         values = [np.zeros(shape, np.float32) for _ in range(self._layers)]
-        if keep:
+        if any(used):
             for new, old in zip(keys + values, self.keys + self.values, strict=True):
-                new[:, :, :keep] = old[:, :, :keep]
+                # Each slot's own filled positions only: one long row must not make every slot copy its length.
+                for slot, length in enumerate(used):
+                    if length:
+                        new[slot, :, :length] = old[slot, :, :length]
         self.keys, self.values, self.capacity = keys, values, capacity
         self.generation += 1
 
-    def ensure(self, length: int) -> None:
-        """Make every slot hold at least `length` positions, keeping what is cached."""
+    def ensure(self, length: int, used: Sequence[int] | None = None) -> None:
+        """Make every slot hold at least `length` positions, keeping the first used[s] positions of slot s (all of
+        them when `used` is not given)."""
         if length <= self.capacity:
             return
         if length > self.max_len:
             raise ValueError(f"a row needs {length} positions; slots hold at most {self.max_len}")
         capacity = min(self.max_len, max(length, 2 * self.capacity))
         logger.debug("KV slots grow from %d to %d positions", self.capacity, capacity)
-        self._allocate(capacity, keep=self.capacity)
+        self._allocate(capacity, [self.capacity] * self.slots if used is None else used)
 
     def reset(self) -> None:
         """Back to the initial length (the engine is idle: nothing cached is needed)."""
         if self.capacity > min(INITIAL_LEN, self.max_len):
-            self._allocate(min(INITIAL_LEN, self.max_len), keep=0)
+            self._allocate(min(INITIAL_LEN, self.max_len), used=())
 
     def views(self, first: int, last: int) -> list[tuple[ort.OrtValue, ort.OrtValue]]:
         """(key, value) OrtValues over slots [first, last) for every layer, sharing this memory."""
