@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header
-from ortserve_common.admin_auth import check_admin_key
+from fastapi import APIRouter, Depends
 from ortserve_common.errors import invalid_request
 from ortserve_common.protocol.admin import LoadedModels, ModelLoadRequest, ModelUnloadRequest
 
-from chat_service.dependencies import ModelPoolDep, RegistryDep, SettingsDep
+from chat_service.dependencies import ModelPoolDep, RegistryDep, require_admin
 
-
-async def _require_admin(settings: SettingsDep, authorization: Annotated[str | None, Header()] = None) -> None:
-    check_admin_key(authorization, settings.admin_key)
-
-
-admin_router = APIRouter(prefix="/admin/models", dependencies=[Depends(_require_admin)], tags=["admin"])
+admin_router = APIRouter(prefix="/admin/models", dependencies=[Depends(require_admin)], tags=["admin"])
 
 
 @admin_router.post("/load", response_model=LoadedModels)

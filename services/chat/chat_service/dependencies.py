@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from ortserve_common.admin_auth import check_admin_key
 from ortserve_common.registration import RegistryClient
 
 from chat_service.model_pool import ModelPool
@@ -70,3 +71,8 @@ async def _owner(x_ortserve_api_key_id: Annotated[str | None, Header()] = None) 
 ConversationServingDep = Annotated[ConversationServing, Depends(_conversation_serving)]
 PromptTemplateServingDep = Annotated[PromptTemplateServing, Depends(_template_serving)]
 OwnerDep = Annotated[str, Depends(_owner)]
+
+
+async def require_admin(settings: SettingsDep, authorization: Annotated[str | None, Header()] = None) -> None:
+    """The admin key, for /admin/models and /v1/prompt-templates."""
+    check_admin_key(authorization, settings.admin_key)

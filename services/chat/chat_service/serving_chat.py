@@ -36,16 +36,24 @@ class ChatServing(BaseServing):
 
     async def chat_turn(
         self, engine: OrtGenAIEngine, request: ChatCompletionRequest, owner: str, plan: ToolPlan
-    ) -> ChatTurn:
+    ) -> tuple[ChatTurn, list[int]]:
+        """The turn (what the model sees) and its prompt ids; a prompt already encoded to fit a conversation into
+        the context is not encoded again."""
+        encoded: dict[tuple[int, ...], list[int]] = {}
+
+        def encode(messages: list[ChatMessage]) -> list[int]:
+            key = tuple(map(id, messages))  # the same message objects, in the same order: the same prompt
+            if key not in encoded:
+                encoded[key] = engine.encode(render_chat_prompt(engine, messages, plan))
+            return encoded[key]
+
         if self.context is None:
             if request.conversation is not None or request.prompt_template is not None:
                 raise invalid_request("This server keeps no conversations or prompt templates.", "conversation")
-            return ChatTurn(request, request.messages, owner)
-
-        def count_tokens(messages: list[ChatMessage]) -> int:
-            return len(engine.encode(render_chat_prompt(engine, messages, plan)))
-
-        return await self.context.turn(request, owner, count_tokens, engine.context_length)
+            turn = ChatTurn(request, request.messages, owner)
+        else:
+            turn = await self.context.turn(request, owner, lambda m: len(encode(m)), engine.context_length)
+        return turn, encode(turn.messages)
 
     async def record(self, turn: ChatTurn, choice: ChatChoice) -> None:
         if self.context is not None:
@@ -78,12 +86,11 @@ class ChatServing(BaseServing):
         engine = self.pool.get(request.model)
         vocabulary = getattr(engine, "vocabulary", None)
         plan = plan_tools(request.tools, request.tool_choice, vocabulary)
-        turn = await self.chat_turn(engine, request, owner, plan)
+        turn, prompt_ids = await self.chat_turn(engine, request, owner, plan)
         request = turn.request
         self.check_supported(request)
         logprobs = self.chat_logprobs(request)
         guidance = await self.guidance(engine, request, plan)
-        prompt_ids = engine.encode(render_chat_prompt(engine, turn.messages, plan))
         requested = request.max_completion_tokens or request.max_tokens
         max_tokens = self.resolve_max_tokens(engine, len(prompt_ids), requested, "messages")
         stops = request.stop_list()

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Path
-from ortserve_common.admin_auth import check_admin_key
+from fastapi import APIRouter, Depends, Path
 from ortserve_common.protocol.prompt_templates import (
     TEMPLATE_NAME_PATTERN,
     PromptTemplate,
@@ -15,15 +14,10 @@ from ortserve_common.protocol.prompt_templates import (
     PromptTemplateList,
 )
 
-from chat_service.dependencies import PromptTemplateServingDep, SettingsDep
-
-
-async def _require_admin(settings: SettingsDep, authorization: Annotated[str | None, Header()] = None) -> None:
-    check_admin_key(authorization, settings.admin_key)
-
+from chat_service.dependencies import PromptTemplateServingDep, require_admin
 
 templates_router = APIRouter(
-    prefix="/v1/prompt-templates", dependencies=[Depends(_require_admin)], tags=["prompt templates"]
+    prefix="/v1/prompt-templates", dependencies=[Depends(require_admin)], tags=["prompt templates"]
 )
 TemplateName = Annotated[str, Path(pattern=TEMPLATE_NAME_PATTERN)]
 
