@@ -119,7 +119,7 @@ def test_crud_and_pagination(http: TestClient) -> None:
 @pytest.mark.parametrize(
     ("method", "path", "body", "param"),
     [
-        ("post", "/v1/conversations", {"items": [{"role": "robot", "content": "x"}]}, "items[0].message.role"),
+        ("post", "/v1/conversations", {"items": [{"role": "robot", "content": "x"}]}, "items[0].role"),
         ("post", "/v1/conversations", {"items": [{"type": "image", "url": "x"}]}, "items[0]"),
         ("post", "/v1/conversations", {"metadata": {str(i): "v" for i in range(17)}}, "metadata"),
         ("post", "/v1/conversations", {"items": [{"role": "user", "content": "x"}] * 21}, "items"),
@@ -216,3 +216,11 @@ def test_fit_history_drops_whole_turns_and_keeps_instructions() -> None:
     assert [m.text() for m in kept] == ["S", "u2", "a2", "u3", "a3", "now"]
     nothing_fits = fit_history([], history, new, count, 0)
     assert [m.text() for m in nothing_fits] == ["S", "now"]
+
+
+def test_an_unknown_item_type_is_named_in_words(http: TestClient) -> None:
+    body = {"items": [{"type": "image", "url": "x"}]}
+    error = _error(http.post("/v1/conversations", json=body, headers=KEY_A), 400)
+    assert (
+        error["message"] == "Invalid value for 'items[0]': type must be message, function_call or function_call_output"
+    )

@@ -50,15 +50,21 @@ class InputFunctionCallOutputItem(OpenAIModel):
 
 
 def _item_type(value: Any) -> str:
-    # A message may leave out its type, as OpenAI's "easy" input message does.
-    return value.get("type", "message") if isinstance(value, dict) else getattr(value, "type", "message")
+    # A message may leave out its type, as OpenAI's "easy" input message does. The tags are bracketed, as pydantic's
+    # own branch labels are, so that an error names the field (items[0].role), not the branch.
+    kind = value.get("type", "message") if isinstance(value, dict) else getattr(value, "type", "message")
+    return f"[{kind}]"
 
 
 InputItem = Annotated[
-    Annotated[InputMessageItem, Tag("message")]
-    | Annotated[InputFunctionCallItem, Tag("function_call")]
-    | Annotated[InputFunctionCallOutputItem, Tag("function_call_output")],
-    Discriminator(_item_type),
+    Annotated[InputMessageItem, Tag("[message]")]
+    | Annotated[InputFunctionCallItem, Tag("[function_call]")]
+    | Annotated[InputFunctionCallOutputItem, Tag("[function_call_output]")],
+    Discriminator(
+        _item_type,
+        custom_error_type="invalid_item_type",
+        custom_error_message="type must be message, function_call or function_call_output",
+    ),
 ]
 
 
