@@ -108,9 +108,9 @@ class ConversationServing:
         )
 
     async def get_item(self, owner: str, conversation_id: str, item_id: str) -> dict[str, Any]:
-        await self.retrieve(owner, conversation_id)
         item = await self._run(self.store.item, owner, conversation_id, item_id)
         if item is None:
+            await self.retrieve(owner, conversation_id)  # which 404: the conversation's, or the item's
             raise _item_not_found(item_id)
         return item
 

@@ -78,6 +78,15 @@ def test_conversations_are_private_to_their_key(http: TestClient) -> None:
     assert _error(http.get(f"/v1/conversations/{cid}", headers=KEY_B), 404)["code"] == "not_found"
     assert _error(_chat(http, "x", KEY_B, conversation=cid), 404)["param"] == "conversation"
     assert _error(http.delete(f"/v1/conversations/{cid}", headers=KEY_B), 404)["code"] == "not_found"
+    item = http.post(
+        f"/v1/conversations/{cid}/items", json={"items": [{"role": "user", "content": "x"}]}, headers=KEY_A
+    )
+    item_id = item.json()["first_id"]
+    assert http.get(f"/v1/conversations/{cid}/items/{item_id}", headers=KEY_A).json()["id"] == item_id
+    other = _error(http.get(f"/v1/conversations/{cid}/items/{item_id}", headers=KEY_B), 404)
+    assert other["message"] == f"No conversation found with id '{cid}'."
+    missing = _error(http.get(f"/v1/conversations/{cid}/items/msg_nope", headers=KEY_A), 404)
+    assert missing["message"] == "No item found with id 'msg_nope'."
     assert http.get("/v1/conversations", headers=KEY_B).json()["data"] == []
     assert [c["id"] for c in http.get("/v1/conversations", headers=KEY_A).json()["data"]] == [cid]
 
