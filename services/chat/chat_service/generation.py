@@ -17,6 +17,7 @@ from chat_service.stop import StopStringMatcher
 class GenerationStats:
     prompt_tokens: int
     completion_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens the prefix cache supplied
     finish_reason: FinishReason | None = None
     ttft_s: float | None = None
     total_s: float = 0.0
@@ -69,6 +70,7 @@ class TextGeneration:
                     now = time.perf_counter()
                     if self.stats.completion_tokens == 0:
                         self.stats.ttft_s = now - start
+                        self.stats.cached_tokens = event.cached_tokens
                     else:
                         self.stats.itl_s.append(now - last)
                     last = now

@@ -31,6 +31,8 @@ def load_engine(path: Path, settings: ChatSettings) -> OrtGenAIEngine:
             settings.engine_threads,
             settings.max_batch_size,
             settings.batch_wait_ms,
+            prefix_cache_bytes=settings.prefix_cache_mb * 2**20,
+            prefix_block_tokens=settings.prefix_block_tokens,
             capped=settings.max_model_len is not None,
         )
     except EngineLoadError as exc:

@@ -51,6 +51,9 @@ class ChatMetrics(ServiceMetrics):
             E2E_BUCKETS,
         )
         self.prompt_tokens = self.counter("ortserve_prompt_tokens", "Prompt tokens processed.", ["model"])
+        self.cached_prompt_tokens = self.counter(
+            "ortserve_prompt_cached_tokens", "Prompt tokens whose KV came from the prefix cache.", ["model"]
+        )
         self.completion_tokens = self.counter("ortserve_completion_tokens", "Tokens generated.", ["model"])
         self.finished = self.counter(
             "ortserve_request_finished",
@@ -129,6 +132,7 @@ class GenerationTelemetry:
         exc = sys.exc_info()[1]
         metrics = self.metrics
         metrics.prompt_tokens.labels(model).inc(sum(s.prompt_tokens for s in stats))
+        metrics.cached_prompt_tokens.labels(model).inc(sum(s.cached_tokens for s in stats))
         metrics.completion_tokens.labels(model).inc(sum(s.completion_tokens for s in stats))
         for s in stats:
             if s.ttft_s is not None:
@@ -150,6 +154,7 @@ class GenerationTelemetry:
             {
                 "gen_ai.response.model": model,
                 "gen_ai.usage.input_tokens": sum(s.prompt_tokens for s in stats),
+                "gen_ai.usage.cache_read.input_tokens": sum(s.cached_tokens for s in stats),
                 "gen_ai.usage.output_tokens": sum(s.completion_tokens for s in stats),
                 "gen_ai.response.finish_reasons": [s.finish_reason or "abort" for s in stats],
                 "gen_ai.latency.e2e": elapsed,

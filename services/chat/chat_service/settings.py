@@ -36,6 +36,18 @@ class ChatSettings(ServiceSettings):
     batch_wait_ms: float = Field(
         0.0, ge=0, le=1000, description="How long an idle batched engine waits to gather arrivals into one prefill."
     )
+    prefix_cache_mb: int = Field(
+        256,
+        ge=0,
+        description="Memory for the KV of prompt prefixes seen before (a repeated system prompt or conversation "
+        "is then prefilled only past them), least recently used out first; 0 turns prefix reuse off. Batched engine.",
+    )
+    prefix_block_tokens: int = Field(
+        32,
+        ge=1,
+        le=1024,
+        description="Prefix reuse granularity: prompts share cached KV in whole blocks of this many tokens.",
+    )
     max_concurrency: int = Field(8, ge=1, description="Requests admitted at once; further ones queue (then 429).")
     engine_threads: int = Field(2, ge=1, description="ONNX Runtime intra-op threads per generation.")
     default_temperature: float = Field(0.7, ge=0, le=2, description="Temperature when the request gives none.")

@@ -86,3 +86,36 @@ def test_long_prompt_prefilled_in_chunks_equals_plain_engine(batched_server: Cha
     assert len(plain.encode(prompt)) > 1000  # three 512-token prefill chunks
     text = _ask(batched_server.client(), "completion", prompt, 16, 0, temperature=0)
     assert text == _expected(plain, "completion", prompt, 16)
+
+
+def test_a_repeated_system_prompt_is_reported_as_cached_tokens(batched_server: ChatServer, plain) -> None:
+    system = "You answer questions about the solar system in one short sentence, citing no sources. " * 6
+    client = batched_server.client()
+
+    def ask(question: str, **extra):
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]
+        return client.chat.completions.create(
+            model=MODEL_ID, messages=messages, max_tokens=12, temperature=0, **extra
+        ), messages
+
+    first, _ = ask("Which planet is largest?")
+    second, messages = ask("Which planet is hottest?")
+    stream = client.chat.completions.create(
+        model=MODEL_ID,
+        messages=messages,
+        max_tokens=12,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    streamed = [chunk for chunk in stream]
+    system_blocks = len(plain.encode(plain.chat_prompt([{"role": "system", "content": system}]))) // 32
+    assert system_blocks >= 3
+    assert second.usage.prompt_tokens_details.cached_tokens >= system_blocks * 32
+    assert streamed[-1].usage.prompt_tokens_details.cached_tokens >= system_blocks * 32
+    # The cached part is a prefix of the prompt, never all of it, and the answer is the plain engine's.
+    assert second.usage.prompt_tokens_details.cached_tokens < second.usage.prompt_tokens
+    ids = plain.greedy(plain.chat_prompt(messages), 12)
+    assert second.choices[0].message.content == plain.decode([i for i in ids if i not in plain.tokenizer.eos_token_ids])
+    assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == second.choices[0].message.content
+    assert first.usage.prompt_tokens_details is not None

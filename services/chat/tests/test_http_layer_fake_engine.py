@@ -74,7 +74,12 @@ def test_non_stream_response_shape(http: TestClient) -> None:
     assert body["choices"][0]["message"] == {"role": "assistant", "content": "Hello, world! Goodbye."}
     assert body["choices"][0]["finish_reason"] == "stop"
     prompt = len("<user>hi<assistant>")
-    assert body["usage"] == {"prompt_tokens": prompt, "completion_tokens": 22, "total_tokens": prompt + 22}
+    assert body["usage"] == {
+        "prompt_tokens": prompt,
+        "completion_tokens": 22,
+        "total_tokens": prompt + 22,
+        "prompt_tokens_details": {"cached_tokens": 0},
+    }
 
 
 def test_stream_framing_and_usage(http: TestClient) -> None:

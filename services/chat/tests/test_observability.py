@@ -105,6 +105,7 @@ def test_chat_span_is_a_child_of_the_server_span_with_gen_ai_attributes(
         "gen_ai.request.max_tokens": 64 - prompt_tokens,  # resolved: default capped by the context
         "gen_ai.response.model": "fake",
         "gen_ai.usage.input_tokens": prompt_tokens,
+        "gen_ai.usage.cache_read.input_tokens": 0,
         "gen_ai.usage.output_tokens": len(SCRIPT),
         "gen_ai.response.finish_reasons": ("stop",),
     }

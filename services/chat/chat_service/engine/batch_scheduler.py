@@ -3,7 +3,8 @@
 One thread owns the decoder. Each turn it prefills whatever arrived (one prompt at a time, into free slots), then
 advances every active row by one token in a single batched call. A prompt longer than one prefill chunk goes in a
 chunk per turn, so the rows decoding meanwhile and later arrivals wait for one chunk, not for the whole prompt.
-Sampling, stop conditions and detokenization stay per request.
+A prompt that starts with blocks the prefix cache holds (a shared system prompt, an earlier turn) gets their KV
+copied into its slot and prefills only the rest. Sampling, stop conditions and detokenization stay per request.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 from chat_service.engine.detokenizer import IncrementalDetokenizer
 from chat_service.engine.guidance import GuidanceError
 from chat_service.engine.onnx_decoder import OnnxDecoder
+from chat_service.engine.prefix_cache import PrefixCache
 from chat_service.engine.sampler import TokenSampler
 from chat_service.engine.thread_events import Emit, deliver
 from chat_service.engine.types import FinishReason, GenerationRequest, TokenEvent
@@ -41,6 +43,7 @@ class BatchRow:
     sampler: TokenSampler
     detokenizer: IncrementalDetokenizer
     length: int = 0  # positions in this row's KV slot
+    cached_tokens: int = 0  # prompt positions copied from the prefix cache instead of computed
     generated: int = 0
     next_token: int = -1
     done: bool = field(default=False)
@@ -56,8 +59,10 @@ class BatchScheduler:
         end_marker: object,
         batch_wait_s: float,
         vocabulary: Vocabulary | None = None,
+        prefix_cache: PrefixCache | None = None,
     ) -> None:
         self._decoder = decoder
+        self._prefix = prefix_cache if prefix_cache is not None else PrefixCache(decoder.cache, 1, 0)
         self._decode_text = decode_text
         self._eos = eos_token_ids
         self._vocab_size = vocab_size
@@ -150,6 +155,9 @@ class BatchScheduler:
             self._staged = long.pop(0)
             self._staged.length = 0
             self._decoder.cache.ensure(len(self._staged.request.prompt_ids), self._used())
+            self._staged.length = self._staged.cached_tokens = self._prefix.load(
+                self._staged.request.prompt_ids, self._slots - 1
+            )
         if long:  # one staged prompt at a time; the others keep their place at the head of the queue
             with self._wakeup:
                 self._pending.extendleft(reversed(long))
@@ -162,10 +170,16 @@ class BatchScheduler:
         # One prompt per call, each row's first token sent as soon as its own prefill ends: on a CPU a batched
         # prefill costs what the separate ones do, but would hold every first token until the last prompt is done.
         for row in new:
-            slot = len(self._rows)
+            slot, prompt = len(self._rows), row.request.prompt_ids
             self._rows.append(row)
-            row.length = len(row.request.prompt_ids)
-            self._advance(row, self._decoder.prefill([row.request.prompt_ids], slot)[0])
+            row.cached_tokens = self._prefix.load(prompt, slot)
+            if row.cached_tokens:
+                logits = self._decoder.extend(slot, prompt[row.cached_tokens :], cached=row.cached_tokens)
+            else:
+                logits = self._decoder.prefill([prompt], slot)[0]
+            row.length = len(prompt)
+            self._prefix.store(prompt, slot, row.length)
+            self._advance(row, logits)
             self._flush()  # this row's first token goes out now, not after the other arrivals' prefills
         self._drop_finished()
         self._flush()
@@ -192,6 +206,7 @@ class BatchScheduler:
         if row.length < len(prompt):
             return
         self._staged = None
+        self._prefix.store(prompt, slot, row.length)
         if len(self._rows) != slot:
             self._decoder.cache.move(slot, len(self._rows), row.length)
         self._rows.append(row)
@@ -227,7 +242,8 @@ class BatchScheduler:
             text = row.detokenizer.push(token)
             if row.generated >= row.request.max_tokens:
                 text, finish = text + row.detokenizer.flush(), "length"
-        self._outbox.append((row.emit, TokenEvent(token, text, finish, row.sampler.logprobs)))
+        cached = row.cached_tokens if row.generated == 1 else 0
+        self._outbox.append((row.emit, TokenEvent(token, text, finish, row.sampler.logprobs, cached)))
         row.next_token = token
         if finish is not None:
             self._finish(row, None)

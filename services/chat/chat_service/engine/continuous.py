@@ -14,6 +14,7 @@ from typing import Any
 from chat_service.engine.batch_scheduler import BatchScheduler
 from chat_service.engine.onnx_decoder import OnnxDecoder
 from chat_service.engine.ort_genai import OrtGenAIEngine
+from chat_service.engine.prefix_cache import PrefixCache
 from chat_service.engine.thread_events import END, events_from_thread
 from chat_service.engine.types import GenerationRequest, TokenEvent
 
@@ -26,13 +27,21 @@ DEFAULT_SLOT_LEN_CAP = 8192
 
 class ContinuousBatchingEngine:
     def __init__(
-        self, inner: OrtGenAIEngine, threads: int, max_batch_size: int, batch_wait_ms: float, capped: bool
+        self,
+        inner: OrtGenAIEngine,
+        threads: int,
+        max_batch_size: int,
+        batch_wait_ms: float,
+        capped: bool,
+        prefix_cache_bytes: int = 0,
+        prefix_block_tokens: int = 32,
     ) -> None:
         self._inner = inner
         config = json.loads((inner.model_path / "genai_config.json").read_text(encoding="utf-8"))
         # One KV region per slot, as long as the longest request allowed (prompt + max_tokens ≤ context_length).
         self.context_length = inner.context_length if capped else min(inner.context_length, DEFAULT_SLOT_LEN_CAP)
         self._decoder = OnnxDecoder(inner.model_path, config, threads, max_batch_size, self.context_length)
+        self.prefix_cache = PrefixCache(self._decoder.cache, prefix_block_tokens, prefix_cache_bytes)
         self._scheduler = BatchScheduler(
             self._decoder,
             inner.decode,
@@ -41,13 +50,17 @@ class ContinuousBatchingEngine:
             END,
             batch_wait_ms / 1000,
             inner.vocabulary,
+            self.prefix_cache,
         )
         logger.info(
-            "continuous batching on %s: %d slots of up to %d positions (%.1f MB of KV per 1k positions per slot)",
+            "continuous batching on %s: %d slots of up to %d positions (%.1f MB of KV per 1k positions per slot); "
+            "prefix cache of %d blocks of %d tokens",
             inner.model_path,
             max_batch_size,
             self.context_length,
             self._decoder.cache.bytes_per_position * 1000 / 2**20,
+            self.prefix_cache.capacity_blocks,
+            prefix_block_tokens,
         )
 
     def __getattr__(self, name: str) -> Any:

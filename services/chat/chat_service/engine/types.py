@@ -64,3 +64,5 @@ class TokenEvent:
     text: str
     finish_reason: FinishReason | None = None
     logprobs: TokenLogprobs | None = None
+    # On the first token only: how many prompt positions came from the prefix cache rather than being computed.
+    cached_tokens: int = 0

@@ -1,0 +1,100 @@
+"""Prefix reuse: the KV of prompt blocks seen before, so a repeated system prompt or conversation is not prefilled
+again.
+
+Token sequences are cut into blocks of `block_tokens`; block i is keyed by a SHA-256 chain over every token up to
+its end, so a block is found only after the very same tokens (a hash of the block alone would splice caches across
+different prefixes). A new request copies the longest chain of cached blocks into its KV slot and prefills only the
+rest. The suffix's logits equal a full prefill's bit for bit on this graph (attention reads the same cached values),
+so greedy output does not change. Blocks are evicted least recently used once the cache holds `capacity_bytes`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from chat_service.engine.kv_cache import SlotKVCache
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Block:
+    keys: np.ndarray  # [layers, kv_heads, block_tokens, head_dim]
+    values: np.ndarray
+
+
+class PrefixCache:
+    def __init__(self, kv: SlotKVCache, block_tokens: int, capacity_bytes: int) -> None:
+        self._kv = kv
+        self.block_tokens = block_tokens
+        self._block_bytes = block_tokens * kv.bytes_per_position
+        self.capacity_blocks = capacity_bytes // self._block_bytes
+        self._blocks: OrderedDict[bytes, _Block] = OrderedDict()
+        self.hit_tokens = 0  # counters for logs and tests
+        self.stored_blocks = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.capacity_blocks > 0
+
+    def __len__(self) -> int:
+        return len(self._blocks)
+
+    def _chain(self, tokens: Sequence[int], blocks: int) -> list[bytes]:
+        digest, keys = b"", []
+        ids = np.asarray(tokens[: blocks * self.block_tokens], np.int64)
+        for i in range(blocks):
+            part = ids[i * self.block_tokens : (i + 1) * self.block_tokens]
+            digest = hashlib.sha256(digest + part.tobytes()).digest()
+            keys.append(digest)
+        return keys
+
+    def load(self, tokens: Sequence[int], slot: int) -> int:
+        """Copy the longest cached prefix of `tokens` into `slot` (whose KV must already be long enough); returns how
+        many positions it filled. At least the last token is left to compute: its logits give the first output."""
+        if not self.enabled:
+            return 0
+        found: list[_Block] = []
+        chain = self._chain(tokens, (len(tokens) - 1) // self.block_tokens)
+        for key in chain:
+            block = self._blocks.get(key)
+            if block is None:
+                break
+            found.append(block)
+        self._touch(chain[: len(found)])
+        size = self.block_tokens
+        for i, block in enumerate(found):
+            for layer, (keys, values) in enumerate(zip(self._kv.keys, self._kv.values, strict=True)):
+                keys[slot, :, i * size : (i + 1) * size] = block.keys[layer]
+                values[slot, :, i * size : (i + 1) * size] = block.values[layer]
+        self.hit_tokens += len(found) * size
+        return len(found) * size
+
+    def store(self, tokens: Sequence[int], slot: int, cached: int) -> None:
+        """Keep the whole blocks among the first `cached` positions of `slot` (which hold `tokens`' KV)."""
+        if not self.enabled:
+            return
+        size = self.block_tokens
+        chain = self._chain(tokens, min(cached, len(tokens)) // size)
+        for i, key in enumerate(chain):
+            if key not in self._blocks:
+                self._blocks[key] = _Block(
+                    np.stack([layer[slot, :, i * size : (i + 1) * size] for layer in self._kv.keys]),
+                    np.stack([layer[slot, :, i * size : (i + 1) * size] for layer in self._kv.values]),
+                )
+                self.stored_blocks += 1
+        self._touch(chain)
+        while len(self._blocks) > self.capacity_blocks:
+            self._blocks.popitem(last=False)
+
+    def _touch(self, chain: list[bytes]) -> None:
+        # Last block first, so a prefix is always more recent than its extensions: eviction takes the leaves, never a
+        # block that others need to be reached.
+        for key in reversed(chain):
+            self._blocks.move_to_end(key)
