@@ -34,6 +34,10 @@ HOW_TO_READ = """## How to read it
 - Every target gets the same conversations: a system message that starts with a unique nonce (so no prefix cache
   helps), then a ~40-token question (short) or a ~200-token passage and question (long); greedy; the same max_tokens.
   c clients each send their next request as soon as their last one ended.
+- **shared** prompts: a ~200-token system message that every request repeats word for word, then the nonce and a
+  short question: what a prefix cache is for. **chat direct, no prefix reuse** is the same service with
+  `CHAT_PREFIX_CACHE_MB=0`, measured only there (and the generator engine only on the other two). llama-server keeps
+  each slot's last prompt and reuses the part a new prompt shares with it (its own prompt cache, on by default).
 - TTFT: request sent to first content delta. Per-stream decode: (completion tokens - 1) / (end - first token), median
   over the streams. Aggregate: all completion tokens of a phase over the phase's wall time.
 - Each cell: the figure (median over the repeats), then its ratio to the engine limit and to each llama-server, each
@@ -102,6 +106,9 @@ class ChatTable:
         cores = [self.rows[k]["cpu"]["other_cores"] for c in self.concurrencies for k in self._keys(target, c, prompt)]
         return f"{statistics.median(cores):.2f} / {max(cores):.2f}" if cores else "-"
 
+    def measured(self, target: str, prompt: str) -> bool:
+        return any(self._keys(target, c, prompt) for c in self.concurrencies)
+
     def tokens(self, target: str, prompt: str, field: str) -> str:
         values = [v for c in self.concurrencies for k in self._keys(target, c, prompt) for v in self.rows[k][field]]
         values = [v for v in values if v is not None]
@@ -114,15 +121,22 @@ def _number(value: float) -> str:
 
 def chat_section(table: ChatTable, metric: str, prompt: str) -> list[str]:
     title, direction = METRICS[metric]
-    references = [ENGINE, *[p for p in (targets.BEFORE, *PEERS) if p in table.targets]]
-    short_names = {ENGINE: "engine", targets.BEFORE: "before", PEERS[0]: "llama Q4_1", PEERS[1]: "llama Q4_0"}
+    present = [t for t in table.targets if table.measured(t, prompt)]
+    references = [p for p in (ENGINE, targets.BEFORE, targets.NO_REUSE, *PEERS) if p in present]
+    short_names = {
+        ENGINE: "engine",
+        targets.BEFORE: "before",
+        targets.NO_REUSE: "no reuse",
+        PEERS[0]: "llama Q4_1",
+        PEERS[1]: "llama Q4_0",
+    }
     lines = [
         f"### {title}, {prompt} prompts ({direction})",
         "",
         "| target | " + " | ".join(f"c={c}" for c in table.concurrencies) + " | others' CPU, cores (median / max) |",
         "|---|" + "---|" * len(table.concurrencies) + "---|",
     ]
-    for target in table.targets:
+    for target in present:
         cells = []
         for c in table.concurrencies:
             parts = [f"**{_number(table.figure(target, c, prompt, metric))}**"]
@@ -226,6 +240,7 @@ def write(results: dict, out: Path) -> str:
             "",
         ]
     lines += targets.section(table)
+    lines += targets.prefix_section(table)
     lines += ["## Setup", "", *setup_section(results)]
     lines += [HOW_TO_READ]
     lines += ["## Chat", ""] + [f"![{p.stem}]({p.relative_to(out.parent)})" for p in plot_files] + [""]
@@ -237,16 +252,25 @@ def write(results: dict, out: Path) -> str:
         ("ttft_p95", "short"),
         ("ttft_p50", "long"),
         ("ttft_p95", "long"),
+        ("aggregate", "shared"),
+        ("ttft_p50", "shared"),
+        ("ttft_p95", "shared"),
     ]:
-        lines += chat_section(table, metric, prompt)
+        if any(table.measured(t, prompt) for t in table.targets):
+            lines += chat_section(table, metric, prompt)
+    kinds = [p for p in ("short", "long", "shared") if any(table.measured(t, p) for t in table.targets)]
     lines += [
         "### Prompt and completion tokens (median per request)",
         "",
-        "| target | short prompt | long prompt | completion (short) | completion (long) |",
-        "|---|---|---|---|---|",
+        "| target | "
+        + " | ".join(f"{p} prompt" for p in kinds)
+        + " | "
+        + " | ".join(f"completion ({p})" for p in kinds)
+        + " |",
+        "|---|" + "---|" * (2 * len(kinds)),
     ]
     for t in table.targets:
-        cells = [table.tokens(t, p, f) for f in ("prompt_tokens", "completion_tokens") for p in ("short", "long")]
+        cells = [table.tokens(t, p, f) for f in ("prompt_tokens", "completion_tokens") for p in kinds]
         lines.append(f"| {LABELS.get(t, t)} | " + " | ".join(cells) + " |")
     errors = sum(len(r["errors"]) for r in results["chat"])
     retries = sum(r.get("retries", 0) for r in results["chat"])

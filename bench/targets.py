@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 PROXY = "chat via proxy (TLS)"
 BEFORE = "chat direct, generator engine (before)"
 DIRECT = "chat direct"
+NO_REUSE = "chat direct, no prefix reuse"
 
 
 def _across_concurrency(table: ChatTable, target: str, high: int, low: int, prompt: str, metric: str) -> float:
@@ -92,4 +93,28 @@ def section(table: ChatTable, prompt: str = "short") -> list[str]:
             lines.append(f"| aggregate tok/s at {c} concurrent | {gain:.2f}× |")
         ttft_gain = table.ratio(DIRECT, BEFORE, top, prompt, "ttft_p50")
         lines.append(f"| TTFT p50 at {top} concurrent | {ttft_gain:.2f}× (below 1 is better) |")
+    return [*lines, ""]
+
+
+def prefix_section(table: ChatTable) -> list[str]:
+    """Prefix reuse on the shared system prompt: the service against itself with the prefix cache off."""
+    if not table.measured(DIRECT, "shared") or not table.measured(NO_REUSE, "shared"):
+        return []
+    top = max(table.concurrencies)
+    lines = [
+        "## Prefix reuse (shared prompts: the same ~200-token system prompt, then a short question)",
+        "",
+        "| measure | chat direct / the same with CHAT_PREFIX_CACHE_MB=0 |",
+        "|---|---|",
+    ]
+    for c in sorted({1, top}):
+        lines.append(f"| TTFT p50 at {c} concurrent | {table.ratio(DIRECT, NO_REUSE, c, 'shared', 'ttft_p50'):.2f}× |")
+    lines.append(
+        f"| aggregate tok/s at {top} concurrent | {table.ratio(DIRECT, NO_REUSE, top, 'shared', 'aggregate'):.2f}× |"
+    )
+    lines.append(
+        f"| TTFT p50 at {top} concurrent / at 1 | "
+        f"{_across_concurrency(table, DIRECT, top, 1, 'shared', 'ttft_p50'):.2f}× with reuse, "
+        f"{_across_concurrency(table, NO_REUSE, top, 1, 'shared', 'ttft_p50'):.2f}× without |"
+    )
     return [*lines, ""]

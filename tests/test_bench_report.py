@@ -104,3 +104,27 @@ def test_the_throughput_scorecard_pairs_within_repeats() -> None:
     assert "| single-stream decode / the plain engine | 0.83× **not met** | 0.83× **not met** | ≥ 0.95× |" in text
     assert "| aggregate at 8 concurrent / llama-server Q4_0 | 1.25× met | 1.25× met | ≥ 1.0× at 8 |" in text
     assert "| aggregate tok/s at 8 concurrent | 2.50× |" in text and "| TTFT p50 at 8 concurrent | 0.12×" in text
+
+
+def test_prefix_reuse_is_scored_against_the_same_service_without_it(tmp_path: Path) -> None:
+    from bench import targets
+
+    results = fake_results()
+    for repeat, noise in enumerate((1.0, 2.0)):
+        for c, ttft in ((1, 0.1), (2, 0.15)):
+            results["chat"].append(chat_row("engine", c, "shared", repeat, 100 * c * noise, 0.4 / noise))
+            results["chat"].append(chat_row(targets.DIRECT, c, "shared", repeat, 60 * c * noise, ttft / noise))
+            results["chat"].append(chat_row(targets.NO_REUSE, c, "shared", repeat, 50 * c * noise, 4 * ttft / noise))
+    text = "\n".join(targets.prefix_section(report.ChatTable(results["chat"])))
+    assert "| TTFT p50 at 1 concurrent | 0.25× |" in text and "| TTFT p50 at 2 concurrent | 0.25× |" in text
+    assert "| aggregate tok/s at 2 concurrent | 1.20× |" in text
+    assert "| TTFT p50 at 2 concurrent / at 1 | 1.50× with reuse, 1.50× without |" in text
+
+    out = tmp_path / "BENCHMARKS.md"
+    report.write(results, out)
+    written = out.read_text()
+    assert "## Prefix reuse" in written and "### TTFT p50, ms, shared prompts" in written
+    shared_table = written.split("### TTFT p50, ms, shared prompts")[1].split("###")[0]
+    assert "0.25× no reuse" in shared_table and "llama" not in shared_table  # only targets measured there
+    # the no-reuse service appears in no table of the other prompts
+    assert "no reuse" not in written.split("### TTFT p50, ms, short prompts")[1].split("###")[0]
