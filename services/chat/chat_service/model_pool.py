@@ -33,6 +33,7 @@ def load_engine(path: Path, settings: ChatSettings) -> OrtGenAIEngine:
             settings.batch_wait_ms,
             prefix_cache_bytes=settings.prefix_cache_mb * 2**20,
             prefix_block_tokens=settings.prefix_block_tokens,
+            prefills_per_step=settings.max_prefills_per_step,
             capped=settings.max_model_len is not None,
         )
     except EngineLoadError as exc:

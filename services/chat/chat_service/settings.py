@@ -36,6 +36,13 @@ class ChatSettings(ServiceSettings):
     batch_wait_ms: float = Field(
         0.0, ge=0, le=1000, description="How long an idle batched engine waits to gather arrivals into one prefill."
     )
+    max_prefills_per_step: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="New prompts the batched engine prefills between two decode steps: 1 lets arrivals in at a "
+        "steady pace (running streams stall for one prefill at most); more serves a burst's first tokens sooner.",
+    )
     prefix_cache_mb: int = Field(
         256,
         ge=0,

@@ -1,6 +1,6 @@
 """The batched engine in-process: a decode step reuses its binding and logits buffer, so a batch that changes size
 and KV slots that grow mid-decode must still give the plain engine's greedy tokens; a step's events reach the event
-loop together, in order."""
+loop together, in order; arrivals are prefilled one per decode step unless told to take a burst at once."""
 
 from __future__ import annotations
 
@@ -104,3 +104,45 @@ def test_long_prompt_prefilled_a_chunk_per_turn_between_decode_steps_equals_plai
 
     got = asyncio.run(run_all())
     assert got == [plain.greedy(prompt, n) for prompt, n, _ in jobs]
+
+
+def _arrival_order(engine, plain, prompts: list[str]) -> list[tuple[int, int]]:
+    """(request, token index) in the order the tokens reached the event loop, for prompts submitted together."""
+    order: list[tuple[int, int]] = []
+
+    async def one(index: int, prompt: str) -> None:
+        request = GenerationRequest(plain.encode(prompt), 3, SamplingParams(temperature=0.0))
+        position = 0
+        async for _event in engine.generate(request):
+            order.append((index, position))
+            position += 1
+
+    async def run_all() -> None:
+        await asyncio.gather(*(one(i, p) for i, p in enumerate(prompts)))
+
+    asyncio.run(run_all())
+    return order
+
+
+def _burst_order(smollm_path, plain, prefills_per_step: int) -> list[tuple[int, int]]:
+    inner = OrtGenAIEngine(smollm_path, threads=2, max_model_len=512, max_workers=1)
+    # The idle engine waits 200 ms, so all three are waiting when it starts admitting them.
+    engine = ContinuousBatchingEngine(
+        inner, threads=2, max_batch_size=3, batch_wait_ms=200, capped=True, prefills_per_step=prefills_per_step
+    )
+    try:
+        return _arrival_order(engine, plain, ["The sky is", "Cats like to", "My name is"])
+    finally:
+        engine.close()
+
+
+def test_one_prefill_per_step_lets_running_rows_decode_between_arrivals(smollm_path, plain) -> None:
+    order = _burst_order(smollm_path, plain, 1)
+    # The first arrival's second token (a decode step) comes before the third arrival's first token (its prefill).
+    assert order.index((0, 1)) < order.index((2, 0)), order
+
+
+def test_several_prefills_per_step_admit_a_burst_before_decoding(smollm_path, plain) -> None:
+    order = _burst_order(smollm_path, plain, 3)
+    firsts = [order.index((i, 0)) for i in range(3)]
+    assert max(firsts) < min(order.index((i, 1)) for i in range(3)), order

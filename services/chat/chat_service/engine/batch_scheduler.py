@@ -1,7 +1,11 @@
 """Continuous batching: requests join the running batch at the next step and leave it the step they finish.
 
-One thread owns the decoder. Each turn it prefills whatever arrived (one prompt at a time, into free slots), then
-advances every active row by one token in a single batched call. A prompt longer than one prefill chunk goes in a
+One thread owns the decoder. Each turn it prefills up to `prefills_per_step` arrivals (one prompt per call, into
+free slots, first come first served), then advances every active row by one token in a single batched call. One
+arrival per turn (the default) staggers the rows' starts, so they also finish, and their clients come back, at
+different steps: in a steady stream each arrival then waits for one step and its own prefill, where admitting a
+burst whole keeps the rows in lockstep and every later wave arrives as a burst again (measured: TTFT p50 at 8
+concurrent clients 174 vs 382 ms, same aggregate, short prompts). Running rows stall for one prefill at most. A prompt longer than one prefill chunk goes in a
 chunk per turn, so the rows decoding meanwhile and later arrivals wait for one chunk, not for the whole prompt.
 A prompt that starts with blocks the prefix cache holds (a shared system prompt, an earlier turn) gets their KV
 copied into its slot and prefills only the rest. Sampling, stop conditions and detokenization stay per request.
@@ -60,6 +64,7 @@ class BatchScheduler:
         batch_wait_s: float,
         vocabulary: Vocabulary | None = None,
         prefix_cache: PrefixCache | None = None,
+        prefills_per_step: int = 1,
     ) -> None:
         self._decoder = decoder
         self._prefix = prefix_cache if prefix_cache is not None else PrefixCache(decoder.cache, 1, 0)
@@ -69,6 +74,7 @@ class BatchScheduler:
         self._vocabulary = vocabulary  # for guided decoding (the sampler builds each row's grammar matcher with it)
         self._end = end_marker
         self._batch_wait_s = batch_wait_s
+        self._prefills_per_step = prefills_per_step
         self._slots = decoder.cache.slots
         self._rows: list[BatchRow] = []  # index == KV slot
         self._pending: deque[BatchRow] = deque()
@@ -143,7 +149,7 @@ class BatchScheduler:
     def _admit(self) -> None:
         with self._wakeup:
             free = self._slots - self.active
-            new = [self._pending.popleft() for _ in range(min(free, len(self._pending)))]
+            new = [self._pending.popleft() for _ in range(min(free, len(self._pending), self._prefills_per_step))]
         for row in new:
             if row.cancelled.is_set():  # gave up while waiting: never takes a slot
                 self._finish(row, None)
@@ -164,8 +170,8 @@ class BatchScheduler:
         if not new:
             return
         self._decoder.cache.ensure(max(len(row.request.prompt_ids) for row in new), self._used())
-        # Shortest prompt first: prefill time grows with the prompt, so this minimises the arrivals' mean wait for
-        # their first token; every one of them is still prefilled before the next decode step.
+        # Shortest prompt first among those admitted together: prefill time grows with the prompt, so this minimises
+        # their mean wait for the first token.
         new.sort(key=lambda row: len(row.request.prompt_ids))
         # One prompt per call, each row's first token sent as soon as its own prefill ends: on a CPU a batched
         # prefill costs what the separate ones do, but would hold every first token until the last prompt is done.

@@ -35,6 +35,7 @@ class ContinuousBatchingEngine:
         capped: bool,
         prefix_cache_bytes: int = 0,
         prefix_block_tokens: int = 32,
+        prefills_per_step: int = 1,
     ) -> None:
         self._inner = inner
         config = json.loads((inner.model_path / "genai_config.json").read_text(encoding="utf-8"))
@@ -51,6 +52,7 @@ class ContinuousBatchingEngine:
             batch_wait_ms / 1000,
             inner.vocabulary,
             self.prefix_cache,
+            prefills_per_step,
         )
         logger.info(
             "continuous batching on %s: %d slots of up to %d positions (%.1f MB of KV per 1k positions per slot); "
