@@ -40,7 +40,16 @@ def _llama_cpp(bin_dir: Path) -> str:
 
 def chat_settings() -> dict:
     """The chat service's effective settings, as it reads them from the same environment (CHAT_* reach the stack)."""
-    wanted = ("engine", "max_batch_size", "batch_wait_ms", "max_concurrency", "max_queue", "engine_threads")
+    wanted = (
+        "engine",
+        "max_batch_size",
+        "max_prefills_per_step",
+        "batch_wait_ms",
+        "prefix_cache_mb",
+        "max_concurrency",
+        "max_queue",
+        "engine_threads",
+    )
     try:
         from chat_service.settings import ChatSettings  # noqa: PLC0415 - only to describe the run
 
