@@ -42,6 +42,22 @@ def test_chat_stream_and_embeddings_through_the_proxy(stack: Stack) -> None:
     assert completion.usage.completion_tokens == 4
 
 
+def test_a_repeated_system_prompt_is_cached_through_the_proxy(stack: Stack) -> None:
+    client = stack.openai()
+    system = "You are the archivist of a small museum. Answer in one sentence and cite the room number. " * 5
+    replies = [
+        client.chat.completions.create(
+            model=CHAT_MODEL,
+            messages=[{"role": "system", "content": system}, {"role": "user", "content": question}],
+            max_tokens=4,
+            temperature=0,
+        )
+        for question in ("Where are the coins?", "Where are the maps?")
+    ]
+    cached = replies[1].usage.prompt_tokens_details.cached_tokens
+    assert 64 <= cached < replies[1].usage.prompt_tokens and cached % 32 == 0
+
+
 def test_http2_and_request_ids(stack: Stack) -> None:
     with stack.http(http2=True) as http:
         response = http.get("/v1/models", headers={"Authorization": f"Bearer {stack.api_key}"})
