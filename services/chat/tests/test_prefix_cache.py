@@ -116,3 +116,14 @@ def test_a_full_cache_keeps_the_prefix_a_new_extension_needs() -> None:
     assert len(cache) == 2
     # Evicting the shared block would have left the new extension unreachable.
     assert cache.load(shared + [20, 21, 22, 23, 24], 1) == 8
+
+
+def test_a_prompt_longer_than_the_cache_keeps_its_first_blocks_without_copying_the_rest() -> None:
+    kv = _kv()
+    cache = _cache(kv, 2)
+    tokens = list(range(1, 18))  # four whole blocks
+    _fill(kv, 0, tokens)
+    cache.store(tokens, 0, len(tokens))
+    assert len(cache) == 2 and cache.stored_blocks == 2
+    assert cache.load(tokens[:12] + [99], 1) == 2 * BLOCK
+    assert _held(kv, 1, 2 * BLOCK) == tokens[: 2 * BLOCK]

@@ -81,7 +81,9 @@ class PrefixCache:
         if not self.enabled:
             return
         size = self.block_tokens
-        chain = self._chain(tokens, min(cached, len(tokens)) // size)
+        # A prefix outlives its extensions, so blocks past the capacity could never stay: never copy them (with a large
+        # model's KV, a long prompt's blocks would otherwise take gigabytes for a moment).
+        chain = self._chain(tokens, min(min(cached, len(tokens)) // size, self.capacity_blocks))
         for i, key in enumerate(chain):
             if key not in self._blocks:
                 self._blocks[key] = _Block(
