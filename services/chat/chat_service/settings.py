@@ -34,7 +34,11 @@ class ChatSettings(ServiceSettings):
     )
     max_batch_size: int = Field(8, ge=1, le=256, description="Rows decoded together (KV slots) by the batched engine.")
     batch_wait_ms: float = Field(
-        0.0, ge=0, le=1000, description="How long an idle batched engine waits to gather arrivals into one prefill."
+        0.0,
+        ge=0,
+        le=1000,
+        description="How long an idle batched engine waits before admitting, so that arrivals close together are "
+        "admitted in one turn (up to max_prefills_per_step of them, shortest prompt first).",
     )
     max_prefills_per_step: int = Field(
         1,
