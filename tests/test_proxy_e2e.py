@@ -42,20 +42,31 @@ def test_chat_stream_and_embeddings_through_the_proxy(stack: Stack) -> None:
     assert completion.usage.completion_tokens == 4
 
 
-def test_a_repeated_system_prompt_is_cached_through_the_proxy(stack: Stack) -> None:
-    client = stack.openai()
+def test_a_repeated_system_prompt_is_cached_for_its_own_api_key_only(stack: Stack) -> None:
     system = "You are the archivist of a small museum. Answer in one sentence and cite the room number. " * 5
-    replies = [
-        client.chat.completions.create(
+
+    def cached(client: openai.OpenAI, question: str) -> tuple[int, int]:
+        reply = client.chat.completions.create(
             model=CHAT_MODEL,
             messages=[{"role": "system", "content": system}, {"role": "user", "content": question}],
             max_tokens=4,
             temperature=0,
         )
-        for question in ("Where are the coins?", "Where are the maps?")
-    ]
-    cached = replies[1].usage.prompt_tokens_details.cached_tokens
-    assert 64 <= cached < replies[1].usage.prompt_tokens and cached % 32 == 0
+        return reply.usage.prompt_tokens_details.cached_tokens, reply.usage.prompt_tokens
+
+    with stack.http() as http:
+        created = http.post(
+            "/admin/keys", json={"name": "cache-scope"}, headers={"Authorization": f"Bearer {stack.admin_key}"}
+        )
+        assert created.status_code == 201, created.text
+    owner, other = stack.openai(), stack.openai(api_key=created.json()["key"])
+    cached(owner, "Where are the coins?")
+    hit, prompt_tokens = cached(owner, "Where are the maps?")
+    assert 64 <= hit < prompt_tokens and hit % 32 == 0
+    # Another key sending the very same system prompt learns nothing from the first key's cache...
+    assert cached(other, "Where are the maps?")[0] == 0
+    # ...and has a cache of its own.
+    assert cached(other, "Where are the vases?")[0] == hit
 
 
 def test_http2_and_request_ids(stack: Stack) -> None:

@@ -51,9 +51,10 @@ class TextGeneration:
         max_tokens: int,
         sampling: SamplingParams,
         stops: list[str],
+        cache_scope: str = "",
     ) -> None:
         self._engine = engine
-        self._request = GenerationRequest(prompt_ids, max_tokens, sampling)
+        self._request = GenerationRequest(prompt_ids, max_tokens, sampling, cache_scope)
         self._stops = stops
         self.stats = GenerationStats(prompt_tokens=len(prompt_ids), max_tokens=max_tokens)
 

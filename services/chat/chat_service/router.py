@@ -39,8 +39,10 @@ async def chat_completions(
 
 
 @router.post("/v1/completions", response_model=CompletionResponse)
-async def completions(request: CompletionRequest, serving: CompletionServingDep) -> JSONResponse | StreamingResponse:
-    result = await serving.create(request)
+async def completions(
+    request: CompletionRequest, serving: CompletionServingDep, owner: OwnerDep
+) -> JSONResponse | StreamingResponse:
+    result = await serving.create(request, owner)
     if isinstance(result, CompletionResponse):
         return JSONResponse(result.model_dump())
     return StreamingResponse(sse_stream(result), media_type="text/event-stream", headers=_SSE_HEADERS)

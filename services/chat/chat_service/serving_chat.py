@@ -82,7 +82,8 @@ class ChatServing(BaseServing):
     async def create(
         self, request: ChatCompletionRequest, owner: str = ""
     ) -> ChatCompletionResponse | AsyncGenerator[ChatCompletionChunk, None]:
-        """`owner` is the API key the proxy vouched for: conversations are visible to their owner only."""
+        """`owner` is the API key the proxy vouched for: conversations are visible to their owner only, and cached
+        prompt prefixes are reused for their owner only."""
         engine = self.pool.get(request.model)
         vocabulary = getattr(engine, "vocabulary", None)
         plan = plan_tools(request.tools, request.tool_choice, vocabulary)
@@ -95,7 +96,7 @@ class ChatServing(BaseServing):
         max_tokens = self.resolve_max_tokens(engine, len(prompt_ids), requested, "messages")
         stops = request.stop_list()
         generations = [
-            TextGeneration(engine, prompt_ids, max_tokens, params, stops)
+            TextGeneration(engine, prompt_ids, max_tokens, params, stops, cache_scope=owner)
             for params in self.sampling_params(request, logprobs, guidance, self.logit_bias(request, engine))
         ]
         choices = [ChatChoice(i, plan, vocabulary, logprobs is not None) for i in range(len(generations))]

@@ -50,8 +50,10 @@ class CompletionText:
 
 
 class CompletionServing(BaseServing):
-    async def _groups(self, engine: OrtGenAIEngine, request: CompletionRequest) -> list[list[TextGeneration]]:
-        """One group of n generations per prompt."""
+    async def _groups(
+        self, engine: OrtGenAIEngine, request: CompletionRequest, owner: str
+    ) -> list[list[TextGeneration]]:
+        """One group of n generations per prompt; `owner` scopes the prefix cache (see GenerationRequest)."""
         guidance = await resolve_guidance(extension_guidance(request), getattr(engine, "vocabulary", None))
         bias = self.logit_bias(request, engine)
         samplings = self.sampling_params(request, request.logprobs, guidance, bias)
@@ -62,7 +64,8 @@ class CompletionServing(BaseServing):
                 raise invalid_request("The prompt must not be empty.", param)
             prompt_ids = engine.encode(prompt)
             max_tokens = self.resolve_max_tokens(engine, len(prompt_ids), request.max_tokens, param)
-            groups.append([TextGeneration(engine, prompt_ids, max_tokens, s, request.stop_list()) for s in samplings])
+            stops = request.stop_list()
+            groups.append([TextGeneration(engine, prompt_ids, max_tokens, s, stops, owner) for s in samplings])
         return groups
 
     def check_completion_supported(self, request: CompletionRequest) -> None:
@@ -72,10 +75,12 @@ class CompletionServing(BaseServing):
         if request.suffix:
             raise invalid_request("suffix is not supported by this model.", "suffix", "unsupported_value")
 
-    async def create(self, request: CompletionRequest) -> CompletionResponse | AsyncGenerator[CompletionChunk, None]:
+    async def create(
+        self, request: CompletionRequest, owner: str = ""
+    ) -> CompletionResponse | AsyncGenerator[CompletionChunk, None]:
         engine = self.pool.get(request.model)
         self.check_completion_supported(request)
-        groups = await self._groups(engine, request)
+        groups = await self._groups(engine, request, owner)
         generations = [g for group in groups for g in group]
         texts = [CompletionText(getattr(engine, "vocabulary", None), request.logprobs is not None) for _ in generations]
         if request.stream:

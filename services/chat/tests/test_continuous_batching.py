@@ -119,3 +119,22 @@ def test_a_repeated_system_prompt_is_reported_as_cached_tokens(batched_server: C
     assert second.choices[0].message.content == plain.decode([i for i in ids if i not in plain.tokenizer.eos_token_ids])
     assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == second.choices[0].message.content
     assert first.usage.prompt_tokens_details is not None
+
+
+def test_completions_reuse_a_prefix_only_for_the_same_api_key(batched_server: ChatServer) -> None:
+    client = batched_server.client()
+    prompt = "The museum's catalogue lists coins, maps, vases and clocks from five centuries. " * 6
+
+    def cached(key_id: str, tail: str) -> int:
+        reply = client.completions.create(
+            model=MODEL_ID,
+            prompt=prompt + tail,
+            max_tokens=2,
+            temperature=0,
+            extra_headers={"X-Ortserve-Api-Key-Id": key_id},
+        )
+        return reply.usage.prompt_tokens_details.cached_tokens
+
+    cached("key-a", " The first item is")
+    assert cached("key-a", " The second item is") >= 64
+    assert cached("key-b", " The second item is") == 0

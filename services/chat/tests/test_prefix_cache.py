@@ -127,3 +127,14 @@ def test_a_prompt_longer_than_the_cache_keeps_its_first_blocks_without_copying_t
     assert len(cache) == 2 and cache.stored_blocks == 2
     assert cache.load(tokens[:12] + [99], 1) == 2 * BLOCK
     assert _held(kv, 1, 2 * BLOCK) == tokens[: 2 * BLOCK]
+
+
+def test_prefixes_are_shared_only_within_their_scope() -> None:
+    kv = _kv()
+    cache = _cache(kv, 8)
+    tokens = list(range(1, 10))
+    _fill(kv, 0, tokens)
+    cache.store(tokens, 0, len(tokens), scope="key-a")
+    assert cache.load(tokens, 1, scope="key-b") == 0
+    assert cache.load(tokens, 1) == 0
+    assert cache.load(tokens, 1, scope="key-a") == 8

@@ -165,7 +165,7 @@ class BatchScheduler:
             self._staged.length = 0
             self._decoder.cache.ensure(len(self._staged.request.prompt_ids), self._used())
             self._staged.length = self._staged.cached_tokens = self._prefix.load(
-                self._staged.request.prompt_ids, self._slots - 1
+                self._staged.request.prompt_ids, self._slots - 1, self._staged.request.cache_scope
             )
         if long:  # one staged prompt at a time; the others keep their place at the head of the queue
             with self._wakeup:
@@ -181,13 +181,13 @@ class BatchScheduler:
         for row in new:
             slot, prompt = len(self._rows), row.request.prompt_ids
             self._rows.append(row)
-            row.cached_tokens = self._prefix.load(prompt, slot)
+            row.cached_tokens = self._prefix.load(prompt, slot, row.request.cache_scope)
             if row.cached_tokens:
                 logits = self._decoder.extend(slot, prompt[row.cached_tokens :], cached=row.cached_tokens)
             else:
                 logits = self._decoder.prefill([prompt], slot)[0]
             row.length = len(prompt)
-            self._prefix.store(prompt, slot, row.length)
+            self._prefix.store(prompt, slot, row.length, row.request.cache_scope)
             self._advance(row, logits)
             self._flush()  # this row's first token goes out now, not after the other arrivals' prefills
         self._drop_finished()
@@ -215,7 +215,7 @@ class BatchScheduler:
         if row.length < len(prompt):
             return
         self._staged = None
-        self._prefix.store(prompt, slot, row.length)
+        self._prefix.store(prompt, slot, row.length, row.request.cache_scope)
         if len(self._rows) != slot:
             self._decoder.cache.move(slot, len(self._rows), row.length)
         self._rows.append(row)

@@ -46,8 +46,8 @@ class PrefixCache:
     def __len__(self) -> int:
         return len(self._blocks)
 
-    def _chain(self, tokens: Sequence[int], blocks: int) -> list[bytes]:
-        digest, keys = b"", []
+    def _chain(self, tokens: Sequence[int], blocks: int, scope: str) -> list[bytes]:
+        digest, keys = hashlib.sha256(scope.encode()).digest() if scope else b"", []
         ids = np.asarray(tokens[: blocks * self.block_tokens], np.int64)
         for i in range(blocks):
             part = ids[i * self.block_tokens : (i + 1) * self.block_tokens]
@@ -55,13 +55,14 @@ class PrefixCache:
             keys.append(digest)
         return keys
 
-    def load(self, tokens: Sequence[int], slot: int) -> int:
-        """Copy the longest cached prefix of `tokens` into `slot` (whose KV must already be long enough); returns how
-        many positions it filled. At least the last token is left to compute: its logits give the first output."""
+    def load(self, tokens: Sequence[int], slot: int, scope: str = "") -> int:
+        """Copy the longest cached prefix of `tokens` stored under `scope` into `slot` (whose KV must already be long
+        enough); returns how many positions it filled. At least the last token is left to compute: its logits give the
+        first output."""
         if not self.enabled:
             return 0
         found: list[_Block] = []
-        chain = self._chain(tokens, (len(tokens) - 1) // self.block_tokens)
+        chain = self._chain(tokens, (len(tokens) - 1) // self.block_tokens, scope)
         for key in chain:
             block = self._blocks.get(key)
             if block is None:
@@ -76,14 +77,15 @@ class PrefixCache:
         self.hit_tokens += len(found) * size
         return len(found) * size
 
-    def store(self, tokens: Sequence[int], slot: int, cached: int) -> None:
-        """Keep the whole blocks among the first `cached` positions of `slot` (which hold `tokens`' KV)."""
+    def store(self, tokens: Sequence[int], slot: int, cached: int, scope: str = "") -> None:
+        """Keep, under `scope`, the whole blocks among the first `cached` positions of `slot` (which hold `tokens`'
+        KV)."""
         if not self.enabled:
             return
         size = self.block_tokens
         # A prefix outlives its extensions, so blocks past the capacity could never stay: never copy them (with a large
         # model's KV, a long prompt's blocks would otherwise take gigabytes for a moment).
-        chain = self._chain(tokens, min(min(cached, len(tokens)) // size, self.capacity_blocks))
+        chain = self._chain(tokens, min(min(cached, len(tokens)) // size, self.capacity_blocks), scope)
         for i, key in enumerate(chain):
             if key not in self._blocks:
                 self._blocks[key] = _Block(

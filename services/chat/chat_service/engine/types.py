@@ -46,6 +46,9 @@ class GenerationRequest:
     prompt_ids: list[int]
     max_tokens: int
     sampling: SamplingParams
+    # Prefix-cache entries are shared only among requests of the same scope (the API key): whether a prompt was
+    # cached shows in its TTFT and cached_tokens, so one key must not learn what another one sent.
+    cache_scope: str = ""
 
 
 @dataclass(frozen=True)
