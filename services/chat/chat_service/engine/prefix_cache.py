@@ -1,17 +1,19 @@
 """Prefix reuse: the KV of prompt blocks seen before, so a repeated system prompt or conversation is not prefilled
 again.
 
-Token sequences are cut into blocks of `block_tokens`; block i is keyed by a SHA-256 chain over every token up to
-its end, so a block is found only after the very same tokens (a hash of the block alone would splice caches across
-different prefixes). A new request copies the longest chain of cached blocks into its KV slot and prefills only the
-rest. The suffix's logits equal a full prefill's bit for bit on this graph (attention reads the same cached values),
-so greedy output does not change. Blocks are evicted least recently used once the cache holds `capacity_bytes`.
+Token sequences are cut into blocks of `block_tokens`; block i is keyed by a SHA-256 chain that starts from the
+request's scope (its API key) and runs over every token up to the block's end, so a block is found only after the
+very same tokens from the same key (a hash of the block alone would splice caches across different prefixes, and a
+shared cache would tell one key, through its TTFT, what another sent).
+
+A new request copies the longest chain of cached blocks into its KV slot and prefills only the rest. The suffix's
+logits equal a full prefill's bit for bit on this graph (attention reads the same cached values), so greedy output
+does not change. Blocks are evicted least recently used once the cache holds `capacity_bytes`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,8 +21,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from chat_service.engine.kv_cache import SlotKVCache
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass
