@@ -141,6 +141,9 @@ async def _not_ready_within(url: str, timeout_s: float) -> bool:
     return False
 
 
+LONG_PROMPT = "Write every number from 1 to 300, separated by commas."
+
+
 async def test_sigterm_drains_streams_in_flight(reliability_stack: Stack) -> None:
     """SIGTERM with every chat slot busy and the queue full: no new request is taken, readiness is false, the
     registry drops chat at once, and every stream in flight (running or queued) still ends with [DONE]."""
@@ -149,10 +152,13 @@ async def test_sigterm_drains_streams_in_flight(reliability_stack: Stack) -> Non
     started = [asyncio.Event() for _ in range(in_flight)]
     chat_port = stack.ports["CHAT_PORT"]
     async with httpx.AsyncClient(base_url=stack.base_url, verify=stack.ssl_context(), timeout=120) as client:
-        # Long enough (counting to fifty, up to 160 tokens) that the streams are surely still running when the registry
-        # drops chat, however quiet the machine is.
+        # Long enough that the streams are surely still running when the registry drops chat, however quiet the
+        # machine is. "Count from one to fifty" was not: behind some nonces the model stops after ~20 tokens (2 of 8
+        # tried); this prompt ran to 400 tokens behind 7 of 8 nonces and to 191 behind the other.
         streams = [
-            asyncio.create_task(stream_chat(client, stack.api_key, max_tokens=160, first_token=started[i]))
+            asyncio.create_task(
+                stream_chat(client, stack.api_key, max_tokens=400, prompt=LONG_PROMPT, first_token=started[i])
+            )
             for i in range(in_flight)
         ]
         await asyncio.wait_for(asyncio.gather(*(e.wait() for e in started[:CHAT_MAX_CONCURRENCY])), 60)
