@@ -15,7 +15,7 @@ from ortserve_common.protocol.chat import (
     ChatMessage,
     DeltaMessage,
 )
-from ortserve_common.protocol.common import PromptTokensDetails, UsageInfo, new_id, now
+from ortserve_common.protocol.common import UsageInfo, new_id, now
 
 from chat_service.chat_choices import ChatChoice
 from chat_service.chat_context import ChatContext, ChatTurn
@@ -155,9 +155,4 @@ def _usage(generations: list[TextGeneration]) -> UsageInfo:
     """The prompt counts once; completion tokens count for every choice."""
     prompt = generations[0].stats.prompt_tokens
     completion = sum(g.stats.completion_tokens for g in generations)
-    return UsageInfo(
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        total_tokens=prompt + completion,
-        prompt_tokens_details=PromptTokensDetails(cached_tokens=generations[0].stats.cached_tokens),
-    )
+    return UsageInfo.counted(prompt, completion, generations[0].stats.cached_tokens)

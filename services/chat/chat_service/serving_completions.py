@@ -10,7 +10,7 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
 from ortserve_common.errors import invalid_request
-from ortserve_common.protocol.common import PromptTokensDetails, UsageInfo, new_id, now
+from ortserve_common.protocol.common import UsageInfo, new_id, now
 from ortserve_common.protocol.completions import (
     CompletionChoice,
     CompletionChunk,
@@ -145,9 +145,4 @@ def _usage(groups: list[list[TextGeneration]]) -> UsageInfo:
     prompt = sum(group[0].stats.prompt_tokens for group in groups)
     completion = sum(g.stats.completion_tokens for group in groups for g in group)
     cached = sum(group[0].stats.cached_tokens for group in groups)
-    return UsageInfo(
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        total_tokens=prompt + completion,
-        prompt_tokens_details=PromptTokensDetails(cached_tokens=cached),
-    )
+    return UsageInfo.counted(prompt, completion, cached)

@@ -30,6 +30,15 @@ class UsageInfo(BaseModel):
     total_tokens: int = 0
     prompt_tokens_details: PromptTokensDetails | None = None
 
+    @classmethod
+    def counted(cls, prompt: int, completion: int, cached: int = 0) -> UsageInfo:
+        return cls(
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            total_tokens=prompt + completion,
+            prompt_tokens_details=PromptTokensDetails(cached_tokens=cached),
+        )
+
 
 class ModelCard(BaseModel):
     id: str
