@@ -1,8 +1,12 @@
-"""The one client every chat target is measured with (asyncio + httpx, streaming), and the embeddings client.
+"""The one client every chat target is measured with (asyncio + aiohttp, streaming), and the embeddings client.
 
 TTFT is the time from sending the request to the first content delta; a stream's decode rate is
 (completion tokens - 1) / (end - first token). Completion tokens come from the final usage chunk, or from the number of
 content deltas when a server sends no usage.
+
+The client shares the two cores with what it measures, so it should cost as little as it can: aiohttp (C HTTP parser)
+spends ~0.3 ms of CPU per streamed token where httpx (pure-Python h11) spent ~0.57 ms, and a single stream through
+the chat service decoded ~5 % faster with it (paired, 8 repeats).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import ssl
 import time
 from dataclasses import dataclass, field
 
-import httpx
+import aiohttp
 
 
 @dataclass
@@ -25,15 +29,17 @@ class ChatTarget:
     model: str
     api_key: str | None = None
     ca: str | None = None
-    http2: bool = False
 
-    def client(self, connections: int) -> httpx.AsyncClient:
+    def client(self, connections: int) -> aiohttp.ClientSession:
         verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=self.ca) if self.ca else False
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-        return httpx.AsyncClient(
-            base_url=self.base_url, headers=headers, verify=verify, http2=self.http2, limits=limits, timeout=300
+        connector = aiohttp.TCPConnector(limit=connections, ssl=verify)
+        return aiohttp.ClientSession(
+            headers=headers, connector=connector, timeout=aiohttp.ClientTimeout(total=300), raise_for_status=False
         )
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url.rstrip('/')}/{path}"
 
 
 @dataclass
@@ -60,7 +66,7 @@ class StreamRecord:
 
 
 async def stream_chat(
-    client: httpx.AsyncClient, target: ChatTarget, messages: list[dict[str, str]], max_tokens: int
+    client: aiohttp.ClientSession, target: ChatTarget, messages: list[dict[str, str]], max_tokens: int
 ) -> StreamRecord:
     body = {
         "model": target.model,
@@ -70,28 +76,29 @@ async def stream_chat(
         "stream": True,
         "stream_options": {"include_usage": True},
     }
-    record = await _stream_chat_once(client, body)
-    if record.first is None and (record.error or "").startswith(RETRYABLE):
+    url = target.url("chat/completions")
+    record, retryable = await _stream_chat_once(client, url, body)
+    if record.first is None and retryable:
         # A kept-alive connection the server had already closed: send it once more, timed afresh, and say so.
-        record = await _stream_chat_once(client, body)
+        record, _ = await _stream_chat_once(client, url, body)
         record.retried = True
     return record
 
 
-RETRYABLE = ("RemoteProtocolError", "ConnectError", "ReadError")
-
-
-async def _stream_chat_once(client: httpx.AsyncClient, body: dict) -> StreamRecord:
+async def _stream_chat_once(client: aiohttp.ClientSession, url: str, body: dict) -> tuple[StreamRecord, bool]:
+    """The record, and whether it failed on the connection (worth one retry when nothing had arrived)."""
     record = StreamRecord(sent=time.perf_counter())
     deltas = 0
     usage: dict | None = None
+    retryable = False
     try:
-        async with client.stream("POST", "/chat/completions", json=body) as response:
-            if response.status_code != 200:
-                record.error = f"HTTP {response.status_code}: {(await response.aread())[:200]!r}"
-                return record
-            async for line in response.aiter_lines():
-                if not line.startswith("data: ") or line == "data: [DONE]":
+        async with client.post(url, json=body) as response:
+            if response.status != 200:
+                record.error = f"HTTP {response.status}: {(await response.read())[:200]!r}"
+                return record, False
+            async for raw in response.content:  # one SSE line at a time
+                line = raw.strip()
+                if not line.startswith(b"data: ") or line == b"data: [DONE]":
                     continue
                 chunk = json.loads(line[6:])
                 if "error" in chunk:
@@ -102,12 +109,13 @@ async def _stream_chat_once(client: httpx.AsyncClient, body: dict) -> StreamReco
                         deltas += 1
                         if record.first is None:
                             record.first = time.perf_counter()
-    except httpx.HTTPError as exc:
+    except (aiohttp.ClientError, TimeoutError) as exc:
         record.error = f"{type(exc).__name__}: {exc}"
+        retryable = isinstance(exc, aiohttp.ClientConnectionError)
     record.end = time.perf_counter()
     record.completion_tokens = int(usage["completion_tokens"]) if usage else deltas
     record.prompt_tokens = int(usage["prompt_tokens"]) if usage else None
-    return record
+    return record, retryable
 
 
 @dataclass
@@ -131,7 +139,7 @@ async def closed_loop_chat(
         queue.put_nowait(messages)
     phase = Phase()
 
-    async def worker(client: httpx.AsyncClient) -> None:
+    async def worker(client: aiohttp.ClientSession) -> None:
         while not queue.empty():
             phase.records.append(await stream_chat(client, target, queue.get_nowait(), max_tokens))
 
@@ -151,15 +159,16 @@ async def closed_loop_embeddings(
         queue.put_nowait(batch)
     done, errors = 0, []
 
-    async def worker(client: httpx.AsyncClient) -> None:
+    async def worker(client: aiohttp.ClientSession) -> None:
         nonlocal done
         while not queue.empty():
             batch = queue.get_nowait()
-            response = await client.post("/embeddings", json={"model": target.model, "input": batch})
-            if response.status_code == 200 and len(response.json()["data"]) == len(batch):
+            async with client.post(target.url("embeddings"), json={"model": target.model, "input": batch}) as response:
+                body = await response.read()
+            if response.status == 200 and len(json.loads(body)["data"]) == len(batch):
                 done += len(batch)
             else:
-                errors.append(f"HTTP {response.status_code}: {response.text[:200]}")
+                errors.append(f"HTTP {response.status}: {body[:200]!r}")
 
     async with target.client(concurrency) as client:
         start = time.perf_counter()
@@ -170,6 +179,7 @@ async def closed_loop_embeddings(
 
 async def embed_all(target: ChatTarget, texts: list[str]) -> list[list[float]]:
     async with target.client(1) as client:
-        response = await client.post("/embeddings", json={"model": target.model, "input": texts})
-        response.raise_for_status()
-        return [item["embedding"] for item in sorted(response.json()["data"], key=lambda d: d["index"])]
+        async with client.post(target.url("embeddings"), json={"model": target.model, "input": texts}) as response:
+            response.raise_for_status()
+            data = (await response.json())["data"]
+    return [item["embedding"] for item in sorted(data, key=lambda d: d["index"])]

@@ -60,7 +60,7 @@ def chat_settings() -> dict:
 
 
 def describe(llama_bin: Path | None) -> dict:
-    packages = ["onnxruntime-genai", "onnxruntime", "fastapi", "uvicorn", "httpx", "locust"]
+    packages = ["onnxruntime-genai", "onnxruntime", "fastapi", "uvicorn", "aiohttp", "locust"]
     dirty = [line[3:] for line in _git("status", "--porcelain", "services", "libs", "proxy").splitlines()]
     nginx = subprocess.run(["nginx", "-v"], capture_output=True, text=True, check=False).stderr.strip()
     return {

@@ -1,0 +1,144 @@
+"""bench/clients.py against a scripted SSE server: what a streamed request records (first content delta, usage or
+counted deltas, errors) and the one retry of a connection that closed before anything arrived. No timing asserted."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+import pytest
+from aiohttp import web
+from stack_testing import ROOT
+
+sys.path.insert(0, str(ROOT))
+from bench import clients  # noqa: E402 - bench/ is a folder at the repository root, not an installed package
+
+
+def sse(payload: dict) -> bytes:
+    return f"data: {json.dumps(payload)}\n\n".encode()
+
+
+def delta(content: str) -> dict:
+    return {"choices": [{"index": 0, "delta": {"content": content}}]}
+
+
+async def serve(handler) -> tuple[web.AppRunner, str]:
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handler)
+    app.router.add_post("/v1/embeddings", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}/v1"
+
+
+async def streaming(request: web.Request, events: list[bytes]) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    for event in events:
+        await response.write(event)
+        await asyncio.sleep(0.001)
+    await response.write(b"data: [DONE]\n\n")
+    return response
+
+
+async def test_stream_counts_usage_tokens_and_times_the_first_content_delta() -> None:
+    seen: list[dict] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        seen.append(await request.json())
+        assert request.headers["Authorization"] == "Bearer k"
+        role = {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}
+        usage = {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 5}}
+        return await streaming(request, [sse(role), sse(delta("Hel")), sse(delta("lo")), sse(usage)])
+
+    runner, url = await serve(handler)
+    try:
+        target = clients.ChatTarget("t", url, "m", api_key="k")
+        phase = await clients.closed_loop_chat(target, [[{"role": "user", "content": "hi"}]] * 3, 2, 16)
+    finally:
+        await runner.cleanup()
+    assert len(phase.records) == 3 and phase.seconds > 0
+    for record in phase.records:
+        assert record.error is None
+        assert (record.prompt_tokens, record.completion_tokens) == (7, 5)  # usage wins over the 2 deltas seen
+        assert record.first is not None and record.sent < record.first <= record.end
+        assert record.decode_tok_s is not None and record.decode_tok_s > 0
+    assert phase.output_tok_s == pytest.approx(15 / phase.seconds)
+    assert seen[0]["stream"] is True and seen[0]["max_tokens"] == 16 and seen[0]["stream_options"]["include_usage"]
+
+
+async def test_without_usage_the_content_deltas_are_counted() -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await streaming(request, [sse(delta("a")), sse(delta("")), sse(delta("b")), sse(delta("c"))])
+
+    runner, url = await serve(handler)
+    try:
+        phase = await clients.closed_loop_chat(clients.ChatTarget("t", url, "m"), [[]], 1, 8)
+    finally:
+        await runner.cleanup()
+    assert phase.records[0].completion_tokens == 3 and phase.records[0].prompt_tokens is None
+
+
+async def test_an_http_error_and_an_error_event_are_recorded() -> None:
+    calls = 0
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return web.json_response({"error": {"message": "busy"}}, status=429)
+        return await streaming(request, [sse(delta("x")), sse({"error": {"message": "engine failed"}})])
+
+    runner, url = await serve(handler)
+    try:
+        phase = await clients.closed_loop_chat(clients.ChatTarget("t", url, "m"), [[], []], 1, 8)
+    finally:
+        await runner.cleanup()
+    first, second = phase.records
+    assert first.error is not None and first.error.startswith("HTTP 429") and "busy" in first.error
+    assert second.error is not None and "engine failed" in second.error
+    assert not first.retried and not second.retried
+
+
+async def test_a_connection_closed_before_any_byte_is_retried_once() -> None:
+    calls = 0
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            assert request.transport is not None
+            request.transport.close()  # as a server that dropped a kept-alive connection
+            return web.Response()
+        return await streaming(request, [sse(delta("ok"))])
+
+    runner, url = await serve(handler)
+    try:
+        phase = await clients.closed_loop_chat(clients.ChatTarget("t", url, "m"), [[]], 1, 8)
+    finally:
+        await runner.cleanup()
+    (record,) = phase.records
+    assert calls == 2 and record.retried and record.error is None and record.completion_tokens == 1
+
+
+async def test_embeddings_count_what_came_back() -> None:
+    async def handler(request: web.Request) -> web.Response:
+        texts = (await request.json())["input"]
+        if texts[0] == "bad":
+            return web.json_response({"error": {"message": "no"}}, status=400)
+        return web.json_response({"data": [{"index": i, "embedding": [float(i)]} for i in range(len(texts))]})
+
+    runner, url = await serve(handler)
+    try:
+        target = clients.ChatTarget("t", url, "e")
+        done, seconds, errors = await clients.closed_loop_embeddings(target, [["a", "b"], ["bad"], ["c"]], 2)
+        vectors = await clients.embed_all(target, ["x", "y"])
+    finally:
+        await runner.cleanup()
+    assert done == 3 and seconds > 0
+    assert len(errors) == 1 and errors[0].startswith("HTTP 400")
+    assert vectors == [[0.0], [1.0]]
