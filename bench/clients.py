@@ -29,11 +29,16 @@ class ChatTarget:
     model: str
     api_key: str | None = None
     ca: str | None = None
+    # llama-server answers "Keep-Alive" but closes the connection after a streamed response; aiohttp would send the
+    # next request into the closed socket, so such a target gets a new connection per request (as curl and httpx do
+    # once they notice).
+    keep_alive: bool = True
 
-    def client(self, connections: int) -> aiohttp.ClientSession:
+    def client(self, connections: int, fresh: bool = False) -> aiohttp.ClientSession:
+        """`fresh`: a new connection for every request, whatever keep_alive says."""
         verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=self.ca) if self.ca else False
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        connector = aiohttp.TCPConnector(limit=connections, ssl=verify)
+        connector = aiohttp.TCPConnector(limit=connections, ssl=verify, force_close=fresh or not self.keep_alive)
         return aiohttp.ClientSession(
             headers=headers, connector=connector, timeout=aiohttp.ClientTimeout(total=300), raise_for_status=False
         )
@@ -79,8 +84,10 @@ async def stream_chat(
     url = target.url("chat/completions")
     record, retryable = await _stream_chat_once(client, url, body)
     if record.first is None and retryable:
-        # A kept-alive connection the server had already closed: send it once more, timed afresh, and say so.
-        record, _ = await _stream_chat_once(client, url, body)
+        # A kept-alive connection the server had already closed: send it once more on a new connection, timed
+        # afresh, and say so.
+        async with target.client(1, fresh=True) as once:
+            record, _ = await _stream_chat_once(once, url, body)
         record.retried = True
     return record
 

@@ -237,7 +237,8 @@ async def main_async(args: argparse.Namespace) -> int:
             bin_dir = llama_cpp_bin(CACHE_DIR)
             for quant, gguf in gguf_files(CACHE_DIR, bin_dir).items():
                 server = stack.enter_context(LlamaServer(bin_dir / "llama-server", gguf, results_dir / f"{quant}.log"))
-                chat_targets.append(ChatTarget(f"llama-server {quant}", server.base_url, CHAT_MODEL))
+                target = ChatTarget(f"llama-server {quant}", server.base_url, CHAT_MODEL, keep_alive=False)
+                chat_targets.append(target)
                 peers[f"llama-server {quant}"] = {"gguf": str(gguf), "command": " ".join(server.command)}
         engine = EngineLimit(MODELS_DIR / CHAT_MODEL, int(os.environ.get("CHAT_ENGINE_THREADS", "2")))
         results["environment"] = environment.describe(bin_dir if args.peers else None) | {"peers": peers}

@@ -142,3 +142,26 @@ async def test_embeddings_count_what_came_back() -> None:
     assert done == 3 and seconds > 0
     assert len(errors) == 1 and errors[0].startswith("HTTP 400")
     assert vectors == [[0.0], [1.0]]
+
+
+async def test_a_server_that_closes_after_every_stream_loses_no_request() -> None:
+    """llama-server's way: "Keep-Alive" in the headers, then the connection closed once the stream has ended."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = await streaming(request, [sse(delta("ok"))])
+        await response.write_eof()
+        assert request.transport is not None
+        request.transport.close()
+        return response
+
+    runner, url = await serve(handler)
+    try:
+        pooled = await clients.closed_loop_chat(clients.ChatTarget("t", url, "m"), [[]] * 16, 4, 8)
+        fresh = await clients.closed_loop_chat(clients.ChatTarget("t", url, "m", keep_alive=False), [[]] * 16, 4, 8)
+    finally:
+        await runner.cleanup()
+    # Pooled: requests sent into closed sockets are sent again, each on a connection of its own.
+    assert [r.error for r in pooled.records] == [None] * 16 and any(r.retried for r in pooled.records)
+    assert [r.completion_tokens for r in pooled.records] == [1] * 16
+    # A new connection per request: nothing to retry.
+    assert [(r.error, r.retried) for r in fresh.records] == [(None, False)] * 16
