@@ -85,6 +85,16 @@ def section(table: ChatTable, prompt: str = "short") -> list[str]:
                     lambda v: v >= 1.0,
                 )
             )
+    if "engine" in table.targets:
+        # What the kernels give on this machine in this run: the 8/1 targets are set against the same one-stream
+        # figure, and a batch-8 step's cost bounds them whatever the scheduler does.
+        agg = _across_concurrency(table, "engine", top, 1, prompt, "aggregate")
+        ttft = _across_concurrency(table, "engine", top, 1, prompt, "ttft_p50")
+        lines += [
+            "",
+            f"For scale, the plain engine in the same run (static batches of {top} that start together, no HTTP): "
+            f"aggregate at {top} / at 1 {agg:.2f}×, TTFT p50 at {top} / at 1 {ttft:.2f}×.",
+        ]
     if BEFORE in table.targets and DIRECT in table.targets:
         lines += ["", "Before and after, side by side (chat direct, batched engine / generator engine):", ""]
         lines += ["| measure | after / before |", "|---|---|"]

@@ -104,6 +104,9 @@ def test_the_throughput_scorecard_pairs_within_repeats() -> None:
     assert "| single-stream decode / the plain engine | 0.83× **not met** | 0.83× **not met** | ≥ 0.95× |" in text
     assert "| aggregate at 8 concurrent / llama-server Q4_0 | 1.25× met | 1.25× met | ≥ 1.0× at 8 |" in text
     assert "| aggregate tok/s at 8 concurrent | 2.50× |" in text and "| TTFT p50 at 8 concurrent | 0.12×" in text
+    # the engine's rows are 120 × c tok/s and the same TTFT at every c
+    scale = "no HTTP): aggregate at 8 / at 1 8.00×, TTFT p50 at 8 / at 1 1.00×."
+    assert "the plain engine in the same run (static batches of 8 that start together, " + scale in text
 
 
 def test_prefix_reuse_is_scored_against_the_same_service_without_it(tmp_path: Path) -> None:
