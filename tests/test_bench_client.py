@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 from aiohttp import web
@@ -23,16 +25,21 @@ def delta(content: str) -> dict:
     return {"choices": [{"index": 0, "delta": {"content": content}}]}
 
 
-async def serve(handler) -> tuple[web.AppRunner, str]:
+@asynccontextmanager
+async def served(handler) -> AsyncIterator[str]:
+    """The handler behind both endpoints on a free port; yields the /v1 base URL."""
     app = web.Application()
     app.router.add_post("/v1/chat/completions", handler)
     app.router.add_post("/v1/embeddings", handler)
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}/v1"
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        await runner.cleanup()
 
 
 async def streaming(request: web.Request, events: list[bytes]) -> web.StreamResponse:
@@ -55,12 +62,9 @@ async def test_stream_counts_usage_tokens_and_times_the_first_content_delta() ->
         usage = {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 5}}
         return await streaming(request, [sse(role), sse(delta("Hel")), sse(delta("lo")), sse(usage)])
 
-    runner, url = await serve(handler)
-    try:
+    async with served(handler) as url:
         target = clients.ChatTarget("t", url, "m", api_key="k")
         phase = await clients.closed_loop_chat(target, [[{"role": "user", "content": "hi"}]] * 3, 2, 16)
-    finally:
-        await runner.cleanup()
     assert len(phase.records) == 3 and phase.seconds > 0
     for record in phase.records:
         assert record.error is None
@@ -75,11 +79,8 @@ async def test_without_usage_the_content_deltas_are_counted() -> None:
     async def handler(request: web.Request) -> web.StreamResponse:
         return await streaming(request, [sse(delta("a")), sse(delta("")), sse(delta("b")), sse(delta("c"))])
 
-    runner, url = await serve(handler)
-    try:
+    async with served(handler) as url:
         phase = await clients.closed_loop_chat(clients.ChatTarget("t", url, "m"), [[]], 1, 8)
-    finally:
-        await runner.cleanup()
     assert phase.records[0].completion_tokens == 3 and phase.records[0].prompt_tokens is None
 
 
@@ -93,11 +94,8 @@ async def test_an_http_error_and_an_error_event_are_recorded() -> None:
             return web.json_response({"error": {"message": "busy"}}, status=429)
         return await streaming(request, [sse(delta("x")), sse({"error": {"message": "engine failed"}})])
 
-    runner, url = await serve(handler)
-    try:
+    async with served(handler) as url:
         phase = await clients.closed_loop_chat(clients.ChatTarget("t", url, "m"), [[], []], 1, 8)
-    finally:
-        await runner.cleanup()
     first, second = phase.records
     assert first.error is not None and first.error.startswith("HTTP 429") and "busy" in first.error
     assert second.error is not None and "engine failed" in second.error
@@ -116,11 +114,8 @@ async def test_a_connection_closed_before_any_byte_is_retried_once() -> None:
             return web.Response()
         return await streaming(request, [sse(delta("ok"))])
 
-    runner, url = await serve(handler)
-    try:
+    async with served(handler) as url:
         phase = await clients.closed_loop_chat(clients.ChatTarget("t", url, "m"), [[]], 1, 8)
-    finally:
-        await runner.cleanup()
     (record,) = phase.records
     assert calls == 2 and record.retried and record.error is None and record.completion_tokens == 1
 
@@ -132,13 +127,10 @@ async def test_embeddings_count_what_came_back() -> None:
             return web.json_response({"error": {"message": "no"}}, status=400)
         return web.json_response({"data": [{"index": i, "embedding": [float(i)]} for i in range(len(texts))]})
 
-    runner, url = await serve(handler)
-    try:
+    async with served(handler) as url:
         target = clients.ChatTarget("t", url, "e")
         done, seconds, errors = await clients.closed_loop_embeddings(target, [["a", "b"], ["bad"], ["c"]], 2)
         vectors = await clients.embed_all(target, ["x", "y"])
-    finally:
-        await runner.cleanup()
     assert done == 3 and seconds > 0
     assert len(errors) == 1 and errors[0].startswith("HTTP 400")
     assert vectors == [[0.0], [1.0]]
@@ -154,12 +146,9 @@ async def test_a_server_that_closes_after_every_stream_loses_no_request() -> Non
         request.transport.close()
         return response
 
-    runner, url = await serve(handler)
-    try:
+    async with served(handler) as url:
         pooled = await clients.closed_loop_chat(clients.ChatTarget("t", url, "m"), [[]] * 16, 4, 8)
         fresh = await clients.closed_loop_chat(clients.ChatTarget("t", url, "m", keep_alive=False), [[]] * 16, 4, 8)
-    finally:
-        await runner.cleanup()
     # Pooled: requests sent into closed sockets are sent again, each on a connection of its own.
     assert [r.error for r in pooled.records] == [None] * 16 and any(r.retried for r in pooled.records)
     assert [r.completion_tokens for r in pooled.records] == [1] * 16
