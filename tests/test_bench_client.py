@@ -84,16 +84,23 @@ async def test_without_usage_the_content_deltas_are_counted() -> None:
     assert phase.records[0].completion_tokens == 3 and phase.records[0].prompt_tokens is None
 
 
-async def test_an_http_error_and_an_error_event_are_recorded() -> None:
-    calls = 0
+def first_call_then_stream(first, events: list[bytes]):
+    """A handler whose first call answers with `first(request)` and every later one streams `events`; `calls`
+    counts them."""
+    calls = [0]
 
     async def handler(request: web.Request) -> web.StreamResponse:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            return web.json_response({"error": {"message": "busy"}}, status=429)
-        return await streaming(request, [sse(delta("x")), sse({"error": {"message": "engine failed"}})])
+        calls[0] += 1
+        return await first(request) if calls[0] == 1 else await streaming(request, events)
 
+    return handler, calls
+
+
+async def test_an_http_error_and_an_error_event_are_recorded() -> None:
+    async def busy(request: web.Request) -> web.Response:
+        return web.json_response({"error": {"message": "busy"}}, status=429)
+
+    handler, _ = first_call_then_stream(busy, [sse(delta("x")), sse({"error": {"message": "engine failed"}})])
     async with served(handler) as url:
         phase = await clients.closed_loop_chat(clients.ChatTarget("t", url, "m"), [[], []], 1, 8)
     first, second = phase.records
@@ -103,21 +110,17 @@ async def test_an_http_error_and_an_error_event_are_recorded() -> None:
 
 
 async def test_a_connection_closed_before_any_byte_is_retried_once() -> None:
-    calls = 0
+    async def drop(request: web.Request) -> web.Response:
+        assert request.transport is not None
+        request.transport.close()  # as a server that dropped a kept-alive connection
+        return web.Response()
 
-    async def handler(request: web.Request) -> web.StreamResponse:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            assert request.transport is not None
-            request.transport.close()  # as a server that dropped a kept-alive connection
-            return web.Response()
-        return await streaming(request, [sse(delta("ok"))])
+    handler, calls = first_call_then_stream(drop, [sse(delta("ok"))])
 
     async with served(handler) as url:
         phase = await clients.closed_loop_chat(clients.ChatTarget("t", url, "m"), [[]], 1, 8)
     (record,) = phase.records
-    assert calls == 2 and record.retried and record.error is None and record.completion_tokens == 1
+    assert calls == [2] and record.retried and record.error is None and record.completion_tokens == 1
 
 
 async def test_embeddings_count_what_came_back() -> None:
