@@ -34,6 +34,7 @@ def load_engine(path: Path, settings: ChatSettings) -> OrtGenAIEngine:
             prefix_cache_bytes=settings.prefix_cache_mb * 2**20,
             prefix_block_tokens=settings.prefix_block_tokens,
             prefills_per_step=settings.max_prefills_per_step,
+            refill_wait_ms=settings.refill_wait_ms,
             capped=settings.max_model_len is not None,
         )
     except EngineLoadError as exc:

@@ -47,6 +47,14 @@ class ChatSettings(ServiceSettings):
         description="New prompts the batched engine prefills between two decode steps: 1 lets arrivals in at a "
         "steady pace (running streams stall for one prefill at most); more serves a burst's first tokens sooner.",
     )
+    refill_wait_ms: float = Field(
+        10.0,
+        ge=0,
+        le=1000,
+        description="When a request finishes while others decode, how long the batched engine holds its next step "
+        "for a new request to take the freed slot: a client that sends its next request at once (an agent loop, a "
+        "load test) is prefilled straight away instead of queueing behind the next arrival. 0 turns it off.",
+    )
     prefix_cache_mb: int = Field(
         256,
         ge=0,

@@ -1,6 +1,7 @@
 """The batched engine in-process: a decode step reuses its binding and logits buffer, so a batch that changes size
 and KV slots that grow mid-decode must still give the plain engine's greedy tokens; a step's events reach the event
-loop together, in order; arrivals are prefilled one per decode step unless told to take a burst at once."""
+loop together, in order; arrivals are prefilled one per decode step unless told to take a burst at once; a request
+sent as another ends takes the freed slot before the next step."""
 
 from __future__ import annotations
 
@@ -146,3 +147,38 @@ def test_several_prefills_per_step_admit_a_burst_before_decoding(smollm_path, pl
     order = _burst_order(smollm_path, plain, 3)
     firsts = [order.index((i, 0)) for i in range(3)]
     assert max(firsts) < min(order.index((i, 1)) for i in range(3)), order
+
+
+def test_a_request_sent_as_another_ends_is_prefilled_before_the_next_step(smollm_path, plain) -> None:
+    inner = OrtGenAIEngine(smollm_path, threads=2, max_model_len=512, max_workers=1)
+    # A generous wait, so that the follow-up (sent 50 ms after the first one ends) always falls inside it.
+    engine = ContinuousBatchingEngine(
+        inner, threads=2, max_batch_size=2, batch_wait_ms=0, capped=True, refill_wait_ms=1000
+    )
+    order: list[str] = []
+
+    async def stream(name: str, prompt: str, max_tokens: int) -> list[int]:
+        request = GenerationRequest(plain.encode(prompt), max_tokens, SamplingParams(temperature=0.0))
+        tokens = []
+        async for event in engine.generate(request):
+            order.append(name)
+            tokens.append(event.token_id)
+        return tokens
+
+    async def short_then_follow_up() -> list[int]:
+        await stream("short", "The sky is", 3)
+        await asyncio.sleep(0.05)  # a client's round trip, over which the engine would otherwise run ~8 more steps
+        return await stream("next", "Cats like to", 3)
+
+    async def run_all() -> tuple[list[int], list[int]]:
+        return await asyncio.gather(stream("long", "Once upon a time,", 30), short_then_follow_up())
+
+    try:
+        long_tokens, next_tokens = asyncio.run(run_all())
+    finally:
+        engine.close()
+    last_short = len(order) - 1 - order[::-1].index("short")
+    # The follow-up's first token (its prefill) comes before the long row's next token (the next decode step).
+    assert order[last_short + 1] == "next", order
+    assert long_tokens == plain.greedy("Once upon a time,", 30)
+    assert next_tokens == plain.greedy("Cats like to", 3)

@@ -8,6 +8,13 @@ different steps: under steady load an arrival waits behind the one before it at 
 keeps the rows in lockstep and every later wave arrives as a burst again (measured: TTFT p50 at 8 concurrent clients
 174 vs 382 ms, same aggregate, short prompts). Running rows stall for one prefill at most.
 
+When a row finishes while others decode, the next step waits up to `refill_wait_s` for a request to take the freed
+slot. A client that sends its next request as soon as the last one ends (an agent loop, a load test) then gets its
+prefill at once. Without the wait, its request lands just after the next step started and queues behind the next
+one to arrive; as rows that started a step apart also finish a step apart, every later arrival then waits a whole
+prefill more (measured at 8 closed-loop clients: TTFT p50 2.19× the lone stream's without, 1.03× with 10 ms; the
+same aggregate).
+
 A prompt longer than one prefill chunk goes in a chunk per turn, so the rows decoding meanwhile and later arrivals
 wait for one chunk, not for the whole prompt. A prompt that starts with blocks the prefix cache holds (a shared
 system prompt, an earlier turn) gets their KV copied into its slot and prefills only the rest. Sampling, stop
@@ -68,6 +75,7 @@ class BatchScheduler:
         vocabulary: Vocabulary | None = None,
         prefix_cache: PrefixCache | None = None,
         prefills_per_step: int = 1,
+        refill_wait_s: float = 0.0,
     ) -> None:
         self._decoder = decoder
         self._prefix = prefix_cache if prefix_cache is not None else PrefixCache(decoder.cache, 1, 0)
@@ -78,6 +86,8 @@ class BatchScheduler:
         self._end = end_marker
         self._batch_wait_s = batch_wait_s
         self._prefills_per_step = prefills_per_step
+        self._refill_wait_s = refill_wait_s
+        self._slot_freed = False  # a row left the batch in the last turn
         self._slots = decoder.cache.slots
         self._rows: list[BatchRow] = []  # index == KV slot
         self._pending: deque[BatchRow] = deque()
@@ -125,6 +135,9 @@ class BatchScheduler:
                 if self._stopping:
                     break
                 idle = not self.active
+                freed, self._slot_freed = self._slot_freed, False
+                if freed and not idle and not self._pending and self._refill_wait_s > 0:
+                    self._wakeup.wait(self._refill_wait_s)  # submit() and stop() end it early
             if idle and self._batch_wait_s > 0:
                 time.sleep(self._batch_wait_s)  # an idle engine may gather a few arrivals into one prefill
             try:
@@ -277,3 +290,4 @@ class BatchScheduler:
                 self._decoder.cache.move(last, slot, self._rows[last].length)
                 self._rows[slot] = self._rows[last]
             self._rows.pop()
+            self._slot_freed = True

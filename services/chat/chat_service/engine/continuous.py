@@ -36,6 +36,7 @@ class ContinuousBatchingEngine:
         prefix_cache_bytes: int = 0,
         prefix_block_tokens: int = 32,
         prefills_per_step: int = 1,
+        refill_wait_ms: float = 0.0,
     ) -> None:
         self._inner = inner
         config = json.loads((inner.model_path / "genai_config.json").read_text(encoding="utf-8"))
@@ -53,6 +54,7 @@ class ContinuousBatchingEngine:
             inner.vocabulary,
             self.prefix_cache,
             prefills_per_step,
+            refill_wait_ms / 1000,
         )
         logger.info(
             "continuous batching on %s: %d slots of up to %d positions (%.1f MB of KV per 1k positions per slot); "
