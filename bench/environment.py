@@ -45,6 +45,7 @@ def chat_settings() -> dict:
         "max_batch_size",
         "max_prefills_per_step",
         "batch_wait_ms",
+        "refill_wait_ms",
         "prefix_cache_mb",
         "max_concurrency",
         "max_queue",
