@@ -60,8 +60,15 @@ def chat_settings() -> dict:
     return {key: settings[key] for key in wanted if key in settings}
 
 
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:  # uvicorn runs without uvloop and httptools: say so rather than fail
+        return "not installed"
+
+
 def describe(llama_bin: Path | None) -> dict:
-    packages = ["onnxruntime-genai", "onnxruntime", "fastapi", "uvicorn", "aiohttp", "locust"]
+    packages = ["onnxruntime-genai", "onnxruntime", "fastapi", "uvicorn", "uvloop", "httptools", "aiohttp", "locust"]
     dirty = [line[3:] for line in _git("status", "--porcelain", "services", "libs", "proxy").splitlines()]
     nginx = subprocess.run(["nginx", "-v"], capture_output=True, text=True, check=False).stderr.strip()
     return {
@@ -69,7 +76,7 @@ def describe(llama_bin: Path | None) -> dict:
         "machine": f"{_cpu_model()}, {os.cpu_count()} cores, {_memory_gib():.0f} GiB",
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "versions": {name: metadata.version(name) for name in packages} | {"nginx": nginx.split("/")[-1]},
+        "versions": {name: _version(name) for name in packages} | {"nginx": nginx.split("/")[-1]},
         "llama.cpp": _llama_cpp(llama_bin) if llama_bin else None,
         "git": _git("rev-parse", "--short", "HEAD"),
         "uncommitted_service_files": dirty,
