@@ -24,6 +24,7 @@ async def load_model(body: ModelLoadRequest, pool: ModelPoolDep, registry: Regis
 
 @admin_router.post("/unload", response_model=LoadedModels)
 async def unload_model(body: ModelUnloadRequest, pool: ModelPoolDep, registry: RegistryDep) -> LoadedModels:
-    await pool.unload(body.id)
-    await registry.heartbeat()
+    engine = await pool.remove(body.id)
+    await registry.heartbeat()  # the registry stops routing the model here before its streams are waited for
+    await pool.retire(body.id, engine)
     return LoadedModels(models=pool.registrations())

@@ -7,8 +7,11 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
+from ortserve_common.errors import OpenAIError
+
 from chat_service.engine import FinishReason, GenerationRequest, SamplingParams
 from chat_service.engine.ort_genai import OrtGenAIEngine
+from chat_service.engine.types import EngineClosedError
 from chat_service.logprobs import GeneratedToken, TokenAligner
 from chat_service.stop import StopStringMatcher
 
@@ -91,6 +94,14 @@ class TextGeneration:
                     if stopped or event.finish_reason is not None:
                         self.stats.finish_reason = "stop" if stopped else event.finish_reason
                         return
+        except EngineClosedError as exc:
+            raise OpenAIError(
+                503,
+                f"The model was unloaded before this request finished ({exc}). Retry with a model that is served.",
+                "server_error",
+                None,
+                "model_unloaded",
+            ) from exc
         finally:
             self.stats.total_s = time.perf_counter() - start
 

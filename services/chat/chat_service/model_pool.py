@@ -80,15 +80,29 @@ class ModelPool:
             self._engines[model_id] = engine
         logger.info("loaded %s from %s (context %d tokens)", model_id, path, engine.context_length)
 
-    async def unload(self, model_id: str) -> None:
+    async def remove(self, model_id: str) -> OrtGenAIEngine:
+        """Stop serving the model at once (new requests for it get 404) and hand back its engine for `retire`."""
         async with self._lock:
             engine = self._engines.pop(model_id, None)
         if engine is None:
             raise model_not_found(model_id)
-        # close() waits for the generations already running on this engine; new requests no longer find it.
+        return engine
+
+    async def retire(self, model_id: str, engine: OrtGenAIEngine, grace_s: float | None = None) -> None:
+        """Give the generations running on a removed engine `grace_s` (the setting unload_grace_s by default) to
+        finish, then close it: those still running end with a model_unloaded error."""
+        grace_s = self._settings.unload_grace_s if grace_s is None else grace_s
+        if not await engine.in_flight.wait_idle(grace_s):
+            logger.warning(
+                "unloading %s: %d generation(s) still running after %.1f s are ended",
+                model_id,
+                engine.in_flight.count,
+                grace_s,
+            )
         await asyncio.to_thread(engine.close)
         logger.info("unloaded %s", model_id)
 
     async def close(self) -> None:
+        # At shutdown the server has already drained its streams: nothing is left to wait for.
         for model_id in list(self._engines):
-            await self.unload(model_id)
+            await self.retire(model_id, await self.remove(model_id), grace_s=0)

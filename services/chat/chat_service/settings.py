@@ -68,6 +68,12 @@ class ChatSettings(ServiceSettings):
         description="Prefix reuse granularity: prompts share cached KV in whole blocks of this many tokens.",
     )
     max_concurrency: int = Field(8, ge=1, description="Requests admitted at once; further ones queue (then 429).")
+    unload_grace_s: float = Field(
+        30.0,
+        ge=0,
+        description="When a model is unloaded (/admin/models/unload), how long its running generations may take to "
+        "finish; those still running then end with a model_unloaded error. New requests for it get 404 at once.",
+    )
     engine_threads: int = Field(2, ge=1, description="ONNX Runtime intra-op threads per generation.")
     default_temperature: float = Field(0.7, ge=0, le=2, description="Temperature when the request gives none.")
     default_top_p: float = Field(1.0, ge=0, le=1, description="top_p when the request gives none.")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from chat_service.engine import GenerationRequest, TokenEvent
+from chat_service.engine.thread_events import InFlight
 from chat_service.main import create_app
 from chat_service.settings import ChatSettings
 from fastapi.testclient import TestClient
@@ -23,6 +24,7 @@ class FakeEngine:
         self.script = script
         self.closed = False
         self.active = 0
+        self.in_flight = InFlight()  # generate() does not count in it: unloading never waits
 
     def encode(self, text: str) -> list[int]:
         return [ord(c) for c in text]

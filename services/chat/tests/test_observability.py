@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from chat_service.engine import GenerationRequest, TokenEvent
+from chat_service.engine.thread_events import InFlight
 from chat_service.main import create_app
 from chat_service.observability import GenerationTelemetry
 from chat_service.serving_chat import ChatServing
@@ -32,6 +33,9 @@ class ScriptEngine:
     """Characters are tokens; every generation replays SCRIPT one character per step."""
 
     context_length = 64
+
+    def __init__(self) -> None:
+        self.in_flight = InFlight()  # generate() does not count in it: unloading never waits
 
     def encode(self, text: str) -> list[int]:
         return [ord(c) for c in text]

@@ -39,7 +39,7 @@ from chat_service.engine.onnx_decoder import OnnxDecoder
 from chat_service.engine.prefix_cache import PrefixCache
 from chat_service.engine.sampler import TokenSampler
 from chat_service.engine.thread_events import Emit, deliver
-from chat_service.engine.types import FinishReason, GenerationRequest, TokenEvent
+from chat_service.engine.types import EngineClosedError, FinishReason, GenerationRequest, TokenEvent
 from chat_service.engine.vocabulary import Vocabulary
 
 logger = logging.getLogger(__name__)
@@ -107,8 +107,11 @@ class BatchScheduler:
             IncrementalDetokenizer(self._decode_text),
         )
         with self._wakeup:
-            self._pending.append(row)
-            self._wakeup.notify()
+            if not self._stopping:
+                self._pending.append(row)
+                self._wakeup.notify()
+                return
+        deliver([(emit, EngineClosedError("the model was unloaded before this generation started")), (emit, self._end)])
 
     def stop(self) -> None:
         with self._wakeup:
@@ -154,7 +157,7 @@ class BatchScheduler:
             finally:
                 self._flush()
         for row in [*self._rows, *([self._staged] if self._staged else []), *self._pending]:
-            self._finish(row, RuntimeError("the engine is shutting down"))
+            self._finish(row, EngineClosedError("the model was unloaded while this generation was running"))
         self._flush()
 
     def _flush(self) -> None:

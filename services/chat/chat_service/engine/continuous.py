@@ -15,7 +15,7 @@ from chat_service.engine.batch_scheduler import BatchScheduler
 from chat_service.engine.onnx_decoder import OnnxDecoder
 from chat_service.engine.ort_genai import OrtGenAIEngine
 from chat_service.engine.prefix_cache import PrefixCache
-from chat_service.engine.thread_events import END, events_from_thread
+from chat_service.engine.thread_events import END, InFlight, events_from_thread
 from chat_service.engine.types import GenerationRequest, TokenEvent
 
 logger = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ class ContinuousBatchingEngine:
         refill_wait_ms: float = 0.0,
     ) -> None:
         self._inner = inner
+        self.in_flight = InFlight()
         config = json.loads((inner.model_path / "genai_config.json").read_text(encoding="utf-8"))
         # One KV region per slot, as long as the longest request allowed (prompt + max_tokens ≤ context_length).
         self.context_length = inner.context_length if capped else min(inner.context_length, DEFAULT_SLOT_LEN_CAP)
@@ -81,8 +82,11 @@ class ContinuousBatchingEngine:
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[TokenEvent]:
         """Same contract as OrtGenAIEngine.generate: leaving early frees the row within one step."""
-        return events_from_thread(lambda emit, cancelled: self._scheduler.submit(request, emit, cancelled))
+        return events_from_thread(
+            lambda emit, cancelled: self._scheduler.submit(request, emit, cancelled), self.in_flight
+        )
 
     def close(self) -> None:
+        """Generations still running or queued end with EngineClosedError."""
         self._scheduler.stop()
         self._inner.close()

@@ -21,8 +21,8 @@ import onnxruntime_genai as og
 from chat_service.engine.detokenizer import IncrementalDetokenizer
 from chat_service.engine.sampler import TokenSampler
 from chat_service.engine.template import find_template_override, messages_json, template_renders_tools
-from chat_service.engine.thread_events import END, events_from_thread
-from chat_service.engine.types import EngineLoadError, GenerationRequest, TokenEvent
+from chat_service.engine.thread_events import END, InFlight, events_from_thread
+from chat_service.engine.types import EngineClosedError, EngineLoadError, GenerationRequest, TokenEvent
 from chat_service.engine.vocabulary import Vocabulary
 
 logger = logging.getLogger(__name__)
@@ -71,9 +71,14 @@ class OrtGenAIEngine:
         self._template_override = find_template_override(model_path)
         self.template_renders_tools = template_renders_tools(model_path, self._template_override)
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="generate")
+        self._closing = threading.Event()
+        self.in_flight = InFlight()
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        """Generations still running end with EngineClosedError at their next token (queued ones at once)."""
+        self._closing.set()
+        # Queued work is not cancelled: cancelled, it would never tell its client that it ended.
+        self._executor.shutdown(wait=True)
         self._model = None  # type: ignore[assignment]
 
     # Tokenizer ---------------------------------------------------------------------------------------------------
@@ -101,9 +106,14 @@ class OrtGenAIEngine:
     def generate(self, request: GenerationRequest) -> AsyncIterator[TokenEvent]:
         """Yield one TokenEvent per generated token; leaving the iterator early stops the loop within one step."""
         loop = asyncio.get_running_loop()
-        return events_from_thread(
-            lambda emit, cancelled: loop.run_in_executor(self._executor, self._run, request, emit, cancelled)
-        )
+
+        def start(emit: Callable[[Any], None], cancelled: threading.Event) -> None:
+            try:
+                loop.run_in_executor(self._executor, self._run, request, emit, cancelled)
+            except RuntimeError as exc:  # the executor has shut down
+                raise EngineClosedError("the model was unloaded before this generation started") from exc
+
+        return events_from_thread(start, self.in_flight)
 
     def _run(self, request: GenerationRequest, emit: Callable[[Any], None], cancelled: threading.Event) -> None:
         try:
@@ -125,6 +135,8 @@ class OrtGenAIEngine:
             for step in range(request.max_tokens):
                 if cancelled.is_set():
                     return
+                if self._closing.is_set():
+                    raise EngineClosedError("the model was unloaded while this generation was running")
                 logits = generator.get_logits()
                 token = sampler.sample(logits.reshape(-1, logits.shape[-1])[-1])
                 if token in self.eos_token_ids:
