@@ -53,7 +53,7 @@ up: install nginx $(MODEL_STAMPS) ## The whole stack in the background
 certs: ## A local CA and server certificate in run/tls (make run does this too; compose mounts them)
 	@bash proxy/gen-certs.sh run/tls
 
-down: ## Stop the background stack
+down: ## Stop the background stack; returns once every process has exited and its ports are free
 	@$(PY) tools/stack.py down
 
 run-chat: install $(MODEL_STAMPS) ## Only the chat service, on port 8000, no proxy

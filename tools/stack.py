@@ -184,6 +184,39 @@ def banner(info: dict[str, str]) -> str:
     )
 
 
+def down(run_dir: Path, bin_dir: Path, conf: Path) -> int:
+    """Stop the stack and return only once every process has exited, so its ports are free for the next `up`
+    (supervisorctl's shutdown returns as soon as supervisord has taken the request)."""
+    if not (run_dir / "supervisor.sock").exists():
+        logger.info("no stack is running from %s", run_dir)
+        return 0
+    ctl = [bin_dir / "supervisorctl", "-c", conf]
+    listed = subprocess.run([*ctl, "pid", "all"], capture_output=True, text=True, check=False).stdout.split()
+    pids = {int(pid) for pid in listed if pid.isdigit() and pid != "0"}
+    pidfile = run_dir / "supervisord.pid"
+    if pidfile.exists():
+        pids.add(int(pidfile.read_text().strip()))
+    code = subprocess.run([*ctl, "shutdown"], check=False).returncode
+    deadline = time.monotonic() + 120  # each program gets stopwaitsecs (35 s) to drain, then it is killed
+    while pids and time.monotonic() < deadline:
+        pids = {pid for pid in pids if _alive(pid)}
+        time.sleep(0.1)
+    if pids:
+        logger.error("still running after 120 s: pids %s", sorted(pids))
+        return 1
+    logger.info("stopped")
+    return code
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[-1]
+    except (ProcessLookupError, FileNotFoundError):
+        return False
+    return not state.startswith("Z")  # a zombie has exited; only its parent's wait is missing
+
+
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s stack %(message)s")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -193,10 +226,7 @@ def main() -> int:
     bin_dir = Path(sys.executable).parent
     conf = run_dir / "supervisord.conf"
     if args.command == "down":
-        if not (run_dir / "supervisor.sock").exists():
-            logger.info("no stack is running from %s", run_dir)
-            return 0
-        return subprocess.run([bin_dir / "supervisorctl", "-c", conf, "shutdown"], check=False).returncode
+        return down(run_dir, bin_dir, conf)
     info = prepare(run_dir)
     if args.command == "up":
         subprocess.run([bin_dir / "supervisord", "-c", conf], check=True)
