@@ -13,15 +13,16 @@ from ortserve_common.protocol.common import ModelCard
 
 from chat_service.engine.continuous import ContinuousBatchingEngine
 from chat_service.engine.ort_genai import OrtGenAIEngine
+from chat_service.engine.protocol import ChatEngine
 from chat_service.engine.types import EngineLoadError
 from chat_service.settings import ChatSettings
 
 logger = logging.getLogger(__name__)
 
-EngineFactory = Callable[[Path, ChatSettings], OrtGenAIEngine]
+EngineFactory = Callable[[Path, ChatSettings], ChatEngine]
 
 
-def load_engine(path: Path, settings: ChatSettings) -> OrtGenAIEngine:
+def load_engine(path: Path, settings: ChatSettings) -> ChatEngine:
     engine = OrtGenAIEngine(path, settings.engine_threads, settings.max_model_len, settings.max_concurrency)
     if settings.engine == "generator":
         return engine
@@ -46,10 +47,10 @@ class ModelPool:
     def __init__(self, settings: ChatSettings, factory: EngineFactory = load_engine) -> None:
         self._settings = settings
         self._factory = factory
-        self._engines: dict[str, OrtGenAIEngine] = {}
+        self._engines: dict[str, ChatEngine] = {}
         self._lock = asyncio.Lock()
 
-    def get(self, model_id: str) -> OrtGenAIEngine:
+    def get(self, model_id: str) -> ChatEngine:
         engine = self._engines.get(model_id)
         if engine is None:
             raise model_not_found(model_id)
@@ -80,7 +81,7 @@ class ModelPool:
             self._engines[model_id] = engine
         logger.info("loaded %s from %s (context %d tokens)", model_id, path, engine.context_length)
 
-    async def remove(self, model_id: str) -> OrtGenAIEngine:
+    async def remove(self, model_id: str) -> ChatEngine:
         """Stop serving the model at once (new requests for it get 404) and hand back its engine for `retire`."""
         async with self._lock:
             engine = self._engines.pop(model_id, None)
@@ -88,7 +89,7 @@ class ModelPool:
             raise model_not_found(model_id)
         return engine
 
-    async def retire(self, model_id: str, engine: OrtGenAIEngine, grace_s: float | None = None) -> None:
+    async def retire(self, model_id: str, engine: ChatEngine, grace_s: float | None = None) -> None:
         """Give the generations running on a removed engine `grace_s` (the setting unload_grace_s by default) to
         finish, then close it: those still running end with a model_unloaded error."""
         grace_s = self._settings.unload_grace_s if grace_s is None else grace_s

@@ -13,7 +13,7 @@ from ortserve_common.logs import record_request_fields
 from ortserve_common.protocol.sampling import SamplingRequest
 
 from chat_service.engine import SamplingParams
-from chat_service.engine.ort_genai import OrtGenAIEngine
+from chat_service.engine.protocol import ChatEngine
 from chat_service.engine.types import GuidanceSpec
 from chat_service.generation import GenerationStats
 from chat_service.model_pool import ModelPool
@@ -61,7 +61,7 @@ class BaseServing:
             raise invalid_request("best_of > 1 is not supported.", "best_of", "unsupported_value")
 
     def resolve_max_tokens(
-        self, engine: OrtGenAIEngine, prompt_tokens: int, requested: int | None, prompt_param: str
+        self, engine: ChatEngine, prompt_tokens: int, requested: int | None, prompt_param: str
     ) -> int:
         context = engine.context_length
         if requested is not None:
@@ -86,11 +86,11 @@ class BaseServing:
         return min(self.settings.default_max_tokens, context - prompt_tokens)
 
     @staticmethod
-    def logit_bias(request: SamplingRequest, engine: OrtGenAIEngine) -> tuple[tuple[int, float], ...]:
+    def logit_bias(request: SamplingRequest, engine: ChatEngine) -> tuple[tuple[int, float], ...]:
         """OpenAI's {"token id": bias} with biases in [-100, 100], checked against this model's vocabulary."""
         if not request.logit_bias:
             return ()
-        vocab_size = engine.vocab_size
+        vocab_size = engine.tokenizer.vocab_size
         pairs = []
         for key, value in request.logit_bias.items():
             try:

@@ -20,7 +20,7 @@ from ortserve_common.protocol.common import UsageInfo, new_id, now
 from chat_service.chat_choices import ChatChoice
 from chat_service.chat_context import ChatContext, ChatTurn
 from chat_service.chat_prompt import render_chat_prompt
-from chat_service.engine.ort_genai import OrtGenAIEngine
+from chat_service.engine.protocol import ChatEngine
 from chat_service.engine.types import GuidanceSpec
 from chat_service.generation import TextGeneration
 from chat_service.guided import extension_guidance, resolve_guidance, response_format_guidance
@@ -35,7 +35,7 @@ class ChatServing(BaseServing):
         self.context = context  # conversations and prompt templates; None in tests of the HTTP layer alone
 
     async def chat_turn(
-        self, engine: OrtGenAIEngine, request: ChatCompletionRequest, owner: str, plan: ToolPlan
+        self, engine: ChatEngine, request: ChatCompletionRequest, owner: str, plan: ToolPlan
     ) -> tuple[ChatTurn, list[int]]:
         """The turn (what the model sees) and its prompt ids; a prompt already encoded to fit a conversation into
         the context is not encoded again."""
@@ -44,7 +44,7 @@ class ChatServing(BaseServing):
         def encode(messages: list[ChatMessage]) -> list[int]:
             key = tuple(map(id, messages))  # the same message objects, in the same order: the same prompt
             if key not in encoded:
-                encoded[key] = engine.encode(render_chat_prompt(engine, messages, plan))
+                encoded[key] = engine.tokenizer.encode(render_chat_prompt(engine.tokenizer, messages, plan))
             return encoded[key]
 
         if self.context is None:
@@ -67,9 +67,7 @@ class ChatServing(BaseServing):
             return None
         return request.top_logprobs or 0
 
-    async def guidance(
-        self, engine: OrtGenAIEngine, request: ChatCompletionRequest, plan: ToolPlan
-    ) -> GuidanceSpec | None:
+    async def guidance(self, engine: ChatEngine, request: ChatCompletionRequest, plan: ToolPlan) -> GuidanceSpec | None:
         # A forced tool call decides the whole reply, so it takes the place of response_format.
         if plan.guidance is not None:
             candidates = [(plan.guidance, "tool_choice")]
@@ -77,7 +75,7 @@ class ChatServing(BaseServing):
             from_format = response_format_guidance(request.response_format)
             candidates = [from_format] if from_format else []
         candidates += extension_guidance(request)
-        return await resolve_guidance(candidates, getattr(engine, "vocabulary", None))
+        return await resolve_guidance(candidates, engine.tokenizer.vocabulary)
 
     async def create(
         self, request: ChatCompletionRequest, owner: str = ""
@@ -85,7 +83,7 @@ class ChatServing(BaseServing):
         """`owner` is the API key the proxy vouched for: conversations are visible to their owner only, and cached
         prompt prefixes are reused for their owner only."""
         engine = self.pool.get(request.model)
-        vocabulary = getattr(engine, "vocabulary", None)
+        vocabulary = engine.tokenizer.vocabulary
         plan = plan_tools(request.tools, request.tool_choice, vocabulary)
         turn, prompt_ids = await self.chat_turn(engine, request, owner, plan)
         request = turn.request
@@ -138,8 +136,8 @@ class ChatServing(BaseServing):
                     if piece is None:  # choice `index` has ended
                         for part in choices[index].final(generations[index].stats.finish_reason):
                             yield chunk(part)
-                    elif (part := choices[index].delta(piece)) is not None:
-                        yield chunk(part)
+                    elif (delta := choices[index].delta(piece)) is not None:
+                        yield chunk(delta)
             # Stored before the last chunk: a client that reads to the end finds its turn in the conversation.
             await self.record(turn, choices[0])
             if request.include_usage():

@@ -19,7 +19,7 @@ from ortserve_common.protocol.completions import (
     CompletionResponse,
 )
 
-from chat_service.engine.ort_genai import OrtGenAIEngine
+from chat_service.engine.protocol import ChatEngine
 from chat_service.engine.vocabulary import Vocabulary
 from chat_service.generation import TextGeneration, TextPiece
 from chat_service.guided import extension_guidance, resolve_guidance
@@ -50,11 +50,9 @@ class CompletionText:
 
 
 class CompletionServing(BaseServing):
-    async def _groups(
-        self, engine: OrtGenAIEngine, request: CompletionRequest, owner: str
-    ) -> list[list[TextGeneration]]:
+    async def _groups(self, engine: ChatEngine, request: CompletionRequest, owner: str) -> list[list[TextGeneration]]:
         """One group of n generations per prompt; `owner` scopes the prefix cache (see GenerationRequest)."""
-        guidance = await resolve_guidance(extension_guidance(request), getattr(engine, "vocabulary", None))
+        guidance = await resolve_guidance(extension_guidance(request), engine.tokenizer.vocabulary)
         bias = self.logit_bias(request, engine)
         samplings = self.sampling_params(request, request.logprobs, guidance, bias)
         groups = []
@@ -62,7 +60,7 @@ class CompletionServing(BaseServing):
             param = "prompt" if isinstance(request.prompt, str) else f"prompt[{i}]"
             if not prompt:
                 raise invalid_request("The prompt must not be empty.", param)
-            prompt_ids = engine.encode(prompt)
+            prompt_ids = engine.tokenizer.encode(prompt)
             max_tokens = self.resolve_max_tokens(engine, len(prompt_ids), request.max_tokens, param)
             stops = request.stop_list()
             groups.append([TextGeneration(engine, prompt_ids, max_tokens, s, stops, owner) for s in samplings])
@@ -82,7 +80,7 @@ class CompletionServing(BaseServing):
         self.check_completion_supported(request)
         groups = await self._groups(engine, request, owner)
         generations = [g for group in groups for g in group]
-        texts = [CompletionText(getattr(engine, "vocabulary", None), request.logprobs is not None) for _ in generations]
+        texts = [CompletionText(engine.tokenizer.vocabulary, request.logprobs is not None) for _ in generations]
         if request.stream:
             return await start_stream(self._stream(request, groups, texts))
         slot = await self.admit(request)

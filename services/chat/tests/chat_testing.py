@@ -38,6 +38,24 @@ class ChatServer(ServiceProcess):
         return openai.OpenAI(base_url=self.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
 
 
+class CharTokenizer:
+    """The tests' tokenizer: characters are tokens, and the chat template is one tag per message."""
+
+    vocab_size = 0x110000
+    vocabulary = None
+    eos_token_ids: frozenset[int] = frozenset()
+    template_renders_tools = False
+
+    def encode(self, text: str) -> list[int]:
+        return [ord(c) for c in text]
+
+    def decode(self, ids) -> str:
+        return "".join(map(chr, ids))
+
+    def apply_chat_template(self, messages: list[dict], tools=None, add_generation_prompt: bool = True) -> str:
+        return "".join(f"<{m['role']}>{m['content']}" for m in messages) + "<assistant>"
+
+
 class PlainGenerator:
     def __init__(self, model_path: Path, threads: int = 2) -> None:
         config = og.Config(str(model_path))

@@ -12,6 +12,7 @@ from chat_service.engine import GenerationRequest, TokenEvent
 from chat_service.engine.thread_events import InFlight
 from chat_service.main import create_app
 from chat_service.settings import ChatSettings
+from chat_testing import CharTokenizer
 from fastapi.testclient import TestClient
 
 
@@ -25,12 +26,7 @@ class FakeEngine:
         self.closed = False
         self.active = 0
         self.in_flight = InFlight()  # generate() does not count in it: unloading never waits
-
-    def encode(self, text: str) -> list[int]:
-        return [ord(c) for c in text]
-
-    def apply_chat_template(self, messages: list[dict]) -> str:
-        return "".join(f"<{m['role']}>{m['content']}" for m in messages) + "<assistant>"
+        self.tokenizer = CharTokenizer()
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[TokenEvent]:
         self.active += 1
@@ -109,10 +105,10 @@ def test_completions_with_the_fake(http: TestClient) -> None:
 
 
 def test_unhandled_error_is_json_500_without_trace(http: TestClient, fake: FakeEngine) -> None:
-    def boom(_messages):
+    def boom(*_args, **_kwargs):
         raise RuntimeError("secret internal detail")
 
-    fake.apply_chat_template = boom  # type: ignore[method-assign]
+    fake.tokenizer.apply_chat_template = boom  # type: ignore[method-assign]
     response = _chat(http)
     assert response.status_code == 500
     error = response.json()["error"]

@@ -15,6 +15,7 @@ from chat_service.main import create_app
 from chat_service.observability import GenerationTelemetry
 from chat_service.serving_chat import ChatServing
 from chat_service.settings import ChatSettings
+from chat_testing import CharTokenizer
 from fastapi.testclient import TestClient
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -36,12 +37,7 @@ class ScriptEngine:
 
     def __init__(self) -> None:
         self.in_flight = InFlight()  # generate() does not count in it: unloading never waits
-
-    def encode(self, text: str) -> list[int]:
-        return [ord(c) for c in text]
-
-    def apply_chat_template(self, messages: list[dict]) -> str:
-        return "".join(f"<{m['role']}>{m['content']}" for m in messages) + "<assistant>"
+        self.tokenizer = CharTokenizer()
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[TokenEvent]:
         steps = min(len(SCRIPT), request.max_tokens)

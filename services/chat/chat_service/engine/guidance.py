@@ -28,6 +28,7 @@ def compile_grammar(spec: GuidanceSpec) -> str:
     """The llguidance grammar for a spec (no validation: see `check_guidance`)."""
     if spec.kind == "json_schema":
         try:
+            # llguidance's stub types `overrides` as a dict of str; the layout's separators are a list, as it documents.
             return llguidance.LLMatcher.grammar_from_json_schema(spec.source, overrides=JSON_LAYOUT)  # type: ignore[arg-type]
         except ValueError as exc:
             raise GuidanceError(str(exc)) from exc

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from typing import Any
 
 from chat_service.engine.types import TokenEvent
@@ -85,7 +85,7 @@ def deliver(items: Iterable[tuple[Emit, Any]]) -> None:
 
 async def events_from_thread(
     start: Callable[[Emit, threading.Event], None], in_flight: InFlight
-) -> AsyncIterator[TokenEvent]:
+) -> AsyncGenerator[TokenEvent, None]:
     queue: asyncio.Queue[Any] = asyncio.Queue()
     cancelled = threading.Event()
     in_flight.started()
