@@ -89,7 +89,7 @@ class RegistryClient:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._client is None:
+        if self._client is None or self.registry_url is None:
             return
         try:
             await self._client.delete(

@@ -12,6 +12,7 @@ import time
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
+from opentelemetry.util.types import AttributeValue
 from ortserve_common.telemetry import LATENCY_BUCKETS, ServiceMetrics, started_ns_ago
 
 from embeddings_service.batcher import BatchStats
@@ -76,7 +77,7 @@ class EmbeddingTelemetry:
         else:
             self.metrics.inputs.labels(model).observe(inputs)
         runs = {s.batch_id: s for s in stats}
-        attributes = {
+        attributes: dict[str, AttributeValue] = {
             "gen_ai.operation.name": operation,
             "gen_ai.provider.name": "ortserve",
             "gen_ai.request.model": model,
