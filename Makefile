@@ -18,7 +18,7 @@ BENCH_ARGS ?=
 export ORTSERVE_MODELS_DIR := $(MODELS_DIR)
 export ORTSERVE_BUILD_PYTHON := $(BUILD_VENV)/bin/python
 
-.PHONY: help install build-venv model nginx postgres certs run run-chat up down test lint clean loadtest loadtest-ui bench bench-peers \
+.PHONY: help install build-venv model nginx postgres certs run run-chat up down test test-unit lint typecheck clean loadtest loadtest-ui bench bench-peers \
 	fuzz overload soak
 
 help: ## List the targets
@@ -88,8 +88,15 @@ soak: install nginx $(MODEL_STAMPS) ## 10 min of the mixed Locust scenario, RSS 
 	SOAK_SECONDS=$${SOAK_SECONDS:-600} \
 	$(PY) -m pytest tests/test_soak.py -s -o timeout=$$(( $${SOAK_SECONDS:-600} + 600 )) $(PYTEST_ARGS)
 
-lint: install ## ruff over the code
+lint: install ## ruff over the code (lint rules and formatting)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install ## mypy over every deployable's code
+	$(VENV)/bin/mypy
+
+test-unit: install ## Only the tests that need no model and no server (well under a minute)
+	$(PY) -m pytest -m unit -q $(PYTEST_ARGS)
 
 clean: ## Remove the venv (the model cache in ~/.cache/ortserve stays)
 	rm -rf $(VENV) .pytest_cache

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import socket
 
+import pytest
 from stack_testing import Stack
+
+pytestmark = pytest.mark.stack  # starts stacks of its own
 
 
 def _listening(port: str) -> bool:

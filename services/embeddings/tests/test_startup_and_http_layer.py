@@ -28,6 +28,7 @@ def _run_service(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.model  # starts a service process of its own
 def test_missing_model_folder_stops_with_one_clear_line(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
     result = _run_service({"EMBED_MODELS": f"m={missing}"})
@@ -36,6 +37,7 @@ def test_missing_model_folder_stops_with_one_clear_line(tmp_path: Path) -> None:
     assert len(errors) == 1 and str(missing) in errors[0]["message"] and "model.onnx" in errors[0]["message"]
 
 
+@pytest.mark.model  # starts a service process of its own
 def test_folder_without_kind_or_bad_settings_stop_the_start(tmp_path: Path) -> None:
     result = _run_service({"EMBED_MODELS": f"m={tmp_path}"})
     assert result.returncode == 2 and "set its kind" in result.stderr

@@ -63,6 +63,7 @@ async def test_registers_heartbeats_and_deregisters(
     assert not client.registered
 
 
+@pytest.mark.model  # starts a service process of its own
 async def test_registry_down_at_start_is_retried(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     port = free_port()
     client = RegistryClient(
