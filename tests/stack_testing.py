@@ -44,7 +44,7 @@ class Stack:
         return self
 
     def down(self) -> None:
-        subprocess.run([sys.executable, str(ROOT / "tools/stack.py"), "down"], env=self.env, timeout=120, check=False)
+        subprocess.run([sys.executable, str(ROOT / "tools/stack.py"), "down"], env=self.env, timeout=400, check=False)
 
     def spans(self, trace_id: str) -> list[dict]:
         """The spans of one trace that the local OTLP receiver has written so far."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import secrets
 import shutil
@@ -38,6 +39,10 @@ PORTS = {
     "PROXY_HTTPS_PORT": "8443",
     "OTLP_RECEIVER_PORT": "4318",
 }
+
+
+SETTINGS_PREFIX = {"registry": "MODELS_", "chat": "CHAT_", "embeddings": "EMBED_"}
+DEFAULT_DRAIN_S = 30.0
 
 
 def traces_on() -> bool:
@@ -126,6 +131,8 @@ def prepare(run_dir: Path) -> dict[str, str]:
     ]
     for name, (command, extra_env) in programs.items():
         environment = ",".join(f'{k}="{v}"' for k, v in {**env, **extra_env}.items())
+        # A service drains for its *_DRAIN_TIMEOUT_S after SIGTERM; supervisord kills only a little after that.
+        drain_s = float(os.environ.get(f"{SETTINGS_PREFIX.get(name, '-')}DRAIN_TIMEOUT_S", DEFAULT_DRAIN_S))
         sections += [
             f"[program:{name}]",
             f"command={command}",
@@ -134,7 +141,7 @@ def prepare(run_dir: Path) -> dict[str, str]:
             "autorestart=true",
             "startsecs=2",
             "stopsignal=TERM" if name != "proxy" else "stopsignal=QUIT",
-            "stopwaitsecs=35",
+            f"stopwaitsecs={math.ceil(drain_s) + 5}",
             f"stdout_logfile={run_dir / 'logs' / name}.log",
             "redirect_stderr=true",
             "stdout_logfile_maxbytes=20MB",
@@ -196,13 +203,16 @@ def down(run_dir: Path, bin_dir: Path, conf: Path) -> int:
     pidfile = run_dir / "supervisord.pid"
     if pidfile.exists():
         pids.add(int(pidfile.read_text().strip()))
+    # Each program gets its stopwaitsecs to drain, then it is killed.
+    waits = [int(line.split("=", 1)[1]) for line in conf.read_text().splitlines() if line.startswith("stopwaitsecs=")]
+    limit_s = max(waits, default=35) + 30
     code = subprocess.run([*ctl, "shutdown"], check=False).returncode
-    deadline = time.monotonic() + 120  # each program gets stopwaitsecs (35 s) to drain, then it is killed
+    deadline = time.monotonic() + limit_s
     while pids and time.monotonic() < deadline:
         pids = {pid for pid in pids if _alive(pid)}
         time.sleep(0.1)
     if pids:
-        logger.error("still running after 120 s: pids %s", sorted(pids))
+        logger.error("still running after %d s: pids %s", limit_s, sorted(pids))
         return 1
     logger.info("stopped")
     return code

@@ -96,5 +96,5 @@ def run_service(
     except expected_errors as exc:
         logger.error("cannot start: %s", exc)
         return 2
-    serve(create_app(settings), settings.host, settings.port)
+    serve(create_app(settings), settings.host, settings.port, settings.drain_timeout_s)
     return 0

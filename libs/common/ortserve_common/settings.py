@@ -19,6 +19,12 @@ class ServiceSettings(BaseSettings):
     max_concurrency: int = Field(4, ge=1, description="Requests running at once; further ones queue.")
     max_queue: int = Field(32, ge=0, description="Requests allowed to wait for a slot; beyond this → 429.")
     queue_timeout_s: float = Field(30.0, gt=0, description="Longest wait for a slot before the request gets 503.")
+    drain_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="On SIGTERM, how long the requests in flight (running and queued) may take to finish before the "
+        "process exits; a process manager should wait a little longer than this before it kills.",
+    )
 
 
 def advertised_url(host: str, port: int) -> str:
