@@ -18,7 +18,7 @@ BENCH_ARGS ?=
 export ORTSERVE_MODELS_DIR := $(MODELS_DIR)
 export ORTSERVE_BUILD_PYTHON := $(BUILD_VENV)/bin/python
 
-.PHONY: help install build-venv model nginx postgres certs run run-chat up down test test-unit lint typecheck clean loadtest loadtest-ui bench bench-peers \
+.PHONY: help install build-venv model nginx postgres certs run run-chat up down test test-unit lint typecheck docs clean loadtest loadtest-ui bench bench-peers \
 	fuzz overload soak
 
 help: ## List the targets
@@ -94,6 +94,9 @@ lint: install ## ruff over the code (lint rules and formatting)
 
 typecheck: install ## mypy over every deployable's code
 	$(VENV)/bin/mypy
+
+docs: install ## Regenerate each service's configuration table (README) from its settings
+	$(PY) tools/settings_docs.py
 
 test-unit: install ## Only the tests that need no model and no server (well under a minute)
 	$(PY) -m pytest -m unit -q $(PYTEST_ARGS)

@@ -19,7 +19,9 @@ class ChatSettings(ServiceSettings):
         None, ge=16, description="Cap on prompt + completion tokens; defaults to the model's context length."
     )
     admin_key: str | None = Field(
-        None, description="Bearer key for /admin/models/load and /unload; unset disables the admin API."
+        None,
+        description="Bearer key for the admin API: /admin/models/load and /unload, and /v1/prompt-templates; "
+        "unset disables them (403).",
     )
     registry_url: str | None = Field(
         None, description="Model registry base URL to register with and heartbeat to; unset runs standalone."
