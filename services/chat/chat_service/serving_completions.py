@@ -83,14 +83,10 @@ class CompletionServing(BaseServing):
         texts = [CompletionText(engine.tokenizer.vocabulary, request.logprobs is not None) for _ in generations]
         if request.stream:
             return await start_stream(self._stream(request, groups, texts))
-        slot = await self.admit(request)
-        try:
-            # One slot serves the prompts one after another, so a multi-prompt request cannot starve itself.
+        # One slot serves the prompts one after another, so a multi-prompt request cannot starve itself.
+        async with self.run(request, [g.stats for g in generations]):
             for start, group in _starts(groups):
                 await run_all(group, [texts[start + j].add for j in range(len(group))])
-        finally:
-            slot.release()
-            self.record_stats(request.model, [g.stats for g in generations])
         choices = [
             CompletionChoice(index=i, text=t.text, logprobs=t.logprobs(), finish_reason=g.stats.finish_reason)
             for i, (t, g) in enumerate(zip(texts, generations, strict=True))
@@ -103,13 +99,12 @@ class CompletionServing(BaseServing):
         self, request: CompletionRequest, groups: list[list[TextGeneration]], texts: list[CompletionText]
     ) -> AsyncGenerator[CompletionChunk, None]:
         chunk_id, created = new_id("cmpl"), now()
-        slot = await self.admit(request)
 
         def chunk(index: int, text: str, logprobs: CompletionLogprobs | None = None, finish=None) -> CompletionChunk:
             choice = CompletionChoice(index=index, text=text, logprobs=logprobs, finish_reason=finish)
             return CompletionChunk(id=chunk_id, created=created, model=request.model, choices=[choice])
 
-        try:
+        async with self.run(request, [g.stats for group in groups for g in group]):
             # The first chunk is sent before generation so admission is settled before the status line goes out.
             yield chunk(0, "")
             for start, group in _starts(groups):
@@ -124,9 +119,6 @@ class CompletionServing(BaseServing):
                 yield CompletionChunk(
                     id=chunk_id, created=created, model=request.model, choices=[], usage=_usage(groups)
                 )
-        finally:
-            slot.release()
-            self.record_stats(request.model, [g.stats for group in groups for g in group])
 
 
 def _starts(groups: list[list[TextGeneration]]) -> list[tuple[int, list[TextGeneration]]]:
