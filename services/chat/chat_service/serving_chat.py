@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
 
-from ortserve_common.errors import invalid_request
+from ortserve_common.errors import OpenAIError, invalid_request
 from ortserve_common.protocol.chat import (
     ChatCompletionChunk,
     ChatCompletionChunkChoice,
@@ -26,7 +27,7 @@ from chat_service.generation import TextGeneration
 from chat_service.guided import extension_guidance, resolve_guidance, response_format_guidance
 from chat_service.multiplex import interleave, run_all
 from chat_service.serving_base import BaseServing, start_stream
-from chat_service.tools import ToolPlan, plan_tools
+from chat_service.tools import ToolPlan, blame_parameters, plan_tools
 
 
 class ChatServing(BaseServing):
@@ -53,7 +54,8 @@ class ChatServing(BaseServing):
             turn = ChatTurn(request, request.messages, owner)
         else:
             turn = await self.context.turn(request, owner, lambda m: len(encode(m)), engine.context_length)
-        return turn, encode(turn.messages)
+        # Rendering and tokenizing a long conversation takes milliseconds: off the event loop, like the fitting.
+        return turn, await asyncio.to_thread(encode, turn.messages)
 
     async def record(self, turn: ChatTurn, choice: ChatChoice) -> None:
         if self.context is not None:
@@ -69,13 +71,19 @@ class ChatServing(BaseServing):
 
     async def guidance(self, engine: ChatEngine, request: ChatCompletionRequest, plan: ToolPlan) -> GuidanceSpec | None:
         # A forced tool call decides the whole reply, so it takes the place of response_format.
+        vocabulary = engine.tokenizer.vocabulary
         if plan.guidance is not None:
             candidates = [(plan.guidance, "tool_choice")]
         else:
             from_format = response_format_guidance(request.response_format)
             candidates = [from_format] if from_format else []
         candidates += extension_guidance(request)
-        return await resolve_guidance(candidates, engine.tokenizer.vocabulary)
+        try:
+            return await resolve_guidance(candidates, vocabulary)
+        except OpenAIError:
+            if plan.guidance is not None:  # a forced call's grammar failed: name the tool whose schema is at fault
+                await asyncio.to_thread(blame_parameters, plan.functions, vocabulary)
+            raise
 
     async def create(
         self, request: ChatCompletionRequest, owner: str = ""
@@ -83,11 +91,16 @@ class ChatServing(BaseServing):
         """`owner` is the API key the proxy vouched for: conversations are visible to their owner only, and cached
         prompt prefixes are reused for their owner only."""
         engine = self.pool.get(request.model)
+        self.check_supported(request)  # the cheap checks before any database read, compilation or tokenizing
+        self.chat_logprobs(request)
         vocabulary = engine.tokenizer.vocabulary
-        plan = plan_tools(request.tools, request.tool_choice, vocabulary)
+        # Tool schemas are compiled to be checked: off the event loop, which keeps the other streams going.
+        plan = await asyncio.to_thread(
+            plan_tools, request.tools, request.tool_choice, vocabulary, request.parallel_tool_calls
+        )
         turn, prompt_ids = await self.chat_turn(engine, request, owner, plan)
         request = turn.request
-        self.check_supported(request)
+        self.check_supported(request)  # again: a prompt template may have filled in parameters
         logprobs = self.chat_logprobs(request)
         guidance = await self.guidance(engine, request, plan)
         requested = request.max_completion_tokens or request.max_tokens
@@ -100,12 +113,8 @@ class ChatServing(BaseServing):
         choices = [ChatChoice(i, plan, vocabulary, logprobs is not None) for i in range(len(generations))]
         if request.stream:
             return await start_stream(self._stream(turn, generations, choices))
-        slot = await self.admit(request)
-        try:
+        async with self.run(request, [g.stats for g in generations]):
             await run_all(generations, [choice.add for choice in choices])
-        finally:
-            slot.release()
-            self.record_stats(request.model, [g.stats for g in generations])
         response = ChatCompletionResponse(
             id=new_id("chatcmpl"),
             created=now(),
@@ -121,12 +130,11 @@ class ChatServing(BaseServing):
     ) -> AsyncGenerator[ChatCompletionChunk, None]:
         request = turn.request
         chunk_id, created = new_id("chatcmpl"), now()
-        slot = await self.admit(request)
 
         def chunk(choice: ChatCompletionChunkChoice) -> ChatCompletionChunk:
             return ChatCompletionChunk(id=chunk_id, created=created, model=request.model, choices=[choice])
 
-        try:
+        async with self.run(request, [g.stats for g in generations]):
             for choice in choices:
                 yield chunk(
                     ChatCompletionChunkChoice(index=choice.index, delta=DeltaMessage(role="assistant", content=""))
@@ -144,9 +152,6 @@ class ChatServing(BaseServing):
                 yield ChatCompletionChunk(
                     id=chunk_id, created=created, model=request.model, choices=[], usage=_usage(generations)
                 )
-        finally:
-            slot.release()
-            self.record_stats(request.model, [g.stats for g in generations])
 
 
 def _usage(generations: list[TextGeneration]) -> UsageInfo:

@@ -23,6 +23,7 @@ class GuidanceSpec:
 
     kind: GuidanceKind
     source: str
+    grammar: str | None = None  # llguidance's grammar, once compiled and checked (check_guidance): never twice
 
 
 @dataclass(frozen=True)
