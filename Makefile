@@ -9,7 +9,7 @@ RECIPE      := $(shell sed -n 's/^RECIPE_VERSION = "\(.*\)"/\1/p' tools/model_bu
 MODELS_DIR  ?= $(CACHE_DIR)/models/r$(RECIPE)
 CHAT_MODEL  ?= $(MODELS_DIR)/smollm2-135m-instruct
 PY          := $(VENV)/bin/python
-PACKAGES    := libs/common services/chat services/embeddings services/models
+PACKAGES    := libs/common libs/testing services/chat services/embeddings services/models
 MODEL_STAMPS := $(foreach m,smollm2-135m-instruct smollm2-135m-instruct-hidden phi3-tiny all-minilm-l6-v2 rerank-tiny-random,$(MODELS_DIR)/$(m)/.complete)
 PYTEST_ARGS ?=
 LOADTEST_ARGS ?=

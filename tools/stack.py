@@ -16,6 +16,7 @@ only where the caller's own OTEL_* variables say.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import math
 import os
@@ -74,10 +75,12 @@ def prepare(run_dir: Path) -> dict[str, str]:
         "PROXY_ACCESS_LOG": str(run_dir / "logs/proxy-access.log"),
     }
     os.environ.update(env)
-    sys.path.insert(0, str(ROOT / "proxy"))
-    from render import render  # noqa: PLC0415 - proxy/ is not a package; its renderer is a script
-
-    nginx_conf = render(run_dir / "proxy")
+    # proxy/ is not a package: its renderer is a script, loaded from its file.
+    spec = importlib.util.spec_from_file_location("proxy_render", ROOT / "proxy/render.py")
+    assert spec is not None and spec.loader is not None
+    renderer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(renderer)
+    nginx_conf = renderer.render(run_dir / "proxy")
     python = sys.executable
     programs = {
         "registry": (

@@ -1,15 +1,13 @@
-"""Test helpers: the chat service as a real uvicorn process, and the plain ONNX Runtime GenAI loop to compare with."""
+"""Test helpers: the chat service as a real uvicorn process, and a tokenizer for the fake engines."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
-import numpy as np
-import onnxruntime_genai as og
 import openai
-from ortserve_common.testing import ServiceProcess, free_port
+from ortserve_testing.plain_engine import PlainGenerator
+from ortserve_testing.processes import ServiceProcess, free_port
 
 MODELS_DIR = Path(os.environ.get("ORTSERVE_MODELS_DIR", Path.home() / ".cache/ortserve/models/r1"))
 SMOLLM = MODELS_DIR / "smollm2-135m-instruct"
@@ -56,31 +54,4 @@ class CharTokenizer:
         return "".join(f"<{m['role']}>{m['content']}" for m in messages) + "<assistant>"
 
 
-class PlainGenerator:
-    def __init__(self, model_path: Path, threads: int = 2) -> None:
-        config = og.Config(str(model_path))
-        config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}))
-        self.model = og.Model(config)
-        self.tokenizer = og.Tokenizer(self.model)
-
-    def chat_prompt(self, messages: list[dict[str, str]]) -> str:
-        return self.tokenizer.apply_chat_template(json.dumps(messages), add_generation_prompt=True)
-
-    def encode(self, text: str) -> list[int]:
-        return [int(t) for t in self.tokenizer.encode(text)]
-
-    def decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(np.asarray(ids, dtype=np.int32))
-
-    def greedy(self, prompt: str, max_tokens: int) -> list[int]:
-        """Greedy token ids, EOS included when it ends the sequence."""
-        ids = self.encode(prompt)
-        params = og.GeneratorParams(self.model)
-        params.set_search_options(max_length=len(ids) + max_tokens, do_sample=False)
-        generator = og.Generator(self.model, params)
-        generator.append_tokens(np.asarray(ids, dtype=np.int32))
-        out: list[int] = []
-        while not generator.is_done() and len(out) < max_tokens:
-            generator.generate_next_token()
-            out.append(int(generator.get_next_tokens()[0]))
-        return out
+__all__ = ["CharTokenizer", "ChatServer", "PlainGenerator"]
