@@ -27,6 +27,26 @@ class ServiceSettings(BaseSettings):
     )
 
 
+class ModelHostSettings(ServiceSettings):
+    """What chat and embeddings share: they host models, load and unload them at runtime (the admin API), and
+    register them with the model registry."""
+
+    admin_key: str | None = Field(
+        None,
+        description="Bearer key for this service's admin API (/admin/models/load and /unload; chat's "
+        "/v1/prompt-templates too); unset disables it (403).",
+    )
+    registry_url: str | None = Field(
+        None, description="Model registry base URL to register with and heartbeat to; unset runs standalone."
+    )
+    advertise_url: str | None = Field(
+        None, description="URL the registry and proxy use to reach this instance; defaults to http://host:port."
+    )
+
+    def public_url(self) -> str:
+        return self.advertise_url or advertised_url(self.host, self.port)
+
+
 def advertised_url(host: str, port: int) -> str:
     """How peers reach this instance: a wildcard bind is replaced by this host's own address (one per replica)."""
     if host in ("0.0.0.0", "::", ""):

@@ -25,7 +25,10 @@ def _deepest_branch(errors: Sequence[dict[str, Any]]) -> dict[str, Any]:
         return first
     field = loc[:-1]
     branches = [e for e in errors if tuple(e.get("loc", ()))[: len(field)] == field]
-    return max(branches, key=lambda e: len(e.get("loc", ())))
+    # Only a branch whose own validator refused the value (a value_error) says more than "not a string": a value
+    # that fits no branch (`["a", 1]` for str | list[str] | list[int]) is named as a whole, by the first error.
+    telling = [e for e in branches if e.get("type") == "value_error"]
+    return max(telling, key=lambda e: len(e.get("loc", ()))) if telling else first
 
 
 def param_from_loc(loc: Sequence[Any]) -> str | None:

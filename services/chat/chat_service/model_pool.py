@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from ortserve_common.errors import OpenAIError, model_not_found
+from ortserve_common.errors import OpenAIError, invalid_request, model_not_found
+from ortserve_common.protocol.admin import ModelLoadRequest
 from ortserve_common.protocol.common import ModelCard
 
 from chat_service.engine.continuous import ContinuousBatchingEngine
@@ -80,6 +81,17 @@ class ModelPool:
                 raise OpenAIError(400, str(exc), param="path", code="model_load_failed") from exc
             self._engines[model_id] = engine
         logger.info("loaded %s from %s (context %d tokens)", model_id, path, engine.context_length)
+
+    # The admin API (ortserve_common.admin_models) ----------------------------------------------------------------
+    async def load_model(self, request: ModelLoadRequest) -> None:
+        if request.kind not in (None, "chat"):
+            raise invalid_request(f"This chat service hosts chat models, not {request.kind!r}.", "kind")
+        await self.load(request.id, Path(request.path))
+
+    async def unload_model(self, model_id: str, announce: Callable[[], Awaitable[object]]) -> None:
+        engine = await self.remove(model_id)
+        await announce()  # the registry stops routing the model here before its streams are waited for
+        await self.retire(model_id, engine)
 
     async def remove(self, model_id: str) -> ChatEngine:
         """Stop serving the model at once (new requests for it get 404) and hand back its engine for `retire`."""

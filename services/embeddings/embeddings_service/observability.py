@@ -53,8 +53,9 @@ class EmbeddingMetrics(ServiceMetrics):
 
 
 class EmbeddingTelemetry:
-    def __init__(self, metrics: EmbeddingMetrics | None = None) -> None:
-        self.metrics = metrics or EmbeddingMetrics()
+    def __init__(self, metrics: EmbeddingMetrics) -> None:
+        """`metrics` are the ones the app's /metrics serves."""
+        self.metrics = metrics
         self._tracer = trace.get_tracer("ortserve.embeddings")
 
     def record(

@@ -15,7 +15,7 @@ from ortserve_common.protocol.embeddings import EmbeddingData, EmbeddingRequest,
 from embeddings_service.engine.pooling import shorten
 from embeddings_service.engine.types import EncodedInput
 from embeddings_service.inputs import check_token_ids, encode_texts
-from embeddings_service.registry import ServedModel
+from embeddings_service.model_table import ServedModel
 from embeddings_service.serving_base import BaseServing
 
 

@@ -13,7 +13,7 @@ import pytest
 from embeddings_service.engine.loader import LoadedModel
 from embeddings_service.engine.types import EncodedInput
 from embeddings_service.main import create_app
-from embeddings_service.registry import ModelRegistry
+from embeddings_service.model_table import EmbeddingModelTable
 from embeddings_service.settings import EmbedSettings
 from fastapi.testclient import TestClient
 
@@ -87,10 +87,10 @@ def fake() -> FakeModel:
 def http(fake: FakeModel):
     settings = EmbedSettings(models="fake=/unused")
 
-    def registry_factory(settings: EmbedSettings) -> ModelRegistry:
-        return ModelRegistry.load(settings, _FakeLoader(fake))  # type: ignore[arg-type]
+    def model_table_factory(settings: EmbedSettings) -> EmbeddingModelTable:
+        return EmbeddingModelTable.load(settings, _FakeLoader(fake))  # type: ignore[arg-type]
 
-    with TestClient(create_app(settings, registry_factory=registry_factory)) as client:
+    with TestClient(create_app(settings, model_table_factory=model_table_factory)) as client:
         yield client
     assert fake.closed  # the lifespan frees the models
 
