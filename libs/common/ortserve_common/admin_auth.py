@@ -1,4 +1,4 @@
-"""The admin-key check that guards every service's /admin API."""
+"""The bearer-token parser every service uses, and the admin-key check that guards the /admin APIs."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from ortserve_common.errors import OpenAIError
 
 
 def bearer_token(authorization: str | None) -> str | None:
+    """The key from `Authorization: Bearer <key>`; the scheme is case-insensitive (RFC 9110), the key is not."""
     if not authorization:
         return None
-    scheme, _, token = authorization.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
 
 
 def check_admin_key(authorization: str | None, admin_key: str | None) -> None:

@@ -42,6 +42,8 @@ def fit_history(
     """prefix + as much recent history as fits in `budget` tokens + new, dropping whole turns (a turn starts at a
     user message) from the oldest; system and developer messages are never dropped. With no history left, the new
     messages go alone, and the usual context check speaks if even they do not fit."""
+    if not history or count_tokens([*prefix, *history, *new]) <= budget:
+        return [*prefix, *history, *new]
 
     def kept(cut: int) -> list[ChatMessage]:
         return [m for m in history[:cut] if m.role in _PINNED] + history[cut:]
@@ -58,19 +60,6 @@ def fit_history(
         else:
             low = middle + 1
     return [*prefix, *kept(cuts[low]), *new]
-
-
-def _fit(
-    prefix: list[ChatMessage],
-    history: list[ChatMessage],
-    new: list[ChatMessage],
-    count_tokens: TokenCounter,
-    budget: int,
-) -> list[ChatMessage]:
-    messages = [*prefix, *history, *new]
-    if history and count_tokens(messages) > budget:
-        return fit_history(prefix, history, new, count_tokens, budget)
-    return messages
 
 
 class ChatContext:
@@ -96,7 +85,7 @@ class ChatContext:
         reserve = requested if requested is not None else min(self.reserve_tokens, context_length // 4)
         budget = context_length - reserve
         # Counting means rendering and tokenizing the whole history, maybe several times: off the event loop.
-        messages = await asyncio.to_thread(_fit, prefix, history, request.messages, count_tokens, budget)
+        messages = await asyncio.to_thread(fit_history, prefix, history, request.messages, count_tokens, budget)
         dropped = len(prefix) + len(history) + len(request.messages) - len(messages)
         if dropped:
             logger.info("conversation %s: %d oldest messages left out to fit the context", conversation_id, dropped)

@@ -12,15 +12,6 @@ from models_service.keys import ApiKeyRecord, KeyStore
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
-def bearer_token(authorization: str | None) -> str | None:
-    """The key from `Authorization: Bearer <key>`; the scheme is case-insensitive (RFC 9110), the key is not."""
-    if not authorization:
-        return None
-    scheme, _, token = authorization.strip().partition(" ")
-    token = token.strip()
-    return token if scheme.lower() == "bearer" and token else None
-
-
 def missing_api_key() -> OpenAIError:
     return OpenAIError(
         401,

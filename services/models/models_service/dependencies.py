@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from ortserve_common.admin_auth import bearer_token
 
-from models_service.auth import bearer_token, require_admin_key
+from models_service.auth import require_admin_key
 from models_service.keys import KeyStore
 from models_service.load_forwarding import LoadForwarder
 from models_service.registry import ModelRegistry
