@@ -59,6 +59,14 @@ class BaseServing:
             raise invalid_request(f"n must be at most {self.settings.max_n} on this server.", "n")
         if request.best_of is not None and request.best_of > 1:
             raise invalid_request("best_of > 1 is not supported.", "best_of", "unsupported_value")
+        if request.unsupported_fields:
+            name = request.unsupported_fields[0]
+            raise invalid_request(
+                f"The sampler parameter '{name}' is not supported by this server (it knows temperature, top_p, "
+                "top_k, min_p, frequency_penalty, presence_penalty, repetition_penalty, seed and logit_bias).",
+                name,
+                "unsupported_parameter",
+            )
 
     def resolve_max_tokens(
         self, engine: ChatEngine, prompt_tokens: int, requested: int | None, prompt_param: str
@@ -126,6 +134,9 @@ class BaseServing:
             logprobs=logprobs,
             guidance=guidance,
             logit_bias=logit_bias,
+            top_k=max(request.top_k or 0, 0),
+            min_p=request.min_p or 0.0,
+            repetition_penalty=1.0 if request.repetition_penalty is None else request.repetition_penalty,
         )
         n = request.n or 1
         return [replace(base, seed=None if request.seed is None else request.seed + i) for i in range(n)]

@@ -4,11 +4,35 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from ortserve_common.protocol.common import OpenAIModel, StreamOptions
 
 MAX_STOP_STRINGS = 4
+# Samplers other servers (llama.cpp, vLLM, Ollama) know and this one does not implement: refused by name, never
+# ignored in silence, so a client that relies on one learns it here.
+UNSUPPORTED_SAMPLERS = (
+    "typical_p",
+    "tfs_z",
+    "top_a",
+    "mirostat",
+    "mirostat_tau",
+    "mirostat_eta",
+    "dynatemp_range",
+    "dynatemp_exponent",
+    "xtc_probability",
+    "xtc_threshold",
+    "dry_multiplier",
+    "dry_base",
+    "dry_allowed_length",
+    "dry_penalty_last_n",
+    "top_n_sigma",
+    "repeat_last_n",
+    "penalty_last_n",
+    "use_beam_search",
+    "length_penalty",
+)
 
 
 class SamplingRequest(OpenAIModel):
@@ -32,6 +56,21 @@ class SamplingRequest(OpenAIModel):
     # Known OpenAI fields that this server cannot honour yet; the serving layer refuses them rather than ignore them.
     logit_bias: dict[str, float] | None = None
     best_of: int | None = None
+    # Extensions that vLLM's and llama.cpp's users expect: top_k (-1 or 0: off), min_p (a token is kept only if its
+    # probability is at least min_p times the most likely one's; 0: off), repetition_penalty (HF/vLLM: every token
+    # of the prompt and the output so far has its logit divided by it when positive, multiplied when not; 1: off).
+    top_k: int | None = Field(None, ge=-1)
+    min_p: float | None = Field(None, ge=0, le=1)
+    repetition_penalty: float | None = Field(None, gt=0, le=10)
+    unsupported_fields: SkipJsonSchema[list[str]] = Field(default_factory=list, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _note_unsupported(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            found = [name for name in UNSUPPORTED_SAMPLERS if name in data]
+            data = {**data, "unsupported_fields": found}
+        return data
 
     @field_validator("stop")
     @classmethod

@@ -100,7 +100,7 @@ class BatchScheduler:
             request,
             emit,
             cancelled,
-            TokenSampler(request.sampling, self._tokenizer.vocab_size, self._tokenizer.vocabulary),
+            TokenSampler(request.sampling, self._tokenizer.vocab_size, self._tokenizer.vocabulary, request.prompt_ids),
             IncrementalDetokenizer(self._tokenizer.decode),
         )
         with self._wakeup:

@@ -104,7 +104,7 @@ class OrtGenAIEngine:
         generator = og.Generator(self._model, params)
         try:
             tokenizer = self.tokenizer
-            sampler = TokenSampler(request.sampling, tokenizer.vocab_size, tokenizer.vocabulary)
+            sampler = TokenSampler(request.sampling, tokenizer.vocab_size, tokenizer.vocabulary, request.prompt_ids)
             detok = IncrementalDetokenizer(tokenizer.decode)
             generator.append_tokens(np.asarray(request.prompt_ids, dtype=np.int32))
             for step in range(request.max_tokens):

@@ -1,11 +1,14 @@
 """Next-token choice from one row of raw logits, all in one place so every engine samples the same way.
 
-In order: OpenAI's penalties and logit_bias, logprobs (the model's distribution after those and temperature), the
-guidance mask, then greedy argmax at temperature 0 or nucleus sampling. The engine loop only hands each step's
+In order: the repetition penalty, OpenAI's penalties and logit_bias, logprobs (the model's distribution after those
+and temperature), the guidance mask, then greedy argmax at temperature 0, or sampling from what top_k, min_p and
+top_p keep. The engine loop only hands each step's
 logits row in and feeds the chosen token back to the model.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -17,8 +20,19 @@ from chat_service.engine.vocabulary import Vocabulary
 class TokenSampler:
     """Per-request sampler; owns the RNG (seeded for reproducibility), the penalty counts and the grammar state."""
 
-    def __init__(self, params: SamplingParams, vocab_size: int, vocabulary: Vocabulary | None = None) -> None:
+    def __init__(
+        self,
+        params: SamplingParams,
+        vocab_size: int,
+        vocabulary: Vocabulary | None = None,
+        prompt_ids: Sequence[int] = (),
+    ) -> None:
         self.params = params
+        # Tokens seen so far (the prompt's, then each one sampled), for the repetition penalty.
+        self._seen: np.ndarray | None = None
+        if params.repetition_penalty != 1.0:
+            self._seen = np.zeros(vocab_size, dtype=bool)
+            self._seen[[t for t in prompt_ids if 0 <= t < vocab_size]] = True
         self._rng = np.random.default_rng(params.seed)
         self._penalised = params.frequency_penalty != 0.0 or params.presence_penalty != 0.0
         self._counts = np.zeros(vocab_size, dtype=np.int32) if self._penalised else None
@@ -39,8 +53,16 @@ class TokenSampler:
         counts = self._counts[: logits.shape[-1]]
         return logits - counts * self.params.frequency_penalty - (counts > 0) * self.params.presence_penalty
 
+    def _repetition(self, logits: np.ndarray) -> np.ndarray:
+        """HF's and vLLM's repetition penalty: a seen token's logit is divided by it if positive, multiplied if not."""
+        if self._seen is None:
+            return logits
+        seen = self._seen[: logits.shape[-1]]
+        penalty = self.params.repetition_penalty
+        return np.where(seen, np.where(logits > 0, logits / penalty, logits * penalty), logits).astype(np.float32)
+
     def sample(self, logits: np.ndarray) -> int:
-        model_logits = self.apply_penalties(logits.astype(np.float32, copy=False))
+        model_logits = self.apply_penalties(self._repetition(logits.astype(np.float32, copy=False)))
         if self._bias_ids is not None:
             model_logits = model_logits.copy()  # never write into the engine's logits buffer
             model_logits[self._bias_ids] += self._bias_values
@@ -56,6 +78,8 @@ class TokenSampler:
             self._guidance.accept(token)
         if self._counts is not None and token < self._counts.shape[0]:
             self._counts[token] += 1
+        if self._seen is not None and token < self._seen.shape[0]:
+            self._seen[token] = True
         if self.params.logprobs is not None:
             # From the model's distribution (penalties and temperature applied), not the guidance mask or top_p:
             # what the model thought of each token, always finite.
@@ -82,6 +106,14 @@ class TokenSampler:
         scaled = logits.astype(np.float64) / self.params.temperature
         scaled -= scaled.max()
         probs = np.exp(scaled)
+        probs /= probs.sum()
+        if self.params.min_p > 0:  # relative to the most likely token (probs.max() == 1 / sum before the division)
+            probs = np.where(probs >= self.params.min_p * probs.max(), probs, 0.0)
+        k = self.params.top_k
+        if 0 < k < probs.shape[0]:
+            kept = np.zeros(probs.shape[0], dtype=bool)
+            kept[np.argpartition(-probs, k - 1)[:k]] = True  # the k most likely
+            probs = np.where(kept, probs, 0.0)
         probs /= probs.sum()
         top_p = self.params.top_p
         if top_p < 1.0:

@@ -40,6 +40,9 @@ class SamplingParams:
     guidance: GuidanceSpec | None = None
     # OpenAI's logit_bias: (token id, bias) pairs added to the logits before anything else looks at them.
     logit_bias: tuple[tuple[int, float], ...] = ()
+    top_k: int = 0  # 0: off
+    min_p: float = 0.0  # 0: off
+    repetition_penalty: float = 1.0  # 1: off; applies to the prompt's tokens and the output's
 
     @property
     def greedy(self) -> bool:
