@@ -15,6 +15,7 @@ from chat_service.model_pool import ModelPool
 from chat_service.serving_chat import ChatServing
 from chat_service.serving_completions import CompletionServing
 from chat_service.serving_conversations import ConversationServing
+from chat_service.serving_responses import ResponsesServing
 from chat_service.serving_templates import PromptTemplateServing
 from chat_service.serving_tokenize import TokenizeServing
 from chat_service.settings import ChatSettings
@@ -32,6 +33,10 @@ async def _tokenize_serving(request: Request) -> TokenizeServing:
     return request.app.state.tokenize_serving
 
 
+async def _responses_serving(request: Request) -> ResponsesServing:
+    return request.app.state.responses_serving
+
+
 async def _settings(request: Request) -> ChatSettings:
     return request.app.state.settings
 
@@ -43,6 +48,7 @@ async def _pool(request: Request) -> ModelPool:
 ChatServingDep = Annotated[ChatServing, Depends(_chat_serving)]
 CompletionServingDep = Annotated[CompletionServing, Depends(_completion_serving)]
 TokenizeServingDep = Annotated[TokenizeServing, Depends(_tokenize_serving)]
+ResponsesServingDep = Annotated[ResponsesServing, Depends(_responses_serving)]
 SettingsDep = Annotated[ChatSettings, Depends(_settings)]
 ModelPoolDep = Annotated[ModelPool, Depends(_pool)]
 

@@ -130,10 +130,10 @@ class BaseServing:
         n = request.n or 1
         return [replace(base, seed=None if request.seed is None else request.seed + i) for i in range(n)]
 
-    async def admit(self, request: SamplingRequest | None = None) -> AdmissionSlot:
+    async def admit(self, request: SamplingRequest | None = None, operation: str | None = None) -> AdmissionSlot:
         """A slot; with the request, its gen_ai span starts here, so the span holds the time in queue."""
         if request is not None:
-            self.telemetry.begin(request, self.settings)
+            self.telemetry.begin(request, self.settings, operation)
         try:
             slot = await self.admission.acquire()
         except BaseException as exc:  # 429, 503, or cancelled while queued: the span must still end
