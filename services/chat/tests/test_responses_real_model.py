@@ -138,7 +138,7 @@ def test_a_function_tool_round_trip(client: openai.OpenAI) -> None:
 def test_a_chain_sees_what_chat_would_be_sent_and_reuses_the_cache(client: openai.OpenAI) -> None:
     questions = ["My name is Ada.", "What is my name?", "Say it again."]
     messages: list[dict[str, str]] = []
-    previous, earlier_prompt = None, 0
+    previous, earlier_turn = None, 0
     for question in questions:
         response = client.responses.create(
             model=MODEL_ID,
@@ -156,11 +156,11 @@ def test_a_chain_sees_what_chat_would_be_sent_and_reuses_the_cache(client: opena
         assert response.usage is not None and chat.usage is not None
         assert response.usage.input_tokens == chat.usage.prompt_tokens
         assert response.output_text == chat.choices[0].message.content
-        if earlier_prompt:
-            # The earlier turn's prompt came from the prefix cache, all but its last partial block.
+        if earlier_turn:
+            # The earlier turn, its prompt and its reply, came from the prefix cache (all but a partial last block).
             cached = response.usage.input_tokens_details.cached_tokens
-            assert cached > 0 and cached >= earlier_prompt - BLOCK_TOKENS
-        earlier_prompt = response.usage.input_tokens
+            assert cached >= earlier_turn - BLOCK_TOKENS
+        earlier_turn = response.usage.input_tokens + response.usage.output_tokens
         messages.append({"role": "assistant", "content": response.output_text})
         previous = response.id
 

@@ -60,6 +60,7 @@ class BatchRow:
     cached_tokens: int = 0  # prompt positions copied from the prefix cache instead of computed
     generated: int = 0
     next_token: int = -1
+    fed: list[int] = field(default_factory=list)  # generated tokens whose KV is in the slot (all but the last)
     done: bool = field(default=False)
 
 
@@ -242,6 +243,7 @@ class BatchScheduler:
         self._decoder.cache.ensure(max(row.length for row in self._rows) + 1, self._used())
         logits = self._decoder.decode([row.next_token for row in self._rows], [row.length for row in self._rows])
         for row, row_logits in zip(self._rows, logits, strict=True):
+            row.fed.append(row.next_token)
             row.length += 1
             self._advance(row, row_logits)
         self._drop_finished()
@@ -277,6 +279,11 @@ class BatchScheduler:
                 self._outbox.append((row.emit, error))
             self._outbox.append((row.emit, self._end))
 
+    def _keep_reply(self, row: BatchRow, slot: int) -> None:
+        # The next turn of a conversation (or a chain of responses) starts with this prompt and this reply.
+        if row.fed and not row.cancelled.is_set():
+            self._prefix.store([*row.request.prompt_ids, *row.fed], slot, row.length, row.request.cache_scope)
+
     def _drop_finished(self) -> None:
         """Free finished rows' slots, keeping the batch contiguous by moving the last row into each hole."""
         slot = 0
@@ -285,6 +292,7 @@ class BatchScheduler:
                 slot += 1
                 continue
             self._finish(self._rows[slot], None)
+            self._keep_reply(self._rows[slot], slot)
             last = len(self._rows) - 1
             if slot != last:
                 self._decoder.cache.move(last, slot, self._rows[last].length)
