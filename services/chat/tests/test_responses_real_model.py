@@ -180,3 +180,23 @@ def test_stored_responses_survive_a_restart(server: ChatServer, client: openai.O
     client.responses.delete(response.id)
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(response.id)
+
+
+def test_truncation_auto_drops_the_oldest_turns_and_disabled_refuses(smollm_path: Path, tmp_path: Path) -> None:
+    small = ChatServer(smollm_path, CHAT_DATA_DIR=str(tmp_path), CHAT_MAX_MODEL_LEN="256").start()
+    try:
+        client = small.client()
+        story = "Once upon a time there was a lighthouse keeper who counted ships. " * 5
+        first = client.responses.create(model=MODEL_ID, input=story, temperature=0, max_output_tokens=32)
+        second = client.responses.create(
+            model=MODEL_ID, input=story, previous_response_id=first.id, temperature=0, max_output_tokens=32
+        )
+        follow_up = {"model": MODEL_ID, "input": "Summarise.", "previous_response_id": second.id}
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.responses.create(**follow_up, max_output_tokens=32)  # type: ignore[arg-type]
+        assert refused.value.body["code"] == "context_length_exceeded"  # type: ignore[index]
+        assert refused.value.body["param"] == "input"  # type: ignore[index]
+        fitted = client.responses.create(**follow_up, truncation="auto", max_output_tokens=32)  # type: ignore[arg-type]
+        assert fitted.usage is not None and fitted.usage.input_tokens + 32 <= 256
+    finally:
+        small.stop()
