@@ -38,6 +38,8 @@ def before_call(context: schemathesis.HookContext, case: schemathesis.Case, kwar
         body["n"] = _bounded(body.get("n", 1), MAX_FUZZ_CHOICES)
         if isinstance(body.get("prompt"), list):
             body["prompt"] = body["prompt"][:MAX_FUZZ_PROMPTS] or body["prompt"]
+    elif path == "/v1/responses":
+        body["max_output_tokens"] = _bounded(body.get("max_output_tokens", MAX_FUZZ_TOKENS), MAX_FUZZ_TOKENS)
 
 
 @schemathesis.check

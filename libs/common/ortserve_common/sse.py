@@ -38,3 +38,23 @@ async def sse_stream(chunks: AsyncGenerator[BaseModel, None]) -> AsyncIterator[s
         logger.exception("stream failed after it started")
         yield sse_data(error_body("Internal server error during streaming.", "server_error", None, "internal_error"))
     yield DONE
+
+
+def sse_event(payload: dict[str, Any]) -> str:
+    """A typed event, as OpenAI's Responses API frames them: `event: <type>` then `data: <json>`."""
+    return f"event: {payload['type']}\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n"
+
+
+async def sse_event_stream(events: AsyncGenerator[dict[str, Any], None]) -> AsyncIterator[str]:
+    """Frame typed events (no [DONE]: the Responses API ends with its terminal event). The serving layer reports its
+    own failures as a `response.failed` event; anything that still escapes becomes an `error` event."""
+    sequence = 0
+    try:
+        async with aclosing(events):
+            async for event in events:
+                sequence = event.get("sequence_number", sequence) + 1
+                yield sse_event(event)
+    except Exception:
+        logger.exception("event stream failed after it started")
+        error = {"type": "error", "sequence_number": sequence, "code": "internal_error", "param": None}
+        yield sse_event({**error, "message": "Internal server error during streaming."})

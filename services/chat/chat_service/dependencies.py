@@ -13,6 +13,7 @@ from chat_service.model_pool import ModelPool
 from chat_service.serving_chat import ChatServing
 from chat_service.serving_completions import CompletionServing
 from chat_service.serving_conversations import ConversationServing
+from chat_service.serving_responses import ResponsesServing
 from chat_service.serving_templates import PromptTemplateServing
 from chat_service.serving_tokenize import TokenizeServing
 
@@ -29,6 +30,10 @@ async def _tokenize_serving(request: Request) -> TokenizeServing:
     return request.app.state.tokenize_serving
 
 
+async def _responses_serving(request: Request) -> ResponsesServing:
+    return request.app.state.responses_serving
+
+
 async def _pool(request: Request) -> ModelPool:
     return request.app.state.pool
 
@@ -36,6 +41,7 @@ async def _pool(request: Request) -> ModelPool:
 ChatServingDep = Annotated[ChatServing, Depends(_chat_serving)]
 CompletionServingDep = Annotated[CompletionServing, Depends(_completion_serving)]
 TokenizeServingDep = Annotated[TokenizeServing, Depends(_tokenize_serving)]
+ResponsesServingDep = Annotated[ResponsesServing, Depends(_responses_serving)]
 ModelPoolDep = Annotated[ModelPool, Depends(_pool)]
 
 

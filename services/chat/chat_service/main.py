@@ -18,15 +18,18 @@ from chat_service.chat_context import ChatContext
 from chat_service.conversations_router import conversations_router
 from chat_service.model_pool import EngineFactory, ModelPool, load_engine
 from chat_service.observability import ChatMetrics, GenerationTelemetry
+from chat_service.responses_router import responses_router
 from chat_service.router import router
 from chat_service.serving_chat import ChatServing
 from chat_service.serving_completions import CompletionServing
 from chat_service.serving_conversations import ConversationServing
+from chat_service.serving_responses import ResponsesServing
 from chat_service.serving_templates import PromptTemplateServing
 from chat_service.serving_tokenize import TokenizeServing
 from chat_service.settings import ChatSettings
 from chat_service.store.conversations import ConversationStore
 from chat_service.store.database import open_database
+from chat_service.store.responses import ResponseStore
 from chat_service.store.templates import PromptTemplateStore
 from chat_service.templates_router import templates_router
 
@@ -52,7 +55,11 @@ def create_app(settings: ChatSettings, engine_factory: EngineFactory = load_engi
         app.state.model_host = pool
         app.state.admission = admission
         context = ChatContext(conversations, templates, settings.conversation_reserve_tokens)
-        app.state.chat_serving = ChatServing(pool, admission, settings, telemetry, context=context)
+        chat_serving = ChatServing(pool, admission, settings, telemetry, context=context)
+        app.state.chat_serving = chat_serving
+        app.state.responses_serving = ResponsesServing(
+            chat_serving, ResponseStore(database), conversations, settings.conversation_reserve_tokens
+        )
         app.state.conversation_serving = conversations
         app.state.template_serving = templates
         app.state.completion_serving = CompletionServing(pool, admission, settings, telemetry)
@@ -73,7 +80,7 @@ def create_app(settings: ChatSettings, engine_factory: EngineFactory = load_engi
     return create_service_app(
         "ortserve chat",
         lifespan,
-        [router, admin_models_router, conversations_router, templates_router],
+        [router, admin_models_router, conversations_router, responses_router, templates_router],
         is_ready=lambda app: getattr(app.state, "ready", False) and len(app.state.pool) > 0,
         service_name="ortserve-chat",
         metrics=metrics,

@@ -76,10 +76,10 @@ class GenerationTelemetry:
         self.trace_content = trace_content
         self._tracer = trace.get_tracer("ortserve.chat")
 
-    def begin(self, request: SamplingRequest, settings: ChatSettings) -> GenerationSpan:
+    def begin(self, request: SamplingRequest, settings: ChatSettings, operation: str | None = None) -> GenerationSpan:
         """Start the span; temperature and top_p are the values used, the service's defaults where the request
-        gives none."""
-        operation = "chat" if isinstance(request, ChatCompletionRequest) else "text_completion"
+        gives none. `operation` names an endpoint that runs on a chat request of its own making (responses)."""
+        operation = operation or ("chat" if isinstance(request, ChatCompletionRequest) else "text_completion")
         attributes: dict[str, Any] = {
             "gen_ai.operation.name": operation,
             "gen_ai.provider.name": "ortserve",

@@ -26,18 +26,25 @@ class RequestRun:
         admission: AdmissionController,
         telemetry: GenerationTelemetry,
         settings: ChatSettings,
+        operation: str | None = None,
     ) -> None:
         self.request = request
+        self._operation = operation
         self.stats = stats  # one per choice (and per prompt), filled in as the generations run
         self._admission = admission
         self._telemetry = telemetry
         self._settings = settings
         self._span: GenerationSpan | None = None
         self._slot: AdmissionSlot | None = None
+        self._failure: BaseException | None = None
+
+    def failed(self, exc: BaseException) -> None:
+        """A failure the block handled itself (a stream that told its client in an event of its own)."""
+        self._failure = exc
 
     async def __aenter__(self) -> RequestRun:
         # The span starts before the wait for a slot, so it holds the time in queue.
-        span = self._span = self._telemetry.begin(self.request, self._settings)
+        span = self._span = self._telemetry.begin(self.request, self._settings, self._operation)
         try:
             self._slot = await self._admission.acquire()
         except BaseException as exc:  # 429, 503, or cancelled while queued: the span must still end
@@ -63,4 +70,4 @@ class RequestRun:
             tokens_per_s=round(sum(rates) / len(rates), 2) if rates else None,
             finish_reason=[s.finish_reason for s in stats],
         )
-        self._telemetry.finish(self._span, self.request.model, stats, exc)
+        self._telemetry.finish(self._span, self.request.model, stats, exc or self._failure)

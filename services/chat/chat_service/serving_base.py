@@ -141,6 +141,7 @@ class BaseServing:
         n = request.n or 1
         return [replace(base, seed=None if request.seed is None else request.seed + i) for i in range(n)]
 
-    def run(self, request: SamplingRequest, stats: list[GenerationStats]) -> RequestRun:
-        """`async with` it around the generations: it holds their slot and span, and reports `stats` at the end."""
-        return RequestRun(request, stats, self.admission, self.telemetry, self.settings)
+    def run(self, request: SamplingRequest, stats: list[GenerationStats], operation: str | None = None) -> RequestRun:
+        """`async with` it around the generations: it holds their slot and span, and reports `stats` at the end.
+        `operation` names the span for an endpoint that runs on a chat request of its own making (responses)."""
+        return RequestRun(request, stats, self.admission, self.telemetry, self.settings, operation)

@@ -1,4 +1,4 @@
-"""The conversation and prompt-template store, on SQLite and on a real PostgreSQL alike."""
+"""The conversation, stored-response and prompt-template store, on SQLite and on a real PostgreSQL alike."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from chat_service.store.conversations import ConversationStore, UnknownCursor
 from chat_service.store.database import conversation_items, metadata, open_database
+from chat_service.store.responses import ResponseRecord, ResponseStore
 from chat_service.store.templates import PromptTemplateStore, TemplateExists
 from sqlalchemy import Engine, select
 
@@ -153,3 +154,14 @@ def test_prompt_templates(engine: Engine) -> None:
     assert store.replace("missing", None, "x", {}) is None
     assert store.delete("code") and not store.delete("code") and store.get("code") is None
     assert json.dumps(store.get("alpha").parameters) == "{}"  # type: ignore[union-attr]
+
+
+def test_stored_responses_belong_to_their_owner(engine: Engine) -> None:
+    store = ResponseStore(engine)
+    body = {"id": "resp_1", "created_at": 1, "previous_response_id": None, "output": []}
+    inputs = [{"id": "msg_1", **_message("user", "hi")}]
+    store.put("alice", ResponseRecord("resp_1", body, inputs, inputs))
+    assert store.get("bob", "resp_1") is None
+    assert store.get("alice", "resp_1") == ResponseRecord("resp_1", body, inputs, inputs)
+    assert not store.delete("bob", "resp_1")
+    assert store.delete("alice", "resp_1") and store.get("alice", "resp_1") is None

@@ -79,3 +79,19 @@ def test_the_same_prompt_again_computes_only_its_tail(engine, plain) -> None:
     (tokens_a, _), (tokens_b, hit) = asyncio.run(twice())
     assert tokens_a == tokens_b == plain.greedy(prompt, 12)
     assert hit == ((len(plain.encode(prompt)) - 1) // BLOCK) * BLOCK
+
+
+def test_a_finished_reply_is_cached_after_its_prompt(engine, plain) -> None:
+    """The next turn of a conversation starts with the last prompt and its reply: both come from the cache, and the
+    greedy tokens are still the plain engine's."""
+    prompt = plain.encode(_chat(plain, "Which aisle has the garden hoses?"))
+
+    async def two_turns():
+        reply, _ = await _run(engine, prompt, 24, 0)
+        follow_up = [*prompt, *reply, *plain.encode("\nAnd the rakes?")]
+        return reply, follow_up, await _run(engine, follow_up, 8, 0)
+
+    reply, follow_up, (tokens, hit) = asyncio.run(two_turns())
+    # The reply's last token was sampled but never fed, so its KV is not there to keep.
+    assert hit == ((len(prompt) + len(reply) - 1) // BLOCK) * BLOCK
+    assert tokens == plain.greedy(plain.decode(follow_up), 8)

@@ -74,3 +74,13 @@ def test_clear_hands_back_every_row_staged_included() -> None:
     table.add(a)
     table.stage(long)
     assert table.clear() == [a, long] and table.active == 0 and table.unstage() is None
+
+
+def test_before_free_sees_a_finished_row_in_its_slot_before_the_move() -> None:
+    table, moves = _table(3)
+    a, b, c = Row("a", 1, done=True), Row("b", 2), Row("c", 3)
+    for row in (a, b, c):
+        table.add(row)
+    seen: list[tuple[str, int, int]] = []
+    table.remove(lambda row: row.done, before_free=lambda row, slot: seen.append((row.name, slot, len(moves))))
+    assert seen == [("a", 0, 0)] and moves == [(2, 0, 3)]  # read in slot 0 before c's KV was moved over it

@@ -67,6 +67,7 @@ class BatchRow:
     cached_tokens: int = 0  # prompt positions copied from the prefix cache instead of computed
     generated: int = 0
     next_token: int = -1
+    fed: list[int] = field(default_factory=list)  # generated tokens whose KV is in the slot (all but the last)
     done: bool = field(default=False)
 
 
@@ -241,6 +242,7 @@ class BatchScheduler:
         self._decoder.cache.ensure(max(row.length for row in rows) + 1, self._table.used())
         logits = self._decoder.decode([row.next_token for row in rows], [row.length for row in rows])
         for row, row_logits in zip(rows, logits, strict=True):
+            row.fed.append(row.next_token)
             row.length += 1
             self._advance(row, row_logits)
         self._drop_finished()
@@ -276,7 +278,12 @@ class BatchScheduler:
                 self._outbox.append((row.emit, error))
             self._outbox.append((row.emit, self._end))
 
+    def _keep_reply(self, row: BatchRow, slot: int) -> None:
+        # The next turn of a conversation (or a chain of responses) starts with this prompt and this reply.
+        if row.fed and not row.cancelled.is_set():
+            self._prefix.store([*row.request.prompt_ids, *row.fed], slot, row.length, row.request.cache_scope)
+
     def _drop_finished(self) -> None:
-        for row in self._table.remove(lambda row: row.done or row.cancelled.is_set()):
+        for row in self._table.remove(lambda row: row.done or row.cancelled.is_set(), before_free=self._keep_reply):
             self._finish(row, None)
             self._slot_freed = True

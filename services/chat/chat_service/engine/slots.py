@@ -66,8 +66,9 @@ class SlotTable(Generic[R]):
         row, self.staged = self.staged, None
         return row
 
-    def remove(self, finished: Callable[[R], bool]) -> list[R]:
-        """Free the slots of finished rows, moving the last row into each hole so the batch stays contiguous."""
+    def remove(self, finished: Callable[[R], bool], before_free: Callable[[R, int], None] | None = None) -> list[R]:
+        """Free the slots of finished rows, moving the last row into each hole so the batch stays contiguous;
+        `before_free(row, slot)` may still read a finished row's KV before another row's is moved over it."""
         removed: list[R] = []
         slot = 0
         while slot < len(self.rows):
@@ -75,6 +76,8 @@ class SlotTable(Generic[R]):
                 slot += 1
                 continue
             removed.append(self.rows[slot])
+            if before_free is not None:
+                before_free(self.rows[slot], slot)
             last = len(self.rows) - 1
             if slot != last:
                 self._move(last, slot, self.rows[last].length)

@@ -1,4 +1,5 @@
-"""The chat service's own state (conversations, prompt templates): SQLite in a data folder, or PostgreSQL.
+"""The chat service's own state (conversations, stored responses, prompt templates): SQLite in a data folder, or
+PostgreSQL.
 
 SQLAlchemy Core keeps one code path for both. Every transaction on SQLite starts with BEGIN IMMEDIATE, so that two
 processes appending to one conversation take turns instead of one failing on a stale snapshot; on PostgreSQL the
@@ -57,6 +58,20 @@ conversation_items = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("body", Text, nullable=False),  # the item's JSON, without its id
     UniqueConstraint("conversation_id", "position", name="conversation_items_position"),
+)
+
+responses = Table(
+    "responses",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("owner", String(128), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("previous_response_id", String(64), nullable=True),
+    Column("body", Text, nullable=False),  # the response object's JSON, as the client got it
+    Column("input_items", Text, nullable=False),  # this request's input items, with their ids
+    # Everything the next turn of a chain sees before its own input: the earlier turns' items, this input, this
+    # output (instructions excepted: OpenAI does not carry them over).
+    Column("context_items", Text, nullable=False),
 )
 
 prompt_templates = Table(

@@ -1,0 +1,48 @@
+"""/v1/responses: OpenAI's Responses API (create, retrieve, delete, input_items), on the chat pipeline."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse, StreamingResponse
+from ortserve_common.protocol.responses import MAX_PAGE, ResponsesRequest
+from ortserve_common.sse import sse_event_stream
+
+from chat_service.dependencies import OwnerDep, ResponsesServingDep
+
+responses_router = APIRouter(prefix="/v1/responses", tags=["responses"])
+
+_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+@responses_router.post("", response_model=None)
+async def create_response(
+    request: ResponsesRequest, serving: ResponsesServingDep, owner: OwnerDep
+) -> JSONResponse | StreamingResponse:
+    result = await serving.create(request, owner)
+    if isinstance(result, dict):
+        return JSONResponse(result)
+    return StreamingResponse(sse_event_stream(result), media_type="text/event-stream", headers=_SSE_HEADERS)
+
+
+@responses_router.get("/{response_id}")
+async def retrieve_response(response_id: str, serving: ResponsesServingDep, owner: OwnerDep) -> dict[str, Any]:
+    return await serving.retrieve(owner, response_id)
+
+
+@responses_router.delete("/{response_id}")
+async def delete_response(response_id: str, serving: ResponsesServingDep, owner: OwnerDep) -> dict[str, Any]:
+    return await serving.delete(owner, response_id)
+
+
+@responses_router.get("/{response_id}/input_items")
+async def list_input_items(
+    response_id: str,
+    serving: ResponsesServingDep,
+    owner: OwnerDep,
+    after: Annotated[str | None, Query(min_length=1)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
+    order: Literal["asc", "desc"] = "desc",
+) -> dict[str, Any]:
+    return await serving.input_items(owner, response_id, after, limit, order)
