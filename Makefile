@@ -19,7 +19,7 @@ export ORTSERVE_MODELS_DIR := $(MODELS_DIR)
 export ORTSERVE_BUILD_PYTHON := $(BUILD_VENV)/bin/python
 
 .PHONY: help install build-venv model nginx postgres certs run run-chat up down test lint clean loadtest loadtest-ui bench bench-peers \
-	fuzz overload soak
+	fuzz overload soak docker-engine base-image images
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -87,6 +87,15 @@ overload: install nginx $(MODEL_STAMPS) ## Twice the chat capacity for 60 s; ref
 soak: install nginx $(MODEL_STAMPS) ## 10 min of the mixed Locust scenario, RSS sampled: results/reliability/soak-*
 	SOAK_SECONDS=$${SOAK_SECONDS:-600} \
 	$(PY) -m pytest tests/test_soak.py -s -o timeout=$$(( $${SOAK_SECONDS:-600} + 600 )) $(PYTEST_ARGS)
+
+docker-engine: install ## Install Debian's Docker engine and start it, plus the compose v2 plugin (no-op where they answer)
+	@tools/docker/engine.sh $(VENV)/bin/docker-compose
+
+base-image: ## Debian bookworm base image (Python, nginx, this host's CA certificates) from Debian's packages
+	@tools/docker/base-image.sh
+
+images: ## Build every image (public bases where a registry answers, the local base otherwise; ORTSERVE_BASE=...)
+	@tools/docker/images.sh
 
 lint: install ## ruff over the code
 	$(VENV)/bin/ruff check .
