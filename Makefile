@@ -15,11 +15,14 @@ PYTEST_ARGS ?=
 LOADTEST_ARGS ?=
 BENCH_ARGS ?=
 
+# One clear line, naming the target that fixes it, where no Docker engine answers.
+NEED_ENGINE := docker info >/dev/null 2>&1 || { echo "no Docker engine answers here: make docker-engine installs Debian's and starts it" >&2; exit 1; }
+
 export ORTSERVE_MODELS_DIR := $(MODELS_DIR)
 export ORTSERVE_BUILD_PYTHON := $(BUILD_VENV)/bin/python
 
 .PHONY: help install build-venv model nginx postgres certs run run-chat up down test lint clean loadtest loadtest-ui bench bench-peers \
-	fuzz overload soak docker-engine base-image images
+	fuzz overload soak docker-engine base-image images compose-up compose-down
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -95,7 +98,16 @@ base-image: ## Debian bookworm base image (Python, nginx, this host's CA certifi
 	@tools/docker/base-image.sh
 
 images: ## Build every image (public bases where a registry answers, the local base otherwise; ORTSERVE_BASE=...)
+	@$(NEED_ENGINE)
 	@tools/docker/images.sh
+
+compose-up: install $(MODEL_STAMPS) ## The stack under docker compose (chat x2), real models mounted read-only; prints the URL
+	@$(NEED_ENGINE)
+	@tools/docker/images.sh
+	@$(PY) tools/compose.py up
+
+compose-down: install ## Stop the compose stack; returns once every container has stopped (volumes stay)
+	@$(PY) tools/compose.py down
 
 lint: install ## ruff over the code
 	$(VENV)/bin/ruff check .

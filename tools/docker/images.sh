@@ -33,7 +33,7 @@ debian_base=${DEBIAN_BASE_IMAGE:-$debian_base}
 build() {  # build NAME DOCKERFILE BASE
   local start=$SECONDS
   # Legacy builder on purpose: BuildKit needs buildx, which Debian's engine lacks, and would fetch frontends.
-  if ! DOCKER_BUILDKIT=0 docker build -q -f "$2" --build-arg "BASE_IMAGE=$3" --label org.ortserve.image="$1" \
+  if ! DOCKER_BUILDKIT=0 docker build -q --force-rm -f "$2" --build-arg "BASE_IMAGE=$3" --label org.ortserve.image="$1" \
       -t "ortserve-$1:$tag" . >"/tmp/ortserve-build-$1.log" 2>&1; then
     tail -30 "/tmp/ortserve-build-$1.log" >&2
     echo "building ortserve-$1 failed (whole log: /tmp/ortserve-build-$1.log)" >&2
