@@ -62,7 +62,8 @@ down: ## Stop the background stack
 run-chat: install $(MODEL_STAMPS) ## Only the chat service, on port 8000, no proxy
 	CHAT_MODEL_PATH=$${CHAT_MODEL_PATH:-$(CHAT_MODEL)} $(PY) -m chat_service
 
-test: install nginx postgres $(MODEL_STAMPS) ## Run every test on the real models
+test: install nginx postgres docker-engine $(MODEL_STAMPS) ## Run every test on the real models (compose included)
+	@tools/docker/images.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 loadtest: install nginx postgres $(MODEL_STAMPS) ## Locust, headless, 60 s on a stack of its own; CSV + HTML in results/loadtest/

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import shutil
 import ssl
 import subprocess
@@ -28,6 +29,14 @@ from stack import _secret_file, banner  # noqa: E402 - tools/ is not a package
 
 logger = logging.getLogger("compose")
 PROXY_UID = 101  # the proxy image's user: it must be able to read the TLS key
+
+
+def bundled_models() -> str:
+    """Where `make model` puts the models (the Makefile exports it; the same path when run by hand)."""
+    if os.environ.get("ORTSERVE_MODELS_DIR"):
+        return os.environ["ORTSERVE_MODELS_DIR"]
+    recipe = re.search(r'^RECIPE_VERSION = "(.*)"', (ROOT / "tools/model_build/build.py").read_text(), re.MULTILINE)
+    return str(Path.home() / f".cache/ortserve/models/r{recipe.group(1) if recipe else '1'}")
 
 
 def engine_answers() -> bool:
@@ -59,7 +68,7 @@ def compose_env(state: Path) -> dict[str, str]:
         "ORTSERVE_ADMIN_KEY": given.get("ORTSERVE_ADMIN_KEY") or _secret_file(state / "admin-key", "sk-admin-"),
         "ORTSERVE_API_KEYS": given.get("ORTSERVE_API_KEYS") or _secret_file(state / "api-key", "sk-ortserve-"),
         "ORTSERVE_TLS_DIR": given.get("ORTSERVE_TLS_DIR") or str(tls),
-        "ORTSERVE_MODELS_HOST_DIR": given.get("ORTSERVE_MODELS_HOST_DIR") or os.environ["ORTSERVE_MODELS_DIR"],
+        "ORTSERVE_MODELS_HOST_DIR": given.get("ORTSERVE_MODELS_HOST_DIR") or bundled_models(),
     }
     return env
 
