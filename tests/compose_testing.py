@@ -21,6 +21,8 @@ from ortserve_common.testing import free_port
 from stack_testing import Stack
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+from compose import compose_env  # noqa: E402 - tools/ is not a package
 
 
 def docker(*args: str, timeout: float = 120, check: bool = True) -> str:
@@ -58,6 +60,8 @@ class ComposeStack(Stack):
         )
         if result.returncode != 0:
             raise RuntimeError(f"compose stack did not come up:\n{result.stdout}\n{result.stderr}\n{self.logs()}")
+        # What compose.py gave docker compose (keys, TLS and models folders), for this test's own compose commands.
+        self.env.update(compose_env(self.run_dir))
         self.api_key = (self.run_dir / "api-key").read_text().strip()
         self.admin_key = (self.run_dir / "admin-key").read_text().strip()
         self.ca = str(self.run_dir / "tls/ca.pem")
