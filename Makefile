@@ -22,7 +22,7 @@ export ORTSERVE_MODELS_DIR := $(MODELS_DIR)
 export ORTSERVE_BUILD_PYTHON := $(BUILD_VENV)/bin/python
 
 .PHONY: help install build-venv model nginx postgres certs run run-chat up down test lint clean loadtest loadtest-ui bench bench-peers \
-	fuzz overload soak docker-engine base-image images compose-up compose-down
+	fuzz overload soak docker-engine base-image images compose-up compose-down swarm-up swarm-down
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -109,6 +109,14 @@ compose-up: install $(MODEL_STAMPS) ## The stack under docker compose (chat x2),
 
 compose-down: install ## Stop the compose stack; returns once every container has stopped (volumes stay)
 	@$(PY) tools/compose.py down
+
+swarm-up: install $(MODEL_STAMPS) ## The same stack with docker stack deploy (a single-node swarm where none is active)
+	@$(NEED_ENGINE)
+	@tools/docker/images.sh
+	@$(PY) tools/swarm.py up
+
+swarm-down: install ## Remove the swarm stack; returns once its containers and network are gone (volumes stay)
+	@$(PY) tools/swarm.py down
 
 lint: install ## ruff over the code
 	$(VENV)/bin/ruff check .
