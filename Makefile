@@ -9,7 +9,7 @@ RECIPE      := $(shell sed -n 's/^RECIPE_VERSION = "\(.*\)"/\1/p' tools/model_bu
 MODELS_DIR  ?= $(CACHE_DIR)/models/r$(RECIPE)
 CHAT_MODEL  ?= $(MODELS_DIR)/smollm2-135m-instruct
 PY          := $(VENV)/bin/python
-PACKAGES    := libs/common services/chat services/embeddings services/models
+PACKAGES    := libs/common libs/testing services/chat services/embeddings services/models
 MODEL_STAMPS := $(foreach m,smollm2-135m-instruct smollm2-135m-instruct-hidden phi3-tiny all-minilm-l6-v2 rerank-tiny-random,$(MODELS_DIR)/$(m)/.complete)
 PYTEST_ARGS ?=
 LOADTEST_ARGS ?=
@@ -21,7 +21,7 @@ NEED_ENGINE := docker info >/dev/null 2>&1 || { echo "no Docker engine answers h
 export ORTSERVE_MODELS_DIR := $(MODELS_DIR)
 export ORTSERVE_BUILD_PYTHON := $(BUILD_VENV)/bin/python
 
-.PHONY: help install build-venv model nginx postgres certs run run-chat up down test lint clean loadtest loadtest-ui bench bench-peers \
+.PHONY: help install build-venv model nginx postgres certs run run-chat up down test test-unit lint typecheck docs clean loadtest loadtest-ui bench bench-peers \
 	fuzz overload soak docker-engine base-image images compose-up compose-down swarm-up swarm-down
 
 help: ## List the targets
@@ -53,10 +53,10 @@ run: install nginx $(MODEL_STAMPS) ## The whole stack (registry, chat, embedding
 up: install nginx $(MODEL_STAMPS) ## The whole stack in the background
 	$(PY) tools/stack.py up
 
-certs: ## A local CA and server certificate in run/tls (make run does this too; compose mounts them)
+certs: ## A local CA and server certificate in run/tls (make run does this too)
 	@bash proxy/gen-certs.sh run/tls
 
-down: ## Stop the background stack
+down: ## Stop the background stack; returns once every process has exited and its ports are free
 	@$(PY) tools/stack.py down
 
 run-chat: install $(MODEL_STAMPS) ## Only the chat service, on port 8000, no proxy
@@ -118,8 +118,18 @@ swarm-up: install $(MODEL_STAMPS) ## The same stack with docker stack deploy (a 
 swarm-down: install ## Remove the swarm stack; returns once its containers and network are gone (volumes stay)
 	@$(PY) tools/swarm.py down
 
-lint: install ## ruff over the code
+lint: install ## ruff over the code (lint rules and formatting)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install ## mypy over every deployable's code
+	$(VENV)/bin/mypy
+
+docs: install ## Regenerate each service's configuration table (README) from its settings
+	$(PY) tools/settings_docs.py
+
+test-unit: install ## Only the tests that need no model and no server (well under a minute)
+	$(PY) -m pytest -m unit -q $(PYTEST_ARGS)
 
 clean: ## Remove the venv (the model cache in ~/.cache/ortserve stays)
 	rm -rf $(VENV) .pytest_cache

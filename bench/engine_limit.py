@@ -7,18 +7,14 @@ the same definitions as the HTTP client (bench/clients.py), and the same chat te
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import onnxruntime_genai as og
+from ortserve_testing.plain_engine import PlainGenerator
 
 from bench.clients import Phase, StreamRecord
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "services/chat/tests"))
-from chat_testing import PlainGenerator  # noqa: E402 - the chat tests' reference loop; not a package
 
 
 class EngineLimit:

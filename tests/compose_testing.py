@@ -15,14 +15,11 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
-from ortserve_common.testing import free_port
-from stack_testing import Stack
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
-from compose import compose_env  # noqa: E402 - tools/ is not a package
+from ortserve_testing.processes import free_port
+from ortserve_testing.stack import ROOT, LocalStack
 
 
 def docker(*args: str, timeout: float = 120, check: bool = True) -> str:
@@ -32,8 +29,14 @@ def docker(*args: str, timeout: float = 120, check: bool = True) -> str:
     return result.stdout
 
 
-class ComposeStack(Stack):
-    """Stack's clients (openai(), http()) on a compose project; `replicas` maps a service to its scale."""
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines, as tools/compose.py writes them."""
+    lines = path.read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+
+
+class ComposeStack(LocalStack):
+    """LocalStack's clients (openai(), http()) on a compose project; `replicas` maps a service to its scale."""
 
     def __init__(self, run_dir: Path, replicas: dict[str, int]) -> None:
         self.run_dir = run_dir
@@ -47,7 +50,7 @@ class ComposeStack(Stack):
             "PROXY_BIND": "127.0.0.1",
             **{f"{name.upper()}_REPLICAS": str(count) for name, count in replicas.items()},
         }
-        self.base_url = f"https://localhost:{self.ports['PROXY_HTTPS_PORT']}"
+        self.base_url = self.proxy_url = f"https://localhost:{self.ports['PROXY_HTTPS_PORT']}"
         self.prometheus_url = f"http://127.0.0.1:{self.ports['PROMETHEUS_PORT']}"
 
     def up(self) -> ComposeStack:
@@ -61,7 +64,7 @@ class ComposeStack(Stack):
         if result.returncode != 0:
             raise RuntimeError(f"compose stack did not come up:\n{result.stdout}\n{result.stderr}\n{self.logs()}")
         # What compose.py gave docker compose (keys, TLS and models folders), for this test's own compose commands.
-        self.env.update(compose_env(self.run_dir))
+        self.env.update(read_env_file(self.run_dir / "compose.env"))
         self.api_key = (self.run_dir / "api-key").read_text().strip()
         self.admin_key = (self.run_dir / "admin-key").read_text().strip()
         self.ca = str(self.run_dir / "tls/ca.pem")
@@ -118,7 +121,7 @@ class ComposeStack(Stack):
         with urllib.request.urlopen(url, timeout=10) as response:
             return json.load(response)["data"]["result"]
 
-    def wait_for(self, what: str, condition, timeout_s: float = 180) -> None:  # noqa: ANN001 - any callable
+    def wait_until(self, what: str, condition: Callable[[], object], timeout_s: float = 180) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:

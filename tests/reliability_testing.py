@@ -18,12 +18,19 @@ from stack_testing import ROOT, Stack
 CHAT_MODEL = "smollm2-135m-instruct"
 EMBED_MODEL = "all-minilm-l6-v2"
 # The reliability stack: a chat capacity small enough to overload in seconds (2 running + 2 queued), and client
-# timeouts short enough to watch nginx cut a slow client.
-CHAT_MAX_CONCURRENCY, CHAT_MAX_QUEUE, CHAT_QUEUE_TIMEOUT_S = 2, 2, 10
+# timeouts short enough to watch nginx cut a slow client. The queue timeout leaves a queued stream room to wait
+# behind two running streams of LONG_STREAM_TOKENS even on a slow, shared machine (3.5 tokens/s would do): the
+# tests that queue streams must see them drain, not time out (10 s did not hold with another process busy).
+CHAT_MAX_CONCURRENCY, CHAT_MAX_QUEUE, CHAT_QUEUE_TIMEOUT_S = 2, 2, 120
+LONG_STREAM_TOKENS = 400
+# A SIGTERM drain must let every stream in flight finish: two rounds of LONG_STREAM_TOKENS behind two slots.
+CHAT_DRAIN_TIMEOUT_S = 300
+SMOLLM_EOS = 2  # <|im_end|>: forbidding it makes a stream run to max_tokens, whatever the prompt
 RELIABILITY_ENV = {
     "CHAT_MAX_CONCURRENCY": str(CHAT_MAX_CONCURRENCY),
     "CHAT_MAX_QUEUE": str(CHAT_MAX_QUEUE),
     "CHAT_QUEUE_TIMEOUT_S": str(CHAT_QUEUE_TIMEOUT_S),
+    "CHAT_DRAIN_TIMEOUT_S": str(CHAT_DRAIN_TIMEOUT_S),
     "CHAT_MAX_BATCH_SIZE": str(CHAT_MAX_CONCURRENCY),  # KV slots: a second stack need not hold 8 of them in memory
     "PROXY_CLIENT_HEADER_TIMEOUT": "2s",
     "PROXY_CLIENT_BODY_TIMEOUT": "2s",
@@ -93,9 +100,10 @@ async def stream_chat(
     max_tokens: int = 16,
     prompt: str = "Count from one to fifty.",
     first_token: asyncio.Event | None = None,
+    run_to_max_tokens: bool = False,
 ) -> StreamResult:
     """One streamed chat request through the proxy, read to its end; never raises (the outcome is recorded).
-    `first_token` is set when the first content arrives."""
+    `first_token` is set when the first content arrives; `run_to_max_tokens` forbids the end-of-sequence token."""
     header, trace_id = traceparent()
     result = StreamResult(trace_id)
     body = {
@@ -106,6 +114,8 @@ async def stream_chat(
         "stream": True,
         "stream_options": {"include_usage": True},
     }
+    if run_to_max_tokens:
+        body["logit_bias"] = {str(SMOLLM_EOS): -100}
     headers = {"Authorization": f"Bearer {api_key}", "traceparent": header}
     start = time.perf_counter()
     try:

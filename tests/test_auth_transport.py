@@ -3,10 +3,10 @@ TLS 1.2 is the floor, plain HTTP is refused, and slow clients are cut off by ngi
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import socket
 import ssl
-import sys
 import time
 import warnings
 
@@ -125,8 +125,11 @@ def test_tls_1_2_is_the_minimum(stack: Stack) -> None:
 
 
 def test_the_default_client_timeouts(stack: Stack) -> None:
-    sys.path.insert(0, str(ROOT / "proxy"))
-    from render import DEFAULTS  # noqa: PLC0415 - proxy/ is not a package
+    spec = importlib.util.spec_from_file_location("proxy_render", ROOT / "proxy/render.py")  # proxy/ is no package
+    assert spec is not None and spec.loader is not None
+    render = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(render)
+    DEFAULTS = render.DEFAULTS  # noqa: N806
 
     config = (stack.run_dir / "proxy/conf/conf.d/ortserve.conf").read_text()
     assert DEFAULTS["PROXY_CLIENT_HEADER_TIMEOUT"] == "15s" and DEFAULTS["PROXY_CLIENT_BODY_TIMEOUT"] == "30s"

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
 from aiohttp import web
-from stack_testing import ROOT
 
-sys.path.insert(0, str(ROOT))
-from bench import clients  # noqa: E402 - bench/ is a folder at the repository root, not an installed package
+from bench import clients
 
 
 def sse(payload: dict) -> bytes:

@@ -3,13 +3,9 @@ and the markdown and its plots are written. No timing is measured or asserted he
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-from stack_testing import ROOT
-
-sys.path.insert(0, str(ROOT))
-from bench import report  # noqa: E402 - bench/ is a folder at the repository root, not an installed package
+from bench import report
 
 CPU = {"seconds": 1.0, "busy_cores": 1.0, "own_cores": 1.0, "other_cores": 0.0, "load_1m": 0.5}
 

@@ -20,6 +20,9 @@ import openai
 import pytest
 from compose_testing import ROOT, ComposeStack, docker
 
+# The module starts a whole stack of its own (under docker compose / on a swarm): a stack test.
+pytestmark = pytest.mark.stack
+
 CHAT_MODEL = "smollm2-135m-instruct"
 EMBED_MODEL = "all-minilm-l6-v2"
 # Greedy counting runs past 1,500 tokens on this model without an end of sequence: a stream of 400 tokens is still
@@ -46,7 +49,7 @@ def _ips(stack: ComposeStack, service: str, port: int) -> set[str]:
 
 def test_every_replica_is_healthy_registered_and_scraped(compose_stack: ComposeStack) -> None:
     assert len(compose_stack.healthy("chat")) == 2 and len(compose_stack.healthy("embeddings")) == 2
-    compose_stack.wait_for(
+    compose_stack.wait_until(
         "/v1/models counts two replicas of each scaled model",
         lambda: compose_stack.replicas(CHAT_MODEL) == 2 and compose_stack.replicas(EMBED_MODEL) == 2,
     )
@@ -59,7 +62,7 @@ def test_every_replica_is_healthy_registered_and_scraped(compose_stack: ComposeS
         expected |= {("models", a) for a in _ips(compose_stack, "models", 8002)}
         return found == expected and len(expected) == 5
 
-    compose_stack.wait_for("Prometheus scrapes every replica of every service", scraped)
+    compose_stack.wait_until("Prometheus scrapes every replica of every service", scraped)
 
 
 def test_both_chat_replicas_serve_requests_sent_through_the_proxy(compose_stack: ComposeStack) -> None:
@@ -74,7 +77,7 @@ def test_both_chat_replicas_serve_requests_sent_through_the_proxy(compose_stack:
     def both_served() -> bool:  # each replica's own request counter, as Prometheus scraped it
         return {s["metric"]["instance"] for s in compose_stack.prometheus(query)} == _ips(compose_stack, "chat", 8000)
 
-    compose_stack.wait_for("both chat replicas counted chat completions", both_served, timeout_s=60)
+    compose_stack.wait_until("both chat replicas counted chat completions", both_served, timeout_s=60)
 
 
 def test_a_conversation_continues_on_the_other_replica(compose_stack: ComposeStack) -> None:
@@ -94,7 +97,7 @@ def test_a_conversation_continues_on_the_other_replica(compose_stack: ComposeSta
         request_ids.append(raw.headers["x-request-id"])
         if turn >= 1:  # nginx logs a request once it is answered: look up where each turn went
             logged = lambda: set(request_ids) <= set(compose_stack.upstreams())  # noqa: E731
-            compose_stack.wait_for("the proxy logged every turn", logged)
+            compose_stack.wait_until("the proxy logged every turn", logged)
             upstreams = {compose_stack.upstreams()[rid] for rid in request_ids}
             if len(upstreams) == 2:
                 break
@@ -107,7 +110,7 @@ def test_a_conversation_continues_on_the_other_replica(compose_stack: ComposeSta
 
 
 def _two_replicas_serving(stack: ComposeStack) -> None:
-    stack.wait_for(
+    stack.wait_until(
         "two healthy chat replicas, both registered",
         lambda: len(stack.healthy("chat")) == 2 and stack.replicas(CHAT_MODEL) == 2,
     )
@@ -155,7 +158,7 @@ def test_a_replica_killed_mid_stream_ends_the_stream_cleanly_and_comes_back(comp
         )
         assert reply.choices[0].finish_reason in ("stop", "length")
     # The restart policy (unless-stopped) brings the killed one back: healthy, and registered again.
-    compose_stack.wait_for(
+    compose_stack.wait_until(
         f"{victim} restarted by its restart policy",
         lambda: docker("inspect", "-f", "{{.RestartCount}}", victim).strip() not in ("", "0"),
     )

@@ -19,6 +19,9 @@ import openai
 import pytest
 from compose_testing import ROOT, ComposeStack, docker
 
+# The module starts a whole stack of its own (under docker compose / on a swarm): a stack test.
+pytestmark = pytest.mark.stack
+
 CHAT_MODEL = "smollm2-135m-instruct"
 
 
@@ -71,7 +74,7 @@ def swarm_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SwarmStack
 
 
 def test_chat_runs_as_two_tasks_behind_the_proxy_and_both_serve(swarm_stack: SwarmStack) -> None:
-    swarm_stack.wait_for("/v1/models counts two chat replicas", lambda: swarm_stack.replicas(CHAT_MODEL) == 2)
+    swarm_stack.wait_until("/v1/models counts two chat replicas", lambda: swarm_stack.replicas(CHAT_MODEL) == 2)
     client = swarm_stack.openai()
     for number in range(8):
         reply = client.chat.completions.create(
@@ -84,7 +87,7 @@ def test_chat_runs_as_two_tasks_behind_the_proxy_and_both_serve(swarm_stack: Swa
         served = {s["metric"]["instance"].split(":")[0] for s in swarm_stack.prometheus(query)}
         return served == swarm_stack.task_ips("chat") and len(served) == 2
 
-    swarm_stack.wait_for("both chat tasks counted chat completions (Prometheus)", both_served, timeout_s=60)
+    swarm_stack.wait_until("both chat tasks counted chat completions (Prometheus)", both_served, timeout_s=60)
 
 
 def test_a_rolling_update_of_chat_under_load_fails_no_request(swarm_stack: SwarmStack) -> None:
@@ -109,7 +112,7 @@ def test_a_rolling_update_of_chat_under_load_fails_no_request(swarm_stack: Swarm
             # One task at a time, the new one started (and healthy) before the old one drains and stops.
             service = f"{swarm_stack.stack}_chat"
             docker("service", "update", "--force", "--detach=false", "--quiet", service, timeout=300)
-            swarm_stack.wait_for("two chat replicas registered again", lambda: swarm_stack.replicas(CHAT_MODEL) == 2)
+            swarm_stack.wait_until("two chat replicas registered again", lambda: swarm_stack.replicas(CHAT_MODEL) == 2)
         finally:
             stop.set()
             for worker in workers:

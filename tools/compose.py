@@ -23,9 +23,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+from stack import _secret_file, banner  # tools/stack.py: this script's own folder is on sys.path
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
-from stack import _secret_file, banner  # noqa: E402 - tools/ is not a package
 
 logger = logging.getLogger("compose")
 PROXY_UID = 101  # the proxy image's user: it must be able to read the TLS key
@@ -70,6 +70,10 @@ def compose_env(state: Path) -> dict[str, str]:
         "ORTSERVE_TLS_DIR": given.get("ORTSERVE_TLS_DIR") or str(tls),
         "ORTSERVE_MODELS_HOST_DIR": given.get("ORTSERVE_MODELS_HOST_DIR") or bundled_models(),
     }
+    # For compose commands of your own on this stack: docker compose --env-file run/compose/compose.env ps
+    env_file = state / "compose.env"
+    env_file.write_text("".join(f"{key}={value}\n" for key, value in env.items()))
+    env_file.chmod(0o600)
     return env
 
 

@@ -16,7 +16,9 @@ only where the caller's own OTEL_* variables say.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
+import math
 import os
 import secrets
 import shutil
@@ -38,6 +40,10 @@ PORTS = {
     "PROXY_HTTPS_PORT": "8443",
     "OTLP_RECEIVER_PORT": "4318",
 }
+
+
+SETTINGS_PREFIX = {"registry": "MODELS_", "chat": "CHAT_", "embeddings": "EMBED_"}
+DEFAULT_DRAIN_S = 30.0
 
 
 def traces_on() -> bool:
@@ -69,10 +75,12 @@ def prepare(run_dir: Path) -> dict[str, str]:
         "PROXY_ACCESS_LOG": str(run_dir / "logs/proxy-access.log"),
     }
     os.environ.update(env)
-    sys.path.insert(0, str(ROOT / "proxy"))
-    from render import render  # noqa: PLC0415 - proxy/ is not a package; its renderer is a script
-
-    nginx_conf = render(run_dir / "proxy")
+    # proxy/ is not a package: its renderer is a script, loaded from its file.
+    spec = importlib.util.spec_from_file_location("proxy_render", ROOT / "proxy/render.py")
+    assert spec is not None and spec.loader is not None
+    renderer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(renderer)
+    nginx_conf = renderer.render(run_dir / "proxy")
     python = sys.executable
     programs = {
         "registry": (
@@ -126,6 +134,8 @@ def prepare(run_dir: Path) -> dict[str, str]:
     ]
     for name, (command, extra_env) in programs.items():
         environment = ",".join(f'{k}="{v}"' for k, v in {**env, **extra_env}.items())
+        # A service drains for its *_DRAIN_TIMEOUT_S after SIGTERM; supervisord kills only a little after that.
+        drain_s = float(os.environ.get(f"{SETTINGS_PREFIX.get(name, '-')}DRAIN_TIMEOUT_S", DEFAULT_DRAIN_S))
         sections += [
             f"[program:{name}]",
             f"command={command}",
@@ -134,7 +144,7 @@ def prepare(run_dir: Path) -> dict[str, str]:
             "autorestart=true",
             "startsecs=2",
             "stopsignal=TERM" if name != "proxy" else "stopsignal=QUIT",
-            "stopwaitsecs=35",
+            f"stopwaitsecs={math.ceil(drain_s) + 5}",
             f"stdout_logfile={run_dir / 'logs' / name}.log",
             "redirect_stderr=true",
             "stdout_logfile_maxbytes=20MB",
@@ -184,6 +194,42 @@ def banner(info: dict[str, str]) -> str:
     )
 
 
+def down(run_dir: Path, bin_dir: Path, conf: Path) -> int:
+    """Stop the stack and return only once every process has exited, so its ports are free for the next `up`
+    (supervisorctl's shutdown returns as soon as supervisord has taken the request)."""
+    if not (run_dir / "supervisor.sock").exists():
+        logger.info("no stack is running from %s", run_dir)
+        return 0
+    ctl = [bin_dir / "supervisorctl", "-c", conf]
+    listed = subprocess.run([*ctl, "pid", "all"], capture_output=True, text=True, check=False).stdout.split()
+    pids = {int(pid) for pid in listed if pid.isdigit() and pid != "0"}
+    pidfile = run_dir / "supervisord.pid"
+    if pidfile.exists():
+        pids.add(int(pidfile.read_text().strip()))
+    # Each program gets its stopwaitsecs to drain, then it is killed.
+    waits = [int(line.split("=", 1)[1]) for line in conf.read_text().splitlines() if line.startswith("stopwaitsecs=")]
+    limit_s = max(waits, default=35) + 30
+    code = subprocess.run([*ctl, "shutdown"], check=False).returncode
+    deadline = time.monotonic() + limit_s
+    while pids and time.monotonic() < deadline:
+        pids = {pid for pid in pids if _alive(pid)}
+        time.sleep(0.1)
+    if pids:
+        logger.error("still running after %d s: pids %s", limit_s, sorted(pids))
+        return 1
+    logger.info("stopped")
+    return code
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[-1]
+    except (ProcessLookupError, FileNotFoundError):
+        return False
+    return not state.startswith("Z")  # a zombie has exited; only its parent's wait is missing
+
+
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s stack %(message)s")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -193,10 +239,7 @@ def main() -> int:
     bin_dir = Path(sys.executable).parent
     conf = run_dir / "supervisord.conf"
     if args.command == "down":
-        if not (run_dir / "supervisor.sock").exists():
-            logger.info("no stack is running from %s", run_dir)
-            return 0
-        return subprocess.run([bin_dir / "supervisorctl", "-c", conf, "shutdown"], check=False).returncode
+        return down(run_dir, bin_dir, conf)
     info = prepare(run_dir)
     if args.command == "up":
         subprocess.run([bin_dir / "supervisord", "-c", conf], check=True)

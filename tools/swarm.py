@@ -22,11 +22,10 @@ import time
 from pathlib import Path
 
 import yaml
+from compose import compose_env, engine_answers, wait_serving  # tools/: this script's own folder is on sys.path
+from stack import banner
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
-from compose import compose_env, engine_answers, wait_serving  # noqa: E402 - tools/ is not a package
-from stack import banner  # noqa: E402
 
 logger = logging.getLogger("swarm")
 # What the v3 schema of `docker stack deploy` does not know; the images are built beforehand (make images).

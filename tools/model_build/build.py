@@ -27,10 +27,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import common  # noqa: E402
-from common import BuildError, log  # noqa: E402
+import common  # a script: its folder is on sys.path
+from common import BuildError, log
 
 RECIPE_VERSION = "1"
 

@@ -15,9 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import common  # noqa: E402
+import common  # a script: its folder is on sys.path
 
 log = logging.getLogger("model_build.verify")
 

@@ -216,7 +216,7 @@ def _document_openai_errors(app: FastAPI) -> None:
             app.openapi_schema = schema
         return app.openapi_schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend the schema
 
 
 def create_service_app(
@@ -232,6 +232,7 @@ def create_service_app(
     metrics = metrics or ServiceMetrics()
     app = FastAPI(title=title, lifespan=lifespan)
     app.state.metrics = metrics
+    # Starlette types a handler as taking any Exception; each of ours takes the one class it is registered for.
     app.add_exception_handler(OpenAIError, _openai_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_handler)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error_handler)  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""RegistryClient: a service announces itself and its models to the model registry, and keeps doing so.
+"""RegistrationClient: a service announces itself and its models to the model registry, and keeps doing so.
 
 Registration is repeated every `interval_s` as the heartbeat; the registry counts the instance as down once
 `ttl_s` passes without one. A registry that is down or refuses the request never stops the service: the failure
@@ -26,7 +26,7 @@ DEREGISTER_TIMEOUT_S = 2.0
 REPEAT_WARNING_S = 60.0
 
 
-class RegistryClient:
+class RegistrationClient:
     def __init__(
         self,
         registry_url: str | None,
@@ -89,7 +89,7 @@ class RegistryClient:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._client is None:
+        if self._client is None or self.registry_url is None:
             return
         try:
             await self._client.delete(

@@ -59,7 +59,14 @@ class DrainingServer(uvicorn.Server):
 
 
 def serve(app: FastAPI, host: str, port: int, graceful_timeout_s: float = 30) -> None:
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, timeout_graceful_shutdown=graceful_timeout_s)
+    # uvicorn annotates the timeout as int but hands it to asyncio.wait_for, which takes fractions of a second too.
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        timeout_graceful_shutdown=graceful_timeout_s,  # type: ignore[arg-type]
+    )
     DrainingServer(config, app).run()
 
 
@@ -89,5 +96,5 @@ def run_service(
     except expected_errors as exc:
         logger.error("cannot start: %s", exc)
         return 2
-    serve(create_app(settings), settings.host, settings.port)
+    serve(create_app(settings), settings.host, settings.port, settings.drain_timeout_s)
     return 0

@@ -19,6 +19,32 @@ class ServiceSettings(BaseSettings):
     max_concurrency: int = Field(4, ge=1, description="Requests running at once; further ones queue.")
     max_queue: int = Field(32, ge=0, description="Requests allowed to wait for a slot; beyond this → 429.")
     queue_timeout_s: float = Field(30.0, gt=0, description="Longest wait for a slot before the request gets 503.")
+    drain_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="On SIGTERM, how long the requests in flight (running and queued) may take to finish before the "
+        "process exits; a process manager should wait a little longer than this before it kills.",
+    )
+
+
+class ModelHostSettings(ServiceSettings):
+    """What chat and embeddings share: they host models, load and unload them at runtime (the admin API), and
+    register them with the model registry."""
+
+    admin_key: str | None = Field(
+        None,
+        description="Bearer key for this service's admin API (/admin/models/load and /unload; chat's "
+        "/v1/prompt-templates too); unset disables it (403).",
+    )
+    registry_url: str | None = Field(
+        None, description="Model registry base URL to register with and heartbeat to; unset runs standalone."
+    )
+    advertise_url: str | None = Field(
+        None, description="URL the registry and proxy use to reach this instance; defaults to http://host:port."
+    )
+
+    def public_url(self) -> str:
+        return self.advertise_url or advertised_url(self.host, self.port)
 
 
 def advertised_url(host: str, port: int) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
@@ -25,7 +25,7 @@ def sse_data(payload: BaseModel | dict[str, Any]) -> str:
     return f"data: {text}\n\n"
 
 
-async def sse_stream(chunks: AsyncIterator[BaseModel]) -> AsyncIterator[str]:
+async def sse_stream(chunks: AsyncGenerator[BaseModel, None]) -> AsyncIterator[str]:
     """Frame chunks; once the status is already 200, a failure can only be reported as an error event (as vLLM does)."""
     try:
         # aclosing: a client that disconnects while we sit at `yield` must still end the generation at once.

@@ -11,6 +11,26 @@ _MISSING = {"missing"}
 _TYPE_ERRORS = ("_type", "_parsing", "literal_error", "union_tag", "model_attributes_type", "dict_type", "list_type")
 
 
+def _is_branch_label(item: Any) -> bool:
+    """pydantic's names for a union's branches ("str", "list[...]", "function-after[...]"), not field names."""
+    return isinstance(item, str) and ("[" in item or "function-" in item or item in {"str", "int", "list", "float"})
+
+
+def _deepest_branch(errors: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """A union (`str | list[part]`) reports every branch it tried, in order; the one that got furthest into the value
+    says what is wrong with it (a list of parts with an image in it is not "not a valid string")."""
+    first = errors[0]
+    loc = tuple(first.get("loc", ()))
+    if not loc or not _is_branch_label(loc[-1]):
+        return first
+    field = loc[:-1]
+    branches = [e for e in errors if tuple(e.get("loc", ()))[: len(field)] == field]
+    # Only a branch whose own validator refused the value (a value_error) says more than "not a string": a value
+    # that fits no branch (`["a", 1]` for str | list[str] | list[int]) is named as a whole, by the first error.
+    telling = [e for e in branches if e.get("type") == "value_error"]
+    return max(telling, key=lambda e: len(e.get("loc", ()))) if telling else first
+
+
 def param_from_loc(loc: Sequence[Any]) -> str | None:
     """("body", "messages", 0, "role") → "messages[0].role", ("query", "limit") → "limit"; pydantic's union-branch
     names are dropped."""
@@ -20,7 +40,7 @@ def param_from_loc(loc: Sequence[Any]) -> str | None:
             continue
         if isinstance(item, int):
             parts.append(f"[{item}]")
-        elif isinstance(item, str) and ("[" in item or "function-" in item or item in {"str", "int", "list", "float"}):
+        elif _is_branch_label(item):
             continue  # union branch labels such as "list[str]" or "function-after[...]"
         else:
             parts.append(("." if parts else "") + str(item))
@@ -30,7 +50,7 @@ def param_from_loc(loc: Sequence[Any]) -> str | None:
 def validation_error(errors: Sequence[dict[str, Any]]) -> OpenAIError:
     if not errors:
         return OpenAIError(400, "Invalid request.", code="invalid_value")
-    first = errors[0]
+    first = _deepest_branch(errors)
     if first.get("type") == "json_invalid":
         return OpenAIError(
             400,

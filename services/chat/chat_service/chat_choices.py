@@ -28,6 +28,7 @@ class ChatChoice:
     def __init__(self, index: int, plan: ToolPlan, vocabulary: Vocabulary | None, logprobs: bool) -> None:
         self.index = index
         self._parser = ToolCallParser(plan.names, plan.mode == "forced") if plan.parses_calls else None
+        self._max_calls = None if plan.parallel else 1
         self._vocabulary = vocabulary
         self._logprobs = logprobs
         self._content: list[str] = []
@@ -43,7 +44,7 @@ class ChatChoice:
 
     def final(self, finish_reason: FinishReason | None) -> list[ChatCompletionChunkChoice]:
         """What the parser still held, then the chunk with the finish reason."""
-        out = self._parser.finish() if self._parser is not None else ParserOutput()
+        out = self._limited(self._parser.finish() if self._parser is not None else ParserOutput())
         self._content.append(out.content)
         chunks = []
         if out.content or out.deltas or self._held_logprobs:
@@ -68,7 +69,7 @@ class ChatChoice:
 
     def message(self) -> AssistantMessage:
         """The whole reply, once `choice` or `final` has run (a stream's reply too, for its conversation)."""
-        calls = self._parser.calls if self._parser is not None else []
+        calls = self._parser.calls[: self._max_calls] if self._parser is not None else []
         content = "".join(self._content)
         return AssistantMessage(
             content=None if calls and not content.strip() else content,
@@ -88,6 +89,11 @@ class ChatChoice:
     def _parse(self, text: str) -> ParserOutput:
         out = self._parser.feed(text) if self._parser is not None else ParserOutput(content=text)
         self._content.append(out.content)
+        return self._limited(out)
+
+    def _limited(self, out: ParserOutput) -> ParserOutput:
+        if self._max_calls is not None:
+            out.deltas = [d for d in out.deltas if d.index < self._max_calls]
         return out
 
     def _add_logprobs(self, piece: TextPiece) -> None:

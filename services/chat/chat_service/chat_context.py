@@ -5,6 +5,7 @@ request's messages and the reply appended to that conversation.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,6 +60,19 @@ def fit_history(
     return [*prefix, *kept(cuts[low]), *new]
 
 
+def _fit(
+    prefix: list[ChatMessage],
+    history: list[ChatMessage],
+    new: list[ChatMessage],
+    count_tokens: TokenCounter,
+    budget: int,
+) -> list[ChatMessage]:
+    messages = [*prefix, *history, *new]
+    if history and count_tokens(messages) > budget:
+        return fit_history(prefix, history, new, count_tokens, budget)
+    return messages
+
+
 class ChatContext:
     def __init__(
         self, conversations: ConversationServing, templates: PromptTemplateServing, reserve_tokens: int
@@ -81,9 +95,8 @@ class ChatContext:
         # A reserve bigger than a small context would leave no room for any history at all.
         reserve = requested if requested is not None else min(self.reserve_tokens, context_length // 4)
         budget = context_length - reserve
-        messages = [*prefix, *history, *request.messages]
-        if history and count_tokens(messages) > budget:
-            messages = fit_history(prefix, history, request.messages, count_tokens, budget)
+        # Counting means rendering and tokenizing the whole history, maybe several times: off the event loop.
+        messages = await asyncio.to_thread(_fit, prefix, history, request.messages, count_tokens, budget)
         dropped = len(prefix) + len(history) + len(request.messages) - len(messages)
         if dropped:
             logger.info("conversation %s: %d oldest messages left out to fit the context", conversation_id, dropped)

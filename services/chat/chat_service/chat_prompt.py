@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 from ortserve_common.errors import invalid_request
 from ortserve_common.protocol.chat import ChatMessage
 
+from chat_service.engine.protocol import Tokenizer
 from chat_service.tools import (
     ToolPlan,
     arguments_value,
@@ -15,10 +16,6 @@ from chat_service.tools import (
     tool_response_text,
     tool_system_prompt,
 )
-
-
-class TemplateEngine(Protocol):
-    def apply_chat_template(self, messages: list[dict[str, Any]], **kwargs: Any) -> str: ...
 
 
 def check_messages(messages: list[ChatMessage]) -> None:
@@ -33,14 +30,12 @@ def check_messages(messages: list[ChatMessage]) -> None:
 
 
 def render_chat_prompt(
-    engine: TemplateEngine, messages: list[ChatMessage], plan: ToolPlan, add_generation_prompt: bool = True
+    tokenizer: Tokenizer, messages: list[ChatMessage], plan: ToolPlan, add_generation_prompt: bool = True
 ) -> str:
     check_messages(messages)
-    kwargs: dict[str, Any] = {} if add_generation_prompt else {"add_generation_prompt": False}
-    if getattr(engine, "template_renders_tools", False):
-        if plan.mode != "none":
-            kwargs["tools"] = [tool_json(f) for f in plan.functions]
-        return engine.apply_chat_template([_native(m) for m in messages], **kwargs)
+    if tokenizer.template_renders_tools:
+        tools = [tool_json(f) for f in plan.functions] if plan.mode != "none" else None
+        return tokenizer.apply_chat_template([_native(m) for m in messages], tools, add_generation_prompt)
     rendered = _with_tool_conventions(messages)
     if plan.mode != "none":
         tool_prompt = tool_system_prompt(plan.functions)
@@ -48,7 +43,7 @@ def render_chat_prompt(
             rendered[0]["content"] = f"{rendered[0]['content']}\n\n{tool_prompt}".lstrip()
         else:
             rendered.insert(0, {"role": "system", "content": tool_prompt})
-    return engine.apply_chat_template(rendered, **kwargs)
+    return tokenizer.apply_chat_template(rendered, add_generation_prompt=add_generation_prompt)
 
 
 def _role(message: ChatMessage) -> str:

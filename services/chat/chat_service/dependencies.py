@@ -8,8 +8,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
-from ortserve_common.admin_auth import check_admin_key
-from ortserve_common.registration import RegistryClient
 
 from chat_service.model_pool import ModelPool
 from chat_service.serving_chat import ChatServing
@@ -17,7 +15,6 @@ from chat_service.serving_completions import CompletionServing
 from chat_service.serving_conversations import ConversationServing
 from chat_service.serving_templates import PromptTemplateServing
 from chat_service.serving_tokenize import TokenizeServing
-from chat_service.settings import ChatSettings
 
 
 async def _chat_serving(request: Request) -> ChatServing:
@@ -32,10 +29,6 @@ async def _tokenize_serving(request: Request) -> TokenizeServing:
     return request.app.state.tokenize_serving
 
 
-async def _settings(request: Request) -> ChatSettings:
-    return request.app.state.settings
-
-
 async def _pool(request: Request) -> ModelPool:
     return request.app.state.pool
 
@@ -43,15 +36,7 @@ async def _pool(request: Request) -> ModelPool:
 ChatServingDep = Annotated[ChatServing, Depends(_chat_serving)]
 CompletionServingDep = Annotated[CompletionServing, Depends(_completion_serving)]
 TokenizeServingDep = Annotated[TokenizeServing, Depends(_tokenize_serving)]
-SettingsDep = Annotated[ChatSettings, Depends(_settings)]
 ModelPoolDep = Annotated[ModelPool, Depends(_pool)]
-
-
-async def _registry(request: Request) -> RegistryClient:
-    return request.app.state.registry
-
-
-RegistryDep = Annotated[RegistryClient, Depends(_registry)]
 
 
 async def _conversation_serving(request: Request) -> ConversationServing:
@@ -71,8 +56,3 @@ async def _owner(x_ortserve_api_key_id: Annotated[str | None, Header()] = None) 
 ConversationServingDep = Annotated[ConversationServing, Depends(_conversation_serving)]
 PromptTemplateServingDep = Annotated[PromptTemplateServing, Depends(_template_serving)]
 OwnerDep = Annotated[str, Depends(_owner)]
-
-
-async def require_admin(settings: SettingsDep, authorization: Annotated[str | None, Header()] = None) -> None:
-    """The admin key, for /admin/models and /v1/prompt-templates."""
-    check_admin_key(authorization, settings.admin_key)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
+from ortserve_common.errors import OpenAIError
+
 from chat_service.engine import FinishReason, GenerationRequest, SamplingParams
-from chat_service.engine.ort_genai import OrtGenAIEngine
+from chat_service.engine.protocol import ChatEngine
+from chat_service.engine.types import EngineClosedError
 from chat_service.logprobs import GeneratedToken, TokenAligner
 from chat_service.stop import StopStringMatcher
 
@@ -46,7 +49,7 @@ class TextPiece:
 class TextGeneration:
     def __init__(
         self,
-        engine: OrtGenAIEngine,
+        engine: ChatEngine,
         prompt_ids: list[int],
         max_tokens: int,
         sampling: SamplingParams,
@@ -58,7 +61,7 @@ class TextGeneration:
         self._stops = stops
         self.stats = GenerationStats(prompt_tokens=len(prompt_ids), max_tokens=max_tokens)
 
-    async def pieces(self) -> AsyncIterator[TextPiece]:
+    async def pieces(self) -> AsyncGenerator[TextPiece, None]:
         """Yield pieces with text or tokens; `stats.finish_reason` is set when the iterator ends normally."""
         start = time.perf_counter()
         matcher = StopStringMatcher(self._stops)
@@ -91,10 +94,18 @@ class TextGeneration:
                     if stopped or event.finish_reason is not None:
                         self.stats.finish_reason = "stop" if stopped else event.finish_reason
                         return
+        except EngineClosedError as exc:
+            raise OpenAIError(
+                503,
+                f"The model was unloaded before this request finished ({exc}). Retry with a model that is served.",
+                "server_error",
+                None,
+                "model_unloaded",
+            ) from exc
         finally:
             self.stats.total_s = time.perf_counter() - start
 
-    async def deltas(self) -> AsyncIterator[str]:
+    async def deltas(self) -> AsyncGenerator[str, None]:
         """Yield non-empty text pieces; `stats.finish_reason` is set when the iterator ends normally."""
         async with aclosing(self.pieces()) as pieces:
             async for piece in pieces:

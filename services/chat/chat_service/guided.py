@@ -58,7 +58,6 @@ async def resolve_guidance(
     spec, param = candidates[0]
     try:
         # Compiling a large schema can take a while: keep the event loop serving meanwhile.
-        await asyncio.to_thread(check_guidance, spec, vocabulary)
+        return await asyncio.to_thread(check_guidance, spec, vocabulary)
     except GuidanceError as exc:
         raise invalid_request(f"Invalid {param}: {exc}", param) from exc
-    return spec

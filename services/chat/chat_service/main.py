@@ -8,12 +8,12 @@ from contextlib import asynccontextmanager
 
 from anyio import to_thread
 from fastapi import FastAPI
+from ortserve_common.admin_models import admin_models_router
 from ortserve_common.admission import AdmissionController
 from ortserve_common.app import create_service_app
-from ortserve_common.registration import RegistryClient
+from ortserve_common.registration import RegistrationClient
 from ortserve_common.server import on_drain
 
-from chat_service.admin_router import admin_router
 from chat_service.chat_context import ChatContext
 from chat_service.conversations_router import conversations_router
 from chat_service.model_pool import EngineFactory, ModelPool, load_engine
@@ -49,6 +49,7 @@ def create_app(settings: ChatSettings, engine_factory: EngineFactory = load_engi
         telemetry = GenerationTelemetry(metrics, settings.trace_content)
         app.state.settings = settings
         app.state.pool = pool
+        app.state.model_host = pool
         app.state.admission = admission
         context = ChatContext(conversations, templates, settings.conversation_reserve_tokens)
         app.state.chat_serving = ChatServing(pool, admission, settings, telemetry, context=context)
@@ -56,23 +57,23 @@ def create_app(settings: ChatSettings, engine_factory: EngineFactory = load_engi
         app.state.template_serving = templates
         app.state.completion_serving = CompletionServing(pool, admission, settings, telemetry)
         app.state.tokenize_serving = TokenizeServing(pool, settings)
-        registry = RegistryClient(settings.registry_url, "chat", settings.public_url(), pool.registrations)
-        app.state.registry = registry
-        await registry.start()
-        on_drain(app, registry.stop)  # leave the registry as soon as a drain starts, not at its end
+        registration = RegistrationClient(settings.registry_url, "chat", settings.public_url(), pool.registrations)
+        app.state.registration = registration
+        await registration.start()
+        on_drain(app, registration.stop)  # leave the registry as soon as a drain starts, not at its end
         app.state.ready = True
         try:
             yield
         finally:
             app.state.ready = False
-            await registry.stop()
+            await registration.stop()
             await pool.close()
             database.dispose()
 
     return create_service_app(
         "ortserve chat",
         lifespan,
-        [router, admin_router, conversations_router, templates_router],
+        [router, admin_models_router, conversations_router, templates_router],
         is_ready=lambda app: getattr(app.state, "ready", False) and len(app.state.pool) > 0,
         service_name="ortserve-chat",
         metrics=metrics,

@@ -4,24 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from ortserve_common.errors import OpenAIError, model_not_found
+from ortserve_common.errors import OpenAIError, invalid_request, model_not_found
+from ortserve_common.protocol.admin import ModelLoadRequest
 from ortserve_common.protocol.common import ModelCard
 
 from chat_service.engine.continuous import ContinuousBatchingEngine
 from chat_service.engine.ort_genai import OrtGenAIEngine
+from chat_service.engine.protocol import ChatEngine
 from chat_service.engine.types import EngineLoadError
 from chat_service.settings import ChatSettings
 
 logger = logging.getLogger(__name__)
 
-EngineFactory = Callable[[Path, ChatSettings], OrtGenAIEngine]
+EngineFactory = Callable[[Path, ChatSettings], ChatEngine]
 
 
-def load_engine(path: Path, settings: ChatSettings) -> OrtGenAIEngine:
+def load_engine(path: Path, settings: ChatSettings) -> ChatEngine:
     engine = OrtGenAIEngine(path, settings.engine_threads, settings.max_model_len, settings.max_concurrency)
     if settings.engine == "generator":
         return engine
@@ -46,10 +48,10 @@ class ModelPool:
     def __init__(self, settings: ChatSettings, factory: EngineFactory = load_engine) -> None:
         self._settings = settings
         self._factory = factory
-        self._engines: dict[str, OrtGenAIEngine] = {}
+        self._engines: dict[str, ChatEngine] = {}
         self._lock = asyncio.Lock()
 
-    def get(self, model_id: str) -> OrtGenAIEngine:
+    def get(self, model_id: str) -> ChatEngine:
         engine = self._engines.get(model_id)
         if engine is None:
             raise model_not_found(model_id)
@@ -80,15 +82,40 @@ class ModelPool:
             self._engines[model_id] = engine
         logger.info("loaded %s from %s (context %d tokens)", model_id, path, engine.context_length)
 
-    async def unload(self, model_id: str) -> None:
+    # The admin API (ortserve_common.admin_models) ----------------------------------------------------------------
+    async def load_model(self, request: ModelLoadRequest) -> None:
+        if request.kind not in (None, "chat"):
+            raise invalid_request(f"This chat service hosts chat models, not {request.kind!r}.", "kind")
+        await self.load(request.id, Path(request.path))
+
+    async def unload_model(self, model_id: str, announce: Callable[[], Awaitable[object]]) -> None:
+        engine = await self.remove(model_id)
+        await announce()  # the registry stops routing the model here before its streams are waited for
+        await self.retire(model_id, engine)
+
+    async def remove(self, model_id: str) -> ChatEngine:
+        """Stop serving the model at once (new requests for it get 404) and hand back its engine for `retire`."""
         async with self._lock:
             engine = self._engines.pop(model_id, None)
         if engine is None:
             raise model_not_found(model_id)
-        # close() waits for the generations already running on this engine; new requests no longer find it.
+        return engine
+
+    async def retire(self, model_id: str, engine: ChatEngine, grace_s: float | None = None) -> None:
+        """Give the generations running on a removed engine `grace_s` (the setting unload_grace_s by default) to
+        finish, then close it: those still running end with a model_unloaded error."""
+        grace_s = self._settings.unload_grace_s if grace_s is None else grace_s
+        if not await engine.in_flight.wait_idle(grace_s):
+            logger.warning(
+                "unloading %s: %d generation(s) still running after %.1f s are ended",
+                model_id,
+                engine.in_flight.count,
+                grace_s,
+            )
         await asyncio.to_thread(engine.close)
         logger.info("unloaded %s", model_id)
 
     async def close(self) -> None:
+        # At shutdown the server has already drained its streams: nothing is left to wait for.
         for model_id in list(self._engines):
-            await self.unload(model_id)
+            await self.retire(model_id, await self.remove(model_id), grace_s=0)

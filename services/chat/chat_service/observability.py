@@ -9,9 +9,7 @@ since the conventions define no span attribute for them. Prompt and output text 
 
 from __future__ import annotations
 
-import contextvars
 import json
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -63,24 +61,22 @@ class ChatMetrics(ServiceMetrics):
 
 
 @dataclass
-class _Generation:
+class GenerationSpan:
+    """One request's gen_ai span, from its ask for a slot to its last token."""
+
     span: Span
     started: float  # perf_counter when the request asked for a slot
     max_tokens_given: bool
 
 
-# Set by admit(), read by record(): both run in the request's context (a stream's generator too), so no serving
-# signature has to carry it.
-_current: contextvars.ContextVar[_Generation | None] = contextvars.ContextVar("ortserve_generation", default=None)
-
-
 class GenerationTelemetry:
-    def __init__(self, metrics: ChatMetrics | None = None, trace_content: bool = False) -> None:
-        self.metrics = metrics or ChatMetrics()
+    def __init__(self, metrics: ChatMetrics, trace_content: bool = False) -> None:
+        """`metrics` are the ones the app's /metrics serves."""
+        self.metrics = metrics
         self.trace_content = trace_content
         self._tracer = trace.get_tracer("ortserve.chat")
 
-    def begin(self, request: SamplingRequest, settings: ChatSettings) -> None:
+    def begin(self, request: SamplingRequest, settings: ChatSettings) -> GenerationSpan:
         """Start the span; temperature and top_p are the values used, the service's defaults where the request
         gives none."""
         operation = "chat" if isinstance(request, ChatCompletionRequest) else "text_completion"
@@ -105,20 +101,14 @@ class GenerationTelemetry:
         if self.trace_content:
             attributes["gen_ai.input.messages"] = json.dumps(_input_messages(request), ensure_ascii=False)
         span = self._tracer.start_span(f"{operation} {request.model}", kind=SpanKind.INTERNAL, attributes=attributes)
-        _current.set(_Generation(span, time.perf_counter(), requested is not None))
+        return GenerationSpan(span, time.perf_counter(), requested is not None)
 
-    def admitted(self, queued_s: float) -> None:
+    def admitted(self, current: GenerationSpan, queued_s: float) -> None:
         self.metrics.observe_queue(queued_s)
-        current = _current.get()
-        if current is not None:
-            current.span.set_attribute("gen_ai.latency.time_in_queue", queued_s)
+        current.span.set_attribute("gen_ai.latency.time_in_queue", queued_s)
 
-    def refused(self, exc: BaseException) -> None:
+    def refused(self, current: GenerationSpan, exc: BaseException) -> None:
         """No slot: the queue was full (429), the wait too long (503), or the client left while queued."""
-        current = _current.get()
-        if current is None:
-            return
-        _current.set(None)
         if isinstance(exc, OpenAIError):
             current.span.set_status(Status(StatusCode.ERROR, exc.message))
             current.span.set_attribute("error.type", str(exc.status))
@@ -126,10 +116,11 @@ class GenerationTelemetry:
             current.span.set_attribute("ortserve.cancelled", True)
         current.span.end()
 
-    def finish(self, model: str, stats: list[GenerationStats]) -> None:
-        """Metrics and the span's usage, timings and outcome. Called from a `finally`, so an exception in flight is
-        the generation's failure, and a GeneratorExit or CancelledError a client that went away."""
-        exc = sys.exc_info()[1]
+    def finish(
+        self, current: GenerationSpan, model: str, stats: list[GenerationStats], exc: BaseException | None
+    ) -> None:
+        """Metrics and the span's usage, timings and outcome. `exc` is how the request's block ended: an Exception
+        is the generation's failure, a GeneratorExit or CancelledError a client that went away."""
         metrics = self.metrics
         metrics.prompt_tokens.labels(model).inc(sum(s.prompt_tokens for s in stats))
         metrics.cached_prompt_tokens.labels(model).inc(sum(s.cached_tokens for s in stats))
@@ -141,14 +132,9 @@ class GenerationTelemetry:
             for gap in s.itl_s:
                 itl.observe(gap)
             metrics.finished.labels(model, s.finish_reason or "abort").inc()
-        current = _current.get()
-        elapsed = time.perf_counter() - current.started if current else sum(s.total_s for s in stats)
-        finished = exc is None and all(s.finish_reason for s in stats)
-        if finished:
+        elapsed = time.perf_counter() - current.started
+        if exc is None and all(s.finish_reason for s in stats):
             metrics.e2e.labels(model).observe(elapsed)
-        if current is None:
-            return
-        _current.set(None)
         span = current.span
         span.set_attributes(
             {

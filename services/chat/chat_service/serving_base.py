@@ -7,17 +7,17 @@ from contextlib import aclosing
 from dataclasses import replace
 from typing import TypeVar
 
-from ortserve_common.admission import AdmissionController, AdmissionSlot
+from ortserve_common.admission import AdmissionController
 from ortserve_common.errors import OpenAIError, invalid_request
-from ortserve_common.logs import record_request_fields
 from ortserve_common.protocol.sampling import SamplingRequest
 
 from chat_service.engine import SamplingParams
-from chat_service.engine.ort_genai import OrtGenAIEngine
+from chat_service.engine.protocol import ChatEngine
 from chat_service.engine.types import GuidanceSpec
 from chat_service.generation import GenerationStats
 from chat_service.model_pool import ModelPool
 from chat_service.observability import GenerationTelemetry
+from chat_service.request_run import RequestRun
 from chat_service.settings import ChatSettings
 
 T = TypeVar("T")
@@ -46,12 +46,12 @@ class BaseServing:
         pool: ModelPool,
         admission: AdmissionController,
         settings: ChatSettings,
-        telemetry: GenerationTelemetry | None = None,
+        telemetry: GenerationTelemetry,
     ) -> None:
         self.pool = pool
         self.admission = admission
         self.settings = settings
-        self.telemetry = telemetry or GenerationTelemetry()
+        self.telemetry = telemetry
 
     def check_supported(self, request: SamplingRequest) -> None:
         """Refuse, clearly, what we would otherwise silently ignore."""
@@ -61,7 +61,7 @@ class BaseServing:
             raise invalid_request("best_of > 1 is not supported.", "best_of", "unsupported_value")
 
     def resolve_max_tokens(
-        self, engine: OrtGenAIEngine, prompt_tokens: int, requested: int | None, prompt_param: str
+        self, engine: ChatEngine, prompt_tokens: int, requested: int | None, prompt_param: str
     ) -> int:
         context = engine.context_length
         if requested is not None:
@@ -86,11 +86,11 @@ class BaseServing:
         return min(self.settings.default_max_tokens, context - prompt_tokens)
 
     @staticmethod
-    def logit_bias(request: SamplingRequest, engine: OrtGenAIEngine) -> tuple[tuple[int, float], ...]:
+    def logit_bias(request: SamplingRequest, engine: ChatEngine) -> tuple[tuple[int, float], ...]:
         """OpenAI's {"token id": bias} with biases in [-100, 100], checked against this model's vocabulary."""
         if not request.logit_bias:
             return ()
-        vocab_size = engine.vocab_size
+        vocab_size = engine.tokenizer.vocab_size
         pairs = []
         for key, value in request.logit_bias.items():
             try:
@@ -130,30 +130,6 @@ class BaseServing:
         n = request.n or 1
         return [replace(base, seed=None if request.seed is None else request.seed + i) for i in range(n)]
 
-    async def admit(self, request: SamplingRequest | None = None) -> AdmissionSlot:
-        """A slot; with the request, its gen_ai span starts here, so the span holds the time in queue."""
-        if request is not None:
-            self.telemetry.begin(request, self.settings)
-        try:
-            slot = await self.admission.acquire()
-        except BaseException as exc:  # 429, 503, or cancelled while queued: the span must still end
-            self.telemetry.refused(exc)
-            raise
-        record_request_fields(queued_s=round(slot.queued_s, 4))
-        self.telemetry.admitted(slot.queued_s)
-        return slot
-
-    def record_stats(self, model: str, stats: list[GenerationStats]) -> None:
-        prompt = sum(s.prompt_tokens for s in stats)
-        completion = sum(s.completion_tokens for s in stats)
-        ttft = stats[0].ttft_s if stats else None
-        rates = [s.tokens_per_s for s in stats if s.tokens_per_s is not None]
-        record_request_fields(
-            model=model,
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            ttft_s=None if ttft is None else round(ttft, 4),
-            tokens_per_s=round(sum(rates) / len(rates), 2) if rates else None,
-            finish_reason=[s.finish_reason for s in stats],
-        )
-        self.telemetry.finish(model, stats)
+    def run(self, request: SamplingRequest, stats: list[GenerationStats]) -> RequestRun:
+        """`async with` it around the generations: it holds their slot and span, and reports `stats` at the end."""
+        return RequestRun(request, stats, self.admission, self.telemetry, self.settings)

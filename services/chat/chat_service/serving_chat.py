@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
 
-from ortserve_common.errors import invalid_request
+from ortserve_common.errors import OpenAIError, invalid_request
 from ortserve_common.protocol.chat import (
     ChatCompletionChunk,
     ChatCompletionChunkChoice,
@@ -20,13 +21,13 @@ from ortserve_common.protocol.common import UsageInfo, new_id, now
 from chat_service.chat_choices import ChatChoice
 from chat_service.chat_context import ChatContext, ChatTurn
 from chat_service.chat_prompt import render_chat_prompt
-from chat_service.engine.ort_genai import OrtGenAIEngine
+from chat_service.engine.protocol import ChatEngine
 from chat_service.engine.types import GuidanceSpec
 from chat_service.generation import TextGeneration
 from chat_service.guided import extension_guidance, resolve_guidance, response_format_guidance
 from chat_service.multiplex import interleave, run_all
 from chat_service.serving_base import BaseServing, start_stream
-from chat_service.tools import ToolPlan, plan_tools
+from chat_service.tools import ToolPlan, blame_parameters, plan_tools
 
 
 class ChatServing(BaseServing):
@@ -35,7 +36,7 @@ class ChatServing(BaseServing):
         self.context = context  # conversations and prompt templates; None in tests of the HTTP layer alone
 
     async def chat_turn(
-        self, engine: OrtGenAIEngine, request: ChatCompletionRequest, owner: str, plan: ToolPlan
+        self, engine: ChatEngine, request: ChatCompletionRequest, owner: str, plan: ToolPlan
     ) -> tuple[ChatTurn, list[int]]:
         """The turn (what the model sees) and its prompt ids; a prompt already encoded to fit a conversation into
         the context is not encoded again."""
@@ -44,7 +45,7 @@ class ChatServing(BaseServing):
         def encode(messages: list[ChatMessage]) -> list[int]:
             key = tuple(map(id, messages))  # the same message objects, in the same order: the same prompt
             if key not in encoded:
-                encoded[key] = engine.encode(render_chat_prompt(engine, messages, plan))
+                encoded[key] = engine.tokenizer.encode(render_chat_prompt(engine.tokenizer, messages, plan))
             return encoded[key]
 
         if self.context is None:
@@ -53,7 +54,8 @@ class ChatServing(BaseServing):
             turn = ChatTurn(request, request.messages, owner)
         else:
             turn = await self.context.turn(request, owner, lambda m: len(encode(m)), engine.context_length)
-        return turn, encode(turn.messages)
+        # Rendering and tokenizing a long conversation takes milliseconds: off the event loop, like the fitting.
+        return turn, await asyncio.to_thread(encode, turn.messages)
 
     async def record(self, turn: ChatTurn, choice: ChatChoice) -> None:
         if self.context is not None:
@@ -67,17 +69,21 @@ class ChatServing(BaseServing):
             return None
         return request.top_logprobs or 0
 
-    async def guidance(
-        self, engine: OrtGenAIEngine, request: ChatCompletionRequest, plan: ToolPlan
-    ) -> GuidanceSpec | None:
+    async def guidance(self, engine: ChatEngine, request: ChatCompletionRequest, plan: ToolPlan) -> GuidanceSpec | None:
         # A forced tool call decides the whole reply, so it takes the place of response_format.
+        vocabulary = engine.tokenizer.vocabulary
         if plan.guidance is not None:
             candidates = [(plan.guidance, "tool_choice")]
         else:
             from_format = response_format_guidance(request.response_format)
             candidates = [from_format] if from_format else []
         candidates += extension_guidance(request)
-        return await resolve_guidance(candidates, getattr(engine, "vocabulary", None))
+        try:
+            return await resolve_guidance(candidates, vocabulary)
+        except OpenAIError:
+            if plan.guidance is not None:  # a forced call's grammar failed: name the tool whose schema is at fault
+                await asyncio.to_thread(blame_parameters, plan.functions, vocabulary)
+            raise
 
     async def create(
         self, request: ChatCompletionRequest, owner: str = ""
@@ -85,11 +91,16 @@ class ChatServing(BaseServing):
         """`owner` is the API key the proxy vouched for: conversations are visible to their owner only, and cached
         prompt prefixes are reused for their owner only."""
         engine = self.pool.get(request.model)
-        vocabulary = getattr(engine, "vocabulary", None)
-        plan = plan_tools(request.tools, request.tool_choice, vocabulary)
+        self.check_supported(request)  # the cheap checks before any database read, compilation or tokenizing
+        self.chat_logprobs(request)
+        vocabulary = engine.tokenizer.vocabulary
+        # Tool schemas are compiled to be checked: off the event loop, which keeps the other streams going.
+        plan = await asyncio.to_thread(
+            plan_tools, request.tools, request.tool_choice, vocabulary, request.parallel_tool_calls
+        )
         turn, prompt_ids = await self.chat_turn(engine, request, owner, plan)
         request = turn.request
-        self.check_supported(request)
+        self.check_supported(request)  # again: a prompt template may have filled in parameters
         logprobs = self.chat_logprobs(request)
         guidance = await self.guidance(engine, request, plan)
         requested = request.max_completion_tokens or request.max_tokens
@@ -102,12 +113,8 @@ class ChatServing(BaseServing):
         choices = [ChatChoice(i, plan, vocabulary, logprobs is not None) for i in range(len(generations))]
         if request.stream:
             return await start_stream(self._stream(turn, generations, choices))
-        slot = await self.admit(request)
-        try:
+        async with self.run(request, [g.stats for g in generations]):
             await run_all(generations, [choice.add for choice in choices])
-        finally:
-            slot.release()
-            self.record_stats(request.model, [g.stats for g in generations])
         response = ChatCompletionResponse(
             id=new_id("chatcmpl"),
             created=now(),
@@ -123,12 +130,11 @@ class ChatServing(BaseServing):
     ) -> AsyncGenerator[ChatCompletionChunk, None]:
         request = turn.request
         chunk_id, created = new_id("chatcmpl"), now()
-        slot = await self.admit(request)
 
         def chunk(choice: ChatCompletionChunkChoice) -> ChatCompletionChunk:
             return ChatCompletionChunk(id=chunk_id, created=created, model=request.model, choices=[choice])
 
-        try:
+        async with self.run(request, [g.stats for g in generations]):
             for choice in choices:
                 yield chunk(
                     ChatCompletionChunkChoice(index=choice.index, delta=DeltaMessage(role="assistant", content=""))
@@ -138,17 +144,14 @@ class ChatServing(BaseServing):
                     if piece is None:  # choice `index` has ended
                         for part in choices[index].final(generations[index].stats.finish_reason):
                             yield chunk(part)
-                    elif (part := choices[index].delta(piece)) is not None:
-                        yield chunk(part)
+                    elif (delta := choices[index].delta(piece)) is not None:
+                        yield chunk(delta)
             # Stored before the last chunk: a client that reads to the end finds its turn in the conversation.
             await self.record(turn, choices[0])
             if request.include_usage():
                 yield ChatCompletionChunk(
                     id=chunk_id, created=created, model=request.model, choices=[], usage=_usage(generations)
                 )
-        finally:
-            slot.release()
-            self.record_stats(request.model, [g.stats for g in generations])
 
 
 def _usage(generations: list[TextGeneration]) -> UsageInfo:

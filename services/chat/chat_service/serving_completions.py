@@ -19,7 +19,7 @@ from ortserve_common.protocol.completions import (
     CompletionResponse,
 )
 
-from chat_service.engine.ort_genai import OrtGenAIEngine
+from chat_service.engine.protocol import ChatEngine
 from chat_service.engine.vocabulary import Vocabulary
 from chat_service.generation import TextGeneration, TextPiece
 from chat_service.guided import extension_guidance, resolve_guidance
@@ -50,11 +50,9 @@ class CompletionText:
 
 
 class CompletionServing(BaseServing):
-    async def _groups(
-        self, engine: OrtGenAIEngine, request: CompletionRequest, owner: str
-    ) -> list[list[TextGeneration]]:
+    async def _groups(self, engine: ChatEngine, request: CompletionRequest, owner: str) -> list[list[TextGeneration]]:
         """One group of n generations per prompt; `owner` scopes the prefix cache (see GenerationRequest)."""
-        guidance = await resolve_guidance(extension_guidance(request), getattr(engine, "vocabulary", None))
+        guidance = await resolve_guidance(extension_guidance(request), engine.tokenizer.vocabulary)
         bias = self.logit_bias(request, engine)
         samplings = self.sampling_params(request, request.logprobs, guidance, bias)
         groups = []
@@ -62,7 +60,7 @@ class CompletionServing(BaseServing):
             param = "prompt" if isinstance(request.prompt, str) else f"prompt[{i}]"
             if not prompt:
                 raise invalid_request("The prompt must not be empty.", param)
-            prompt_ids = engine.encode(prompt)
+            prompt_ids = engine.tokenizer.encode(prompt)
             max_tokens = self.resolve_max_tokens(engine, len(prompt_ids), request.max_tokens, param)
             stops = request.stop_list()
             groups.append([TextGeneration(engine, prompt_ids, max_tokens, s, stops, owner) for s in samplings])
@@ -82,17 +80,13 @@ class CompletionServing(BaseServing):
         self.check_completion_supported(request)
         groups = await self._groups(engine, request, owner)
         generations = [g for group in groups for g in group]
-        texts = [CompletionText(getattr(engine, "vocabulary", None), request.logprobs is not None) for _ in generations]
+        texts = [CompletionText(engine.tokenizer.vocabulary, request.logprobs is not None) for _ in generations]
         if request.stream:
             return await start_stream(self._stream(request, groups, texts))
-        slot = await self.admit(request)
-        try:
-            # One slot serves the prompts one after another, so a multi-prompt request cannot starve itself.
+        # One slot serves the prompts one after another, so a multi-prompt request cannot starve itself.
+        async with self.run(request, [g.stats for g in generations]):
             for start, group in _starts(groups):
                 await run_all(group, [texts[start + j].add for j in range(len(group))])
-        finally:
-            slot.release()
-            self.record_stats(request.model, [g.stats for g in generations])
         choices = [
             CompletionChoice(index=i, text=t.text, logprobs=t.logprobs(), finish_reason=g.stats.finish_reason)
             for i, (t, g) in enumerate(zip(texts, generations, strict=True))
@@ -105,13 +99,12 @@ class CompletionServing(BaseServing):
         self, request: CompletionRequest, groups: list[list[TextGeneration]], texts: list[CompletionText]
     ) -> AsyncGenerator[CompletionChunk, None]:
         chunk_id, created = new_id("cmpl"), now()
-        slot = await self.admit(request)
 
         def chunk(index: int, text: str, logprobs: CompletionLogprobs | None = None, finish=None) -> CompletionChunk:
             choice = CompletionChoice(index=index, text=text, logprobs=logprobs, finish_reason=finish)
             return CompletionChunk(id=chunk_id, created=created, model=request.model, choices=[choice])
 
-        try:
+        async with self.run(request, [g.stats for group in groups for g in group]):
             # The first chunk is sent before generation so admission is settled before the status line goes out.
             yield chunk(0, "")
             for start, group in _starts(groups):
@@ -126,9 +119,6 @@ class CompletionServing(BaseServing):
                 yield CompletionChunk(
                     id=chunk_id, created=created, model=request.model, choices=[], usage=_usage(groups)
                 )
-        finally:
-            slot.release()
-            self.record_stats(request.model, [g.stats for group in groups for g in group])
 
 
 def _starts(groups: list[list[TextGeneration]]) -> list[tuple[int, list[TextGeneration]]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ortserve_common.errors import invalid_request
+from ortserve_common.errors import OpenAIError, invalid_request
 from ortserve_common.protocol.tokenize import (
     DetokenizeRequest,
     DetokenizeResponse,
@@ -11,6 +11,8 @@ from ortserve_common.protocol.tokenize import (
 )
 
 from chat_service.chat_prompt import render_chat_prompt
+from chat_service.engine.protocol import ChatEngine
+from chat_service.engine.vocabulary import Vocabulary
 from chat_service.model_pool import ModelPool
 from chat_service.settings import ChatSettings
 from chat_service.tools import plan_tools
@@ -23,18 +25,18 @@ class TokenizeServing:
 
     def tokenize(self, request: TokenizeRequest) -> TokenizeResponse:
         engine = self.pool.get(request.model or self.settings.model_id)
-        vocabulary = engine.vocabulary
+        vocabulary = _vocabulary(engine)
         given = [name for name in ("prompt", "content", "messages") if getattr(request, name) is not None]
         if len(given) != 1:
             raise invalid_request("Give exactly one of prompt, content or messages.", given[1] if given else "prompt")
         if request.messages is not None:
             plan = plan_tools(request.tools, request.tool_choice, vocabulary)
-            text = render_chat_prompt(engine, request.messages, plan, request.add_generation_prompt)
+            text = render_chat_prompt(engine.tokenizer, request.messages, plan, request.add_generation_prompt)
         else:
             text = request.prompt if request.prompt is not None else request.content or ""
         # Unset: exactly the ids generation would see for this text (the prompt_tokens of a completion).
         if request.add_special_tokens is None:
-            tokens = engine.encode(text)
+            tokens = engine.tokenizer.encode(text)
         else:
             tokens = vocabulary.encode(text, request.add_special_tokens)
         return TokenizeResponse(
@@ -45,8 +47,7 @@ class TokenizeServing:
         )
 
     def detokenize(self, request: DetokenizeRequest) -> DetokenizeResponse:
-        engine = self.pool.get(request.model or self.settings.model_id)
-        vocabulary = engine.vocabulary
+        vocabulary = _vocabulary(self.pool.get(request.model or self.settings.model_id))
         for i, token in enumerate(request.tokens):
             if not 0 <= token < vocabulary.size:
                 raise invalid_request(
@@ -54,3 +55,10 @@ class TokenizeServing:
                 )
         text = vocabulary.decode(request.tokens)
         return DetokenizeResponse(prompt=text, content=text)
+
+
+def _vocabulary(engine: ChatEngine) -> Vocabulary:
+    vocabulary = engine.tokenizer.vocabulary
+    if vocabulary is None:
+        raise OpenAIError(400, "This model's vocabulary is not known to the server.", param="model", code="unsupported")
+    return vocabulary

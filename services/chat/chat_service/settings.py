@@ -5,27 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from ortserve_common.settings import ServiceSettings, advertised_url
+from ortserve_common.settings import ModelHostSettings
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 
-class ChatSettings(ServiceSettings):
+class ChatSettings(ModelHostSettings):
     model_config = SettingsConfigDict(env_prefix="CHAT_", extra="ignore", validate_default=True)
 
     model_path: Path = Field(description="ONNX Runtime GenAI model folder (genai_config.json, model.onnx, tokenizer).")
     model_id: str = Field("smollm2-135m-instruct", min_length=1, description="Model id clients send as `model`.")
     max_model_len: int | None = Field(
         None, ge=16, description="Cap on prompt + completion tokens; defaults to the model's context length."
-    )
-    admin_key: str | None = Field(
-        None, description="Bearer key for /admin/models/load and /unload; unset disables the admin API."
-    )
-    registry_url: str | None = Field(
-        None, description="Model registry base URL to register with and heartbeat to; unset runs standalone."
-    )
-    advertise_url: str | None = Field(
-        None, description="URL the registry and proxy use to reach this instance; defaults to http://host:port."
     )
     engine: Literal["batched", "generator"] = Field(
         "batched",
@@ -68,6 +59,12 @@ class ChatSettings(ServiceSettings):
         description="Prefix reuse granularity: prompts share cached KV in whole blocks of this many tokens.",
     )
     max_concurrency: int = Field(8, ge=1, description="Requests admitted at once; further ones queue (then 429).")
+    unload_grace_s: float = Field(
+        30.0,
+        ge=0,
+        description="When a model is unloaded (/admin/models/unload), how long its running generations may take to "
+        "finish; those still running then end with a model_unloaded error. New requests for it get 404 at once.",
+    )
     engine_threads: int = Field(2, ge=1, description="ONNX Runtime intra-op threads per generation.")
     default_temperature: float = Field(0.7, ge=0, le=2, description="Temperature when the request gives none.")
     default_top_p: float = Field(1.0, ge=0, le=1, description="top_p when the request gives none.")
@@ -93,6 +90,3 @@ class ChatSettings(ServiceSettings):
     trace_content: bool = Field(
         False, description="Record prompt and output text on the gen_ai trace spans (off: prompts may be private)."
     )
-
-    def public_url(self) -> str:
-        return self.advertise_url or advertised_url(self.host, self.port)

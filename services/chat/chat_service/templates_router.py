@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
+from ortserve_common.admin_models import require_admin
 from ortserve_common.protocol.prompt_templates import (
     TEMPLATE_NAME_PATTERN,
     PromptTemplate,
@@ -14,7 +15,7 @@ from ortserve_common.protocol.prompt_templates import (
     PromptTemplateList,
 )
 
-from chat_service.dependencies import PromptTemplateServingDep, require_admin
+from chat_service.dependencies import PromptTemplateServingDep
 
 templates_router = APIRouter(
     prefix="/v1/prompt-templates", dependencies=[Depends(require_admin)], tags=["prompt templates"]

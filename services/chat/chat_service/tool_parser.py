@@ -201,11 +201,12 @@ class ToolCallParser:
         text = self._raw.strip()
         bodies = [m.group(1) for m in _BLOCK.finditer(text)] if text.startswith(TOOL_CALL_OPEN) else [text]
         parsed = [_call_from_json(body, self._names) for body in bodies]
-        if not parsed or any(p is None for p in parsed):
+        calls = [p for p in parsed if p is not None]
+        if not parsed or len(calls) < len(parsed):
             if not self.calls:
                 out.content = self._raw
             return
-        for name, arguments in parsed:  # type: ignore[misc]
+        for name, arguments in calls:
             call = ParsedToolCall(new_call_id(), name, arguments)
             self.calls.append(call)
             out.deltas.append(ToolCallDelta(len(self.calls) - 1, call.id, name, arguments))

@@ -44,6 +44,7 @@ class ToolPlan:
     mode: Literal["none", "auto", "forced"]
     functions: list[FunctionDefinition] = field(default_factory=list)
     guidance: GuidanceSpec | None = None
+    parallel: bool = True  # parallel_tool_calls: false keeps the reply's first call only, as OpenAI's API does
 
     @property
     def names(self) -> set[str]:
@@ -58,23 +59,26 @@ def plan_tools(
     tools: list[ToolDefinition] | None,
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None,
     vocabulary: Vocabulary | None,
+    parallel_tool_calls: bool | None = None,
 ) -> ToolPlan:
     """Validate tools and tool_choice (400s naming the field) and decide how the reply is generated and read."""
     if not tools:
         if tool_choice not in (None, "none"):
             raise invalid_request("tool_choice is only allowed when tools are given.", "tool_choice")
+        if parallel_tool_calls is not None:
+            raise invalid_request("parallel_tool_calls is only allowed when tools are given.", "parallel_tool_calls")
         return ToolPlan("none")
+    parallel = parallel_tool_calls is not False
     functions = [tool.function for tool in tools]
     seen: set[str] = set()
     for i, function in enumerate(functions):
         if function.name in seen:
             raise invalid_request(f"Two tools are named '{function.name}'.", f"tools[{i}].function.name")
         seen.add(function.name)
-        _check_parameters(function, i, vocabulary)
-    if tool_choice == "none":
-        return ToolPlan("none", functions)
-    if tool_choice in (None, "auto"):
-        return ToolPlan("auto", functions)
+    if tool_choice in (None, "auto", "none"):
+        for i, function in enumerate(functions):
+            _check_parameters(function, i, vocabulary)
+        return ToolPlan("none" if tool_choice == "none" else "auto", functions, parallel=parallel)
     if tool_choice == "required":
         forced = functions
     else:
@@ -84,7 +88,19 @@ def plan_tools(
             raise invalid_request(
                 f"tool_choice names '{tool_choice.function.name}', which is not among the tools.", "tool_choice"
             )
-    return ToolPlan("forced", functions, GuidanceSpec("json_schema", json.dumps(forced_call_schema(forced))))
+        for i, function in enumerate(functions):
+            if function not in forced:
+                _check_parameters(function, i, vocabulary)
+    # The forced call's grammar holds the parameters' schemas: it is compiled (once) when the request's guidance
+    # is resolved, and only if that fails are the schemas checked one by one, to name the one at fault.
+    forced_call = GuidanceSpec("json_schema", json.dumps(forced_call_schema(forced)))
+    return ToolPlan("forced", functions, forced_call, parallel=parallel)
+
+
+def blame_parameters(functions: list[FunctionDefinition], vocabulary: Vocabulary | None) -> None:
+    """Raise the 400 that names the tool whose parameters are not a usable schema, if one is."""
+    for i, function in enumerate(functions):
+        _check_parameters(function, i, vocabulary)
 
 
 def forced_call_schema(functions: list[FunctionDefinition]) -> dict[str, Any]:

@@ -1,15 +1,13 @@
-"""Test helpers: the chat service as a real uvicorn process, and the plain ONNX Runtime GenAI loop to compare with."""
+"""Test helpers: the chat service as a real uvicorn process, and a tokenizer for the fake engines."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
-import numpy as np
-import onnxruntime_genai as og
 import openai
-from ortserve_common.testing import ServiceProcess, free_port
+from ortserve_testing.plain_engine import PlainGenerator
+from ortserve_testing.processes import ServiceProcess, free_port
 
 MODELS_DIR = Path(os.environ.get("ORTSERVE_MODELS_DIR", Path.home() / ".cache/ortserve/models/r1"))
 SMOLLM = MODELS_DIR / "smollm2-135m-instruct"
@@ -38,31 +36,22 @@ class ChatServer(ServiceProcess):
         return openai.OpenAI(base_url=self.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
 
 
-class PlainGenerator:
-    def __init__(self, model_path: Path, threads: int = 2) -> None:
-        config = og.Config(str(model_path))
-        config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}))
-        self.model = og.Model(config)
-        self.tokenizer = og.Tokenizer(self.model)
+class CharTokenizer:
+    """The tests' tokenizer: characters are tokens, and the chat template is one tag per message."""
 
-    def chat_prompt(self, messages: list[dict[str, str]]) -> str:
-        return self.tokenizer.apply_chat_template(json.dumps(messages), add_generation_prompt=True)
+    vocab_size = 0x110000
+    vocabulary = None
+    eos_token_ids: frozenset[int] = frozenset()
+    template_renders_tools = False
 
     def encode(self, text: str) -> list[int]:
-        return [int(t) for t in self.tokenizer.encode(text)]
+        return [ord(c) for c in text]
 
-    def decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(np.asarray(ids, dtype=np.int32))
+    def decode(self, ids) -> str:
+        return "".join(map(chr, ids))
 
-    def greedy(self, prompt: str, max_tokens: int) -> list[int]:
-        """Greedy token ids, EOS included when it ends the sequence."""
-        ids = self.encode(prompt)
-        params = og.GeneratorParams(self.model)
-        params.set_search_options(max_length=len(ids) + max_tokens, do_sample=False)
-        generator = og.Generator(self.model, params)
-        generator.append_tokens(np.asarray(ids, dtype=np.int32))
-        out: list[int] = []
-        while not generator.is_done() and len(out) < max_tokens:
-            generator.generate_next_token()
-            out.append(int(generator.get_next_tokens()[0]))
-        return out
+    def apply_chat_template(self, messages: list[dict], tools=None, add_generation_prompt: bool = True) -> str:
+        return "".join(f"<{m['role']}>{m['content']}" for m in messages) + "<assistant>"
+
+
+__all__ = ["CharTokenizer", "ChatServer", "PlainGenerator"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import openai
 import pytest
 from chat_testing import SMOLLM, ChatServer, PlainGenerator
-from ortserve_common.testing import TemporaryPostgres
+from ortserve_testing.postgres import TemporaryPostgres
 
 
 def _require(path: Path) -> None:

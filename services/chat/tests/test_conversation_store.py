@@ -21,7 +21,7 @@ def _message(role: str, text: str) -> dict:
     return {"type": "message", "role": role, "status": "completed", "content": [{"type": "input_text", "text": text}]}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.model)])  # a real server
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Path, str | None]]:
     """(data_dir, database_url) for a fresh, empty store on each backend."""
     url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None

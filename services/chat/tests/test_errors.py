@@ -54,11 +54,20 @@ def test_out_of_range_is_400_naming_the_param(chat_server, field: str, value, pa
     assert error["type"] == "invalid_request_error"
 
 
-def test_image_part_names_content(chat_server) -> None:
-    body = {"model": MODEL_ID, "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]}
-    response = _post(chat_server, "/v1/chat/completions", body)
-    assert response.status_code == 400
-    assert response.json()["error"]["param"].startswith("messages[0].content")
+@pytest.mark.parametrize(
+    ("part", "words"),
+    [
+        ({"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}, "does not accept images"),
+        ({"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}, "does not accept audio"),
+        ({"type": "file", "file": {"file_id": "file-1"}}, "does not accept files"),
+        ({"type": "hologram"}, "unknown content part type 'hologram'"),
+    ],
+)
+def test_a_part_we_cannot_read_is_refused_in_words(chat_server, part: dict, words: str) -> None:
+    content = [{"type": "text", "text": "What is in this?"}, part]
+    body = {"model": MODEL_ID, "messages": [{"role": "user", "content": content}]}
+    error = _assert_error(_post(chat_server, "/v1/chat/completions", body), 400, "messages[0].content[1]")
+    assert words in error["message"] and "valid string" not in error["message"], error
 
 
 @pytest.mark.parametrize(

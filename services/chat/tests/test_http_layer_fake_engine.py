@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 from chat_service.engine import GenerationRequest, TokenEvent
+from chat_service.engine.thread_events import InFlight
 from chat_service.main import create_app
 from chat_service.settings import ChatSettings
+from chat_testing import CharTokenizer
 from fastapi.testclient import TestClient
 
 
@@ -23,12 +25,8 @@ class FakeEngine:
         self.script = script
         self.closed = False
         self.active = 0
-
-    def encode(self, text: str) -> list[int]:
-        return [ord(c) for c in text]
-
-    def apply_chat_template(self, messages: list[dict]) -> str:
-        return "".join(f"<{m['role']}>{m['content']}" for m in messages) + "<assistant>"
+        self.in_flight = InFlight()  # generate() does not count in it: unloading never waits
+        self.tokenizer = CharTokenizer()
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[TokenEvent]:
         self.active += 1
@@ -107,10 +105,10 @@ def test_completions_with_the_fake(http: TestClient) -> None:
 
 
 def test_unhandled_error_is_json_500_without_trace(http: TestClient, fake: FakeEngine) -> None:
-    def boom(_messages):
+    def boom(*_args, **_kwargs):
         raise RuntimeError("secret internal detail")
 
-    fake.apply_chat_template = boom  # type: ignore[method-assign]
+    fake.tokenizer.apply_chat_template = boom  # type: ignore[method-assign]
     response = _chat(http)
     assert response.status_code == 500
     error = response.json()["error"]

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 from chat_service.engine import GenerationRequest, TokenEvent
+from chat_service.engine.thread_events import InFlight
 from chat_service.main import create_app
-from chat_service.observability import GenerationTelemetry
-from chat_service.serving_chat import ChatServing
+from chat_service.observability import ChatMetrics, GenerationTelemetry
+from chat_service.request_run import RequestRun
 from chat_service.settings import ChatSettings
+from chat_testing import CharTokenizer
 from fastapi.testclient import TestClient
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -33,11 +35,9 @@ class ScriptEngine:
 
     context_length = 64
 
-    def encode(self, text: str) -> list[int]:
-        return [ord(c) for c in text]
-
-    def apply_chat_template(self, messages: list[dict]) -> str:
-        return "".join(f"<{m['role']}>{m['content']}" for m in messages) + "<assistant>"
+    def __init__(self) -> None:
+        self.in_flight = InFlight()  # generate() does not count in it: unloading never waits
+        self.tokenizer = CharTokenizer()
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[TokenEvent]:
         steps = min(len(SCRIPT), request.max_tokens)
@@ -176,13 +176,18 @@ async def test_a_request_refused_or_cancelled_in_the_queue_still_ends_its_span(
     tmp_path: Path, spans: InMemorySpanExporter
 ) -> None:
     admission = AdmissionController(max_running=1, max_waiting=1, queue_timeout_s=5)
-    serving = ChatServing(None, admission, ChatSettings(model_path=tmp_path), GenerationTelemetry())  # type: ignore[arg-type]
+    telemetry = GenerationTelemetry(ChatMetrics())
     request = ChatCompletionRequest(model="fake", messages=[{"role": "user", "content": "hi"}])
+
+    async def enter() -> RequestRun:
+        return await RequestRun(request, [], admission, telemetry, ChatSettings(model_path=tmp_path)).__aenter__()
+
     held = await admission.acquire()
-    waiter = asyncio.create_task(serving.admit(request))
-    await asyncio.sleep(0.01)
+    waiter = asyncio.create_task(enter())
+    while not admission.waiting:  # until the waiter is queued, however busy the machine
+        await asyncio.sleep(0.001)
     with pytest.raises(OpenAIError):  # one running, one waiting: the queue is full
-        await serving.admit(request)
+        await enter()
     waiter.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiter

@@ -107,3 +107,38 @@ def test_logprobs_are_finite_and_not_positive_even_for_a_certain_token(vocabular
     assert sampler.logprobs is not None and len(sampler.logprobs.top) == 20
     assert all(np.isfinite(lp) and lp <= 0.0 for _, lp in sampler.logprobs.top)
     assert sampler.logprobs.top[0] == (42, 0.0)
+
+
+async def test_a_forced_tool_calls_grammar_is_compiled_once_per_request(vocabulary: Vocabulary, monkeypatch) -> None:
+    """Checked before the stream starts, then used by every choice's matcher: compiled once, not per step of the way."""
+    from chat_service.engine import guidance as guidance_module  # noqa: PLC0415
+    from chat_service.guided import resolve_guidance  # noqa: PLC0415
+    from chat_service.tools import plan_tools  # noqa: PLC0415
+    from ortserve_common.protocol.chat import NamedToolChoice, ToolDefinition  # noqa: PLC0415
+
+    compiled: list[str] = []
+    original = guidance_module.llguidance.LLMatcher.grammar_from_json_schema
+
+    def counting(source, **kwargs):
+        compiled.append(source)
+        return original(source, **kwargs)
+
+    monkeypatch.setattr(guidance_module.llguidance.LLMatcher, "grammar_from_json_schema", counting)
+    parameters = {
+        "type": "object",
+        "properties": {"city": {"enum": ["Paris", "Rome"]}},
+        "required": ["city"],
+        "additionalProperties": False,
+    }
+    tools = [ToolDefinition.model_validate({"type": "function", "function": {"name": "f", "parameters": parameters}})]
+    choice = NamedToolChoice.model_validate({"type": "function", "function": {"name": "f"}})
+    plan = plan_tools(tools, choice, vocabulary)
+    assert plan.guidance is not None
+    spec = await resolve_guidance([(plan.guidance, "tool_choice")], vocabulary)
+    assert spec is not None
+    for seed in range(2):  # two choices (n = 2), each with its own matcher
+        out = _generate(
+            TokenSampler(SamplingParams(temperature=1.0, seed=seed, guidance=spec), VOCAB, vocabulary), vocabulary, seed
+        )
+        assert json.loads(out)["name"] == "f"
+    assert len(compiled) == 1, compiled

@@ -18,6 +18,7 @@ def _start(path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "chat_service"], env=env, capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.model  # starts a service process of its own
 def test_missing_model_path_exits_with_one_clear_line(tmp_path) -> None:
     result = _start(tmp_path / "no-such-model")
     assert result.returncode != 0

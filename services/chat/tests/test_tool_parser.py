@@ -75,3 +75,37 @@ def test_a_call_cut_by_max_tokens_keeps_what_was_written() -> None:
     assert calls == [("get_weather", '{"city": "Par')]
     content, calls, _ = _parse('{"name": "get_wea', 3, forced=True)
     assert content == '{"name": "get_wea' and calls == []
+
+
+@pytest.mark.parametrize("parallel", [True, False])
+def test_parallel_tool_calls_false_keeps_the_first_call_only(parallel: bool) -> None:
+    from chat_service.chat_choices import ChatChoice  # noqa: PLC0415
+    from chat_service.generation import TextPiece  # noqa: PLC0415
+    from chat_service.tools import plan_tools  # noqa: PLC0415
+    from ortserve_common.protocol.chat import ToolDefinition  # noqa: PLC0415
+
+    tools = [ToolDefinition.model_validate({"type": "function", "function": {"name": n}}) for n in sorted(NAMES)]
+    plan = plan_tools(tools, "auto", None, parallel_tool_calls=parallel)
+    text = (
+        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>\n'
+        '<tool_call>\n{"name": "get_time", "arguments": {}}\n</tool_call>'
+    )
+    streamed, whole = ChatChoice(0, plan, None, False), ChatChoice(0, plan, None, False)
+    chunks = [streamed.delta(TextPiece(text[i : i + 7], [])) for i in range(0, len(text), 7)]
+    chunks += streamed.final("stop")
+    whole.add(TextPiece(text, []))
+    expected = ["get_weather", "get_time"] if parallel else ["get_weather"]
+    message = whole.choice("stop").message
+    assert [c.function.name for c in message.tool_calls or []] == expected
+    streamed_calls = [t for c in chunks if c is not None and c.delta.tool_calls for t in c.delta.tool_calls]
+    assert [t.function.name for t in streamed_calls if t.function and t.function.name] == expected
+    assert {t.index for t in streamed_calls} == set(range(len(expected)))
+
+
+def test_parallel_tool_calls_without_tools_is_refused() -> None:
+    from chat_service.tools import plan_tools  # noqa: PLC0415
+    from ortserve_common.errors import OpenAIError  # noqa: PLC0415
+
+    with pytest.raises(OpenAIError) as refused:
+        plan_tools(None, None, None, parallel_tool_calls=False)
+    assert refused.value.param == "parallel_tool_calls"

@@ -8,12 +8,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-from ortserve_common.registration import RegistryClient
 
-from embeddings_service.registry import ModelRegistry
+from embeddings_service.model_table import EmbeddingModelTable
 from embeddings_service.serving_embeddings import EmbeddingServing
 from embeddings_service.serving_rerank import RerankServing
-from embeddings_service.settings import EmbedSettings
 
 
 async def _embedding_serving(request: Request) -> EmbeddingServing:
@@ -24,20 +22,10 @@ async def _rerank_serving(request: Request) -> RerankServing:
     return request.app.state.rerank_serving
 
 
-async def _registry(request: Request) -> ModelRegistry:
-    return request.app.state.registry
-
-
-async def _settings(request: Request) -> EmbedSettings:
-    return request.app.state.settings
-
-
-async def _registry_client(request: Request) -> RegistryClient:
-    return request.app.state.registry_client
+async def _models(request: Request) -> EmbeddingModelTable:
+    return request.app.state.models
 
 
 EmbeddingServingDep = Annotated[EmbeddingServing, Depends(_embedding_serving)]
 RerankServingDep = Annotated[RerankServing, Depends(_rerank_serving)]
-RegistryDep = Annotated[ModelRegistry, Depends(_registry)]
-SettingsDep = Annotated[EmbedSettings, Depends(_settings)]
-RegistryClientDep = Annotated[RegistryClient, Depends(_registry_client)]
+ModelTableDep = Annotated[EmbeddingModelTable, Depends(_models)]

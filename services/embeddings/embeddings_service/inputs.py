@@ -9,7 +9,7 @@ from ortserve_common.errors import OpenAIError, invalid_request
 from ortserve_common.protocol.embeddings import InputType
 
 from embeddings_service.engine.types import EncodedInput
-from embeddings_service.registry import ServedModel
+from embeddings_service.model_table import ServedModel
 
 
 def too_long(model: ServedModel, param: str, tokens: int) -> OpenAIError:

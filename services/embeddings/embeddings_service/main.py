@@ -7,14 +7,14 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from ortserve_common.admin_models import admin_models_router
 from ortserve_common.admission import AdmissionController
 from ortserve_common.app import create_service_app
-from ortserve_common.registration import RegistryClient
+from ortserve_common.registration import RegistrationClient
 from ortserve_common.server import on_drain
 
-from embeddings_service.admin_router import admin_router
+from embeddings_service.model_table import EmbeddingModelTable
 from embeddings_service.observability import EmbeddingMetrics, EmbeddingTelemetry
-from embeddings_service.registry import ModelRegistry
 from embeddings_service.router import router
 from embeddings_service.serving_embeddings import EmbeddingServing
 from embeddings_service.serving_rerank import RerankServing
@@ -24,41 +24,43 @@ logger = logging.getLogger(__name__)
 
 
 def create_app(
-    settings: EmbedSettings, registry_factory: Callable[[EmbedSettings], ModelRegistry] = ModelRegistry.load
+    settings: EmbedSettings,
+    model_table_factory: Callable[[EmbedSettings], EmbeddingModelTable] = EmbeddingModelTable.load,
 ) -> FastAPI:
-    """`registry_factory` lets HTTP-layer tests serve fake models; the service itself always loads the real ones."""
+    """`model_table_factory` lets HTTP-layer tests serve fake models; the service itself always loads the real ones."""
     metrics = EmbeddingMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        registry = registry_factory(settings)
-        registry.start(on_batch=metrics.observe_batch)
+        models = model_table_factory(settings)
+        models.start(on_batch=metrics.observe_batch)
         admission = AdmissionController(settings.max_concurrency, settings.max_queue, settings.queue_timeout_s)
         metrics.track_admission(admission)
         telemetry = EmbeddingTelemetry(metrics)
         app.state.settings = settings
-        app.state.registry = registry
-        app.state.embedding_serving = EmbeddingServing(registry, admission, settings, telemetry)
-        app.state.rerank_serving = RerankServing(registry, admission, settings, telemetry)
-        logger.info("serving %s", ", ".join(f"{m.id} ({m.kind})" for m in registry.models.values()))
-        registry_client = RegistryClient(
-            settings.registry_url, "embeddings", settings.public_url(), registry.registrations
+        app.state.models = models
+        app.state.model_host = models
+        app.state.embedding_serving = EmbeddingServing(models, admission, settings, telemetry)
+        app.state.rerank_serving = RerankServing(models, admission, settings, telemetry)
+        logger.info("serving %s", ", ".join(f"{m.id} ({m.kind})" for m in models.models.values()))
+        registration = RegistrationClient(
+            settings.registry_url, "embeddings", settings.public_url(), models.registrations
         )
-        app.state.registry_client = registry_client
-        await registry_client.start()
-        on_drain(app, registry_client.stop)  # leave the registry as soon as a drain starts, not at its end
+        app.state.registration = registration
+        await registration.start()
+        on_drain(app, registration.stop)  # leave the registry as soon as a drain starts, not at its end
         try:
             yield
         finally:
-            app.state.registry = None
-            await registry_client.stop()
-            await registry.close()
+            app.state.models = None
+            await registration.stop()
+            await models.close()
 
     return create_service_app(
         "ortserve embeddings",
         lifespan,
-        [router, admin_router],
-        is_ready=lambda app: getattr(app.state, "registry", None) is not None,
+        [router, admin_models_router],
+        is_ready=lambda app: getattr(app.state, "models", None) is not None,
         service_name="ortserve-embeddings",
         metrics=metrics,
     )

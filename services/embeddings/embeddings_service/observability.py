@@ -12,6 +12,7 @@ import time
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
+from opentelemetry.util.types import AttributeValue
 from ortserve_common.telemetry import LATENCY_BUCKETS, ServiceMetrics, started_ns_ago
 
 from embeddings_service.batcher import BatchStats
@@ -52,8 +53,9 @@ class EmbeddingMetrics(ServiceMetrics):
 
 
 class EmbeddingTelemetry:
-    def __init__(self, metrics: EmbeddingMetrics | None = None) -> None:
-        self.metrics = metrics or EmbeddingMetrics()
+    def __init__(self, metrics: EmbeddingMetrics) -> None:
+        """`metrics` are the ones the app's /metrics serves."""
+        self.metrics = metrics
         self._tracer = trace.get_tracer("ortserve.embeddings")
 
     def record(
@@ -76,7 +78,7 @@ class EmbeddingTelemetry:
         else:
             self.metrics.inputs.labels(model).observe(inputs)
         runs = {s.batch_id: s for s in stats}
-        attributes = {
+        attributes: dict[str, AttributeValue] = {
             "gen_ai.operation.name": operation,
             "gen_ai.provider.name": "ortserve",
             "gen_ai.request.model": model,

@@ -12,7 +12,7 @@ from ortserve_common.protocol.embeddings import (
 )
 from ortserve_common.protocol.rerank import RerankRequest, RerankResponse
 
-from embeddings_service.dependencies import EmbeddingServingDep, RegistryDep, RerankServingDep
+from embeddings_service.dependencies import EmbeddingServingDep, ModelTableDep, RerankServingDep
 
 router = APIRouter()
 
@@ -35,10 +35,10 @@ async def rerank(request: RerankRequest, serving: RerankServingDep) -> Response:
 
 
 @router.get("/v1/models", response_model=EmbeddingModelList)
-async def list_models(registry: RegistryDep) -> Response:
-    return Response(EmbeddingModelList(data=registry.cards()).model_dump_json(), media_type="application/json")
+async def list_models(models: ModelTableDep) -> Response:
+    return Response(EmbeddingModelList(data=models.cards()).model_dump_json(), media_type="application/json")
 
 
 @router.get("/v1/models/{model_id:path}", response_model=EmbeddingModelCard)
-async def get_model(model_id: str, registry: RegistryDep) -> Response:
-    return Response(registry.get(model_id).card().model_dump_json(), media_type="application/json")
+async def get_model(model_id: str, models: ModelTableDep) -> Response:
+    return Response(models.get(model_id).card().model_dump_json(), media_type="application/json")

@@ -9,8 +9,8 @@ from ortserve_common.errors import invalid_request
 from ortserve_common.logs import record_request_fields
 
 from embeddings_service.batcher import BatchStats
+from embeddings_service.model_table import EmbeddingModelTable, ServedModel
 from embeddings_service.observability import EmbeddingTelemetry
-from embeddings_service.registry import ModelRegistry, ServedModel
 from embeddings_service.settings import EmbedSettings
 
 
@@ -19,19 +19,19 @@ class BaseServing:
 
     def __init__(
         self,
-        registry: ModelRegistry,
+        models: EmbeddingModelTable,
         admission: AdmissionController,
         settings: EmbedSettings,
-        telemetry: EmbeddingTelemetry | None = None,
+        telemetry: EmbeddingTelemetry,
     ) -> None:
-        self.registry = registry
+        self.models = models
         self.admission = admission
         self.settings = settings
-        self.telemetry = telemetry or EmbeddingTelemetry()
+        self.telemetry = telemetry
 
     def usable_model(self, model_id: str) -> ServedModel:
         """The model, or a 400 that says why it cannot serve (an LLM folder built without hidden states)."""
-        model = self.registry.get(model_id)
+        model = self.models.get(model_id)
         if model.loaded.unsupported_reason:
             raise invalid_request(
                 f"Model '{model_id}' cannot serve this request: {model.loaded.unsupported_reason}.",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from typing import cast
 
 import numpy as np
 from ortserve_common.errors import invalid_request
@@ -14,7 +15,7 @@ from ortserve_common.protocol.embeddings import EmbeddingData, EmbeddingRequest,
 from embeddings_service.engine.pooling import shorten
 from embeddings_service.engine.types import EncodedInput
 from embeddings_service.inputs import check_token_ids, encode_texts
-from embeddings_service.registry import ServedModel
+from embeddings_service.model_table import ServedModel
 from embeddings_service.serving_base import BaseServing
 
 
@@ -23,8 +24,8 @@ def _as_lists(value: str | list[str] | list[int] | list[list[int]]) -> tuple[lis
     if isinstance(value, str):
         return [value], ["input"]
     if value and all(isinstance(v, int) for v in value):
-        return [list(value)], ["input"]  # type: ignore[list-item]
-    return list(value), [f"input[{i}]" for i in range(len(value))]  # type: ignore[return-value]
+        return [cast(list[int], list(value))], ["input"]
+    return cast(list[str] | list[list[int]], list(value)), [f"input[{i}]" for i in range(len(value))]
 
 
 def encode_vector(vector: np.ndarray, encoding_format: str) -> list[float] | str:
@@ -59,8 +60,8 @@ class EmbeddingServing(BaseServing):
         self._check_request(request, model, len(inputs))
         truncate = self.settings.default_truncate if request.truncate is None else request.truncate
         if isinstance(inputs[0], str):
-            return encode_texts(model, inputs, params, request.input_type, request.instruction, truncate)  # type: ignore[arg-type]
-        return check_token_ids(model, inputs, params, request.input_type, request.instruction, truncate)  # type: ignore[arg-type]
+            return encode_texts(model, inputs, params, request.input_type, request.instruction, truncate)
+        return check_token_ids(model, inputs, params, request.input_type, request.instruction, truncate)
 
     async def create(self, request: EmbeddingRequest) -> EmbeddingResponse:
         started = time.perf_counter()

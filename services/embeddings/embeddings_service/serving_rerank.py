@@ -25,7 +25,7 @@ from ortserve_common.protocol.rerank import (
 from embeddings_service.engine.pooling import l2_normalize
 from embeddings_service.engine.types import EncodedInput
 from embeddings_service.inputs import encode_pairs, encode_texts
-from embeddings_service.registry import ServedModel
+from embeddings_service.model_table import ServedModel
 from embeddings_service.serving_base import BaseServing
 
 

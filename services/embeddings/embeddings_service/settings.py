@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from ortserve_common.protocol.embeddings import InputType
-from ortserve_common.settings import ServiceSettings, advertised_url
+from ortserve_common.settings import ModelHostSettings
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
@@ -74,7 +74,7 @@ def parse_models(value: Any) -> Any:
     return entries
 
 
-class EmbedSettings(ServiceSettings):
+class EmbedSettings(ModelHostSettings):
     model_config = SettingsConfigDict(env_prefix="EMBED_", extra="ignore", validate_default=True)
 
     port: int = Field(8001, ge=1, le=65535, description="TCP port to listen on.")
@@ -88,15 +88,6 @@ class EmbedSettings(ServiceSettings):
         min_length=1,
         description="Served models: a JSON list of {id, path, kind?, prefixes?, instruction_template?, "
         "max_length?}, or `id=path,id=path`.",
-    )
-    admin_key: str | None = Field(
-        None, description="Bearer key for /admin/models/load and /unload; unset disables the admin API."
-    )
-    registry_url: str | None = Field(
-        None, description="Model registry base URL to register with and heartbeat to; unset runs standalone."
-    )
-    advertise_url: str | None = Field(
-        None, description="URL the registry and proxy use to reach this instance; defaults to http://host:port."
     )
     max_batch_size: int = Field(32, ge=1, description="Most inputs one model run takes (dynamic batching).")
     max_wait_ms: float = Field(
@@ -126,9 +117,6 @@ class EmbedSettings(ServiceSettings):
             if not entry.path.is_absolute():
                 entry.path = self.models_dir / entry.path
         return self
-
-    def public_url(self) -> str:
-        return self.advertise_url or advertised_url(self.host, self.port)
 
     def entry_for(self, model_id: str, path: str, kind: str | None) -> ModelEntry:
         """A model the admin API asked for, resolved like the configured ones.

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import openai
-from ortserve_common.testing import ServiceProcess, free_port
+from ortserve_testing.processes import ServiceProcess, free_port
 
 MODELS_DIR = Path(os.environ.get("ORTSERVE_MODELS_DIR", Path.home() / ".cache/ortserve/models/r1"))
 MINILM = MODELS_DIR / "all-minilm-l6-v2"

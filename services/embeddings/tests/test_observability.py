@@ -10,7 +10,7 @@ import pytest
 from embeddings_service.engine.loader import LoadedModel
 from embeddings_service.engine.types import EncodedInput
 from embeddings_service.main import create_app
-from embeddings_service.registry import ModelRegistry
+from embeddings_service.model_table import EmbeddingModelTable
 from embeddings_service.settings import EmbedSettings
 from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -67,7 +67,7 @@ def spans() -> InMemorySpanExporter:
 def http(spans: InMemorySpanExporter) -> Iterator[TestClient]:
     # A long batch wait, so the four inputs of one request always run as one batch.
     settings = EmbedSettings(models="fake=/unused", max_wait_ms=50)
-    app = create_app(settings, registry_factory=lambda s: ModelRegistry.load(s, _Loader()))  # type: ignore[arg-type]
+    app = create_app(settings, model_table_factory=lambda s: EmbeddingModelTable.load(s, _Loader()))  # type: ignore[arg-type]
     with TestClient(app) as client:
         yield client
 

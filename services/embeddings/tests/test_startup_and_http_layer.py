@@ -13,7 +13,7 @@ import pytest
 from embeddings_service.engine.loader import LoadedModel
 from embeddings_service.engine.types import EncodedInput
 from embeddings_service.main import create_app
-from embeddings_service.registry import ModelRegistry
+from embeddings_service.model_table import EmbeddingModelTable
 from embeddings_service.settings import EmbedSettings
 from fastapi.testclient import TestClient
 
@@ -28,6 +28,7 @@ def _run_service(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.model  # starts a service process of its own
 def test_missing_model_folder_stops_with_one_clear_line(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
     result = _run_service({"EMBED_MODELS": f"m={missing}"})
@@ -36,6 +37,7 @@ def test_missing_model_folder_stops_with_one_clear_line(tmp_path: Path) -> None:
     assert len(errors) == 1 and str(missing) in errors[0]["message"] and "model.onnx" in errors[0]["message"]
 
 
+@pytest.mark.model  # starts a service process of its own
 def test_folder_without_kind_or_bad_settings_stop_the_start(tmp_path: Path) -> None:
     result = _run_service({"EMBED_MODELS": f"m={tmp_path}"})
     assert result.returncode == 2 and "set its kind" in result.stderr
@@ -85,10 +87,10 @@ def fake() -> FakeModel:
 def http(fake: FakeModel):
     settings = EmbedSettings(models="fake=/unused")
 
-    def registry_factory(settings: EmbedSettings) -> ModelRegistry:
-        return ModelRegistry.load(settings, _FakeLoader(fake))  # type: ignore[arg-type]
+    def model_table_factory(settings: EmbedSettings) -> EmbeddingModelTable:
+        return EmbeddingModelTable.load(settings, _FakeLoader(fake))  # type: ignore[arg-type]
 
-    with TestClient(create_app(settings, registry_factory=registry_factory)) as client:
+    with TestClient(create_app(settings, model_table_factory=model_table_factory)) as client:
         yield client
     assert fake.closed  # the lifespan frees the models
 

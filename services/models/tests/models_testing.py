@@ -15,7 +15,7 @@ import openai
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from ortserve_common.testing import ServiceProcess, free_port
+from ortserve_testing.processes import ServiceProcess, free_port
 
 ADMIN_KEY = "sk-admin-" + "A" * 40
 SEEDED_KEY = "sk-ortserve-seeded-" + "b" * 40

@@ -86,6 +86,7 @@ def test_seeding_is_idempotent_and_does_not_revive_revoked_keys(tmp_path: Path) 
     assert KeyStore(tmp_path).verify("short-key") is None
 
 
+@pytest.mark.model  # starts a service process of its own
 def test_a_corrupt_keys_file_stops_the_start(tmp_path: Path) -> None:
     (tmp_path / "models-data").mkdir()
     (tmp_path / "models-data" / "api_keys.json").write_text("{not json")
@@ -184,6 +185,7 @@ def test_admin_api_refuses_all_but_the_admin_key(
             assert (_error(answer)["type"], _error(answer)["code"]) == (type_, code)
 
 
+@pytest.mark.model  # starts a service process of its own
 def test_admin_api_is_disabled_without_an_admin_key(tmp_path: Path) -> None:
     server = ModelsServer(tmp_path, MODELS_ADMIN_KEY="").start()
     try:
@@ -196,6 +198,7 @@ def test_admin_api_is_disabled_without_an_admin_key(tmp_path: Path) -> None:
         server.stop()
 
 
+@pytest.mark.model  # starts a service process of its own
 def test_keys_survive_a_restart_and_seeding_is_idempotent(tmp_path: Path) -> None:
     server = ModelsServer(tmp_path, MODELS_API_KEYS=f"{SEEDED_KEY}, sk-second-seed-0123456789abcdef0123456789").start()
     try:

@@ -89,6 +89,7 @@ def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
         load_manifest(broken_json)
 
 
+@pytest.mark.model  # starts a service process of its own
 def test_bad_manifest_stops_the_process_with_one_clear_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("models:\n  - id: a\n    kind: chat\n    service: embeddings\n")
@@ -103,11 +104,13 @@ def test_bad_manifest_stops_the_process_with_one_clear_line(tmp_path: Path) -> N
     assert missing.returncode == 2 and "cannot read manifest" in missing.stderr
 
 
+@pytest.mark.model  # starts a service process of its own
 def test_bad_settings_stop_the_process(tmp_path: Path) -> None:
     result = run_until_exit(tmp_path, MODELS_PORT="not-a-port")
     assert result.returncode == 2 and "invalid MODELS_* settings" in result.stderr
 
 
+@pytest.mark.model  # starts a service process of its own
 def test_without_a_manifest_registered_models_are_still_listed(tmp_path: Path) -> None:
     server = ModelsServer(tmp_path, MODELS_MANIFEST="").start()
     try:

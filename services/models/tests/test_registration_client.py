@@ -1,4 +1,4 @@
-"""RegistryClient (ortserve_common.registration) against the real registry process."""
+"""RegistrationClient (ortserve_common.registration) against the real registry process."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from models_testing import ModelsServer, free_port
-from ortserve_common.registration import RegistryClient
+from ortserve_common.registration import RegistrationClient
 
 SMOLLM = {"id": "smollm2-135m-instruct", "kind": "chat", "context_length": 8192}
 
@@ -38,7 +38,7 @@ async def test_registers_heartbeats_and_deregisters(
 ) -> None:
     served = [SMOLLM]
     advertise = f"http://127.0.0.1:{free_port()}"
-    client = RegistryClient(fresh_registry.base_url, "chat", advertise, lambda: served, interval_s=0.2, ttl_s=1.0)
+    client = RegistrationClient(fresh_registry.base_url, "chat", advertise, lambda: served, interval_s=0.2, ttl_s=1.0)
     caplog.set_level(logging.INFO)
     await client.start()
     try:
@@ -63,9 +63,10 @@ async def test_registers_heartbeats_and_deregisters(
     assert not client.registered
 
 
+@pytest.mark.model  # starts a service process of its own
 async def test_registry_down_at_start_is_retried(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     port = free_port()
-    client = RegistryClient(
+    client = RegistrationClient(
         f"http://127.0.0.1:{port}", "embeddings", "http://127.0.0.1:1", lambda: [], interval_s=0.2, ttl_s=1.0
     )
     with caplog.at_level(logging.DEBUG, logger="ortserve_common.registration"):
@@ -90,7 +91,7 @@ async def test_registry_down_at_start_is_retried(tmp_path: Path, caplog: pytest.
 async def test_a_refused_registration_is_logged_not_raised(
     fresh_registry: ModelsServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    client = RegistryClient(
+    client = RegistrationClient(
         fresh_registry.base_url, "chat", "http://127.0.0.1:1", lambda: [{"id": "x", "kind": "llm"}], 0.2, 1.0
     )
     with caplog.at_level(logging.WARNING, logger="ortserve_common.registration"):
@@ -101,7 +102,7 @@ async def test_a_refused_registration_is_logged_not_raised(
 
 
 async def test_stop_is_quick_when_the_registry_is_gone() -> None:
-    client = RegistryClient(
+    client = RegistrationClient(
         f"http://127.0.0.1:{free_port()}", "chat", "http://127.0.0.1:1", lambda: [], interval_s=0.5, ttl_s=2
     )
     await client.start()
@@ -111,7 +112,7 @@ async def test_stop_is_quick_when_the_registry_is_gone() -> None:
 
 
 async def test_without_a_registry_url_it_does_nothing() -> None:
-    client = RegistryClient(None, "chat", "http://127.0.0.1:1", lambda: [SMOLLM])
+    client = RegistrationClient(None, "chat", "http://127.0.0.1:1", lambda: [SMOLLM])
     await client.start()
     assert await client.heartbeat() is False
     await client.stop()
@@ -120,4 +121,4 @@ async def test_without_a_registry_url_it_does_nothing() -> None:
 
 def test_ttl_must_exceed_the_interval() -> None:
     with pytest.raises(ValueError, match="interval_s < ttl_s"):
-        RegistryClient("http://127.0.0.1:1", "chat", "http://127.0.0.1:2", list, interval_s=2, ttl_s=2)
+        RegistrationClient("http://127.0.0.1:1", "chat", "http://127.0.0.1:2", list, interval_s=2, ttl_s=2)

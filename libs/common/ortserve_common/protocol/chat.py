@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializationInfo, SerializerFunctionWrapHandler, model_serializer
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 from ortserve_common.protocol.common import OpenAIModel, UsageInfo
 from ortserve_common.protocol.conversations import ConversationReference
@@ -16,6 +24,34 @@ MAX_TOP_LOGPROBS = 20
 class TextContentPart(OpenAIModel):
     type: Literal["text"]
     text: str
+
+
+# Content part types of OpenAI's API that the models served here cannot take, by what they carry.
+_MEDIA_PARTS = {
+    "image_url": "images",
+    "input_image": "images",
+    "input_audio": "audio",
+    "audio": "audio",
+    "file": "files",
+    "input_file": "files",
+    "video_url": "video",
+}
+
+
+def text_part_only(part: Any) -> Any:
+    """Refuse, in words, a content part this server cannot read, rather than with a schema error."""
+    kind = part.get("type") if isinstance(part, dict) else None
+    if isinstance(kind, str) and kind != "text":
+        if kind in _MEDIA_PARTS:
+            raise ValueError(
+                f"this model does not accept {_MEDIA_PARTS[kind]} ('{kind}' content parts); it reads text only: "
+                "send the content as 'text' parts"
+            )
+        raise ValueError(f"unknown content part type '{kind}'; the supported type is 'text'")
+    return part
+
+
+TextPart = Annotated[TextContentPart, BeforeValidator(text_part_only)]
 
 
 class FunctionCall(OpenAIModel):
@@ -32,7 +68,7 @@ class ToolCall(OpenAIModel):
 
 class ChatMessage(OpenAIModel):
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[TextContentPart] | None = None
+    content: str | list[TextPart] | None = None
     name: str | None = None
     tool_calls: list[ToolCall] | None = None  # assistant turns that called tools
     tool_call_id: str | None = None  # tool turns: the call this result answers

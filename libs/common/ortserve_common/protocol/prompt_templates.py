@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -48,7 +48,7 @@ class PromptTemplate(BaseModel):
     object: Literal["prompt_template"] = "prompt_template"
     description: str | None
     system_prompt: str
-    parameters: dict[str, object]
+    parameters: dict[str, Any]
     created_at: int
     updated_at: int
 

@@ -27,7 +27,6 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,16 +36,24 @@ from chat_service.engine.detokenizer import IncrementalDetokenizer
 from chat_service.engine.guidance import GuidanceError
 from chat_service.engine.onnx_decoder import OnnxDecoder
 from chat_service.engine.prefix_cache import PrefixCache
+from chat_service.engine.protocol import Tokenizer
 from chat_service.engine.sampler import TokenSampler
+from chat_service.engine.slots import SlotTable
 from chat_service.engine.thread_events import Emit, deliver
-from chat_service.engine.types import FinishReason, GenerationRequest, TokenEvent
-from chat_service.engine.vocabulary import Vocabulary
+from chat_service.engine.types import EngineClosedError, FinishReason, GenerationRequest, TokenEvent
 
 logger = logging.getLogger(__name__)
 
 # The graph returns logits for every prompt position (vocab floats each): a prefill call takes at most this many
 # tokens, so a long prompt costs ~100 MB of logits per call rather than gigabytes.
 PREFILL_TOKENS = 512
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    batch_wait_s: float = 0.0  # an idle engine waits this long, so that arrivals close together start together
+    prefills_per_step: int = 1  # new prompts prefilled between two decode steps
+    refill_wait_s: float = 0.0  # after a row finishes, how long the next step waits for a request to take its slot
 
 
 @dataclass
@@ -67,35 +74,25 @@ class BatchScheduler:
     def __init__(
         self,
         decoder: OnnxDecoder,
-        decode_text: Callable[[list[int]], str],
-        eos_token_ids: frozenset[int],
-        vocab_size: int,
+        tokenizer: Tokenizer,
+        prefix_cache: PrefixCache,
+        config: SchedulerConfig,
         end_marker: object,
-        batch_wait_s: float,
-        vocabulary: Vocabulary | None = None,
-        prefix_cache: PrefixCache | None = None,
-        prefills_per_step: int = 1,
-        refill_wait_s: float = 0.0,
     ) -> None:
         self._decoder = decoder
-        self._prefix = prefix_cache if prefix_cache is not None else PrefixCache(decoder.cache, 1, 0)
-        self._decode_text = decode_text
-        self._eos = eos_token_ids
-        self._vocab_size = vocab_size
-        self._vocabulary = vocabulary  # for guided decoding (the sampler builds each row's grammar matcher with it)
+        self._prefix = prefix_cache
+        self._tokenizer = tokenizer  # detokenizing, end-of-sequence, and each row's grammar matcher
+        self._config = config
         self._end = end_marker
-        self._batch_wait_s = batch_wait_s
-        self._prefills_per_step = prefills_per_step
-        self._refill_wait_s = refill_wait_s
         self._slot_freed = False  # a row left the batch in the last turn
-        self._slots = decoder.cache.slots
-        self._rows: list[BatchRow] = []  # index == KV slot
+        self._table: SlotTable[BatchRow] = SlotTable(decoder.cache.slots, decoder.cache.move)
         self._pending: deque[BatchRow] = deque()
-        self._staged: BatchRow | None = None  # a long prompt being prefilled a chunk per turn, in the last slot
         self._outbox: list[tuple[Emit, Any]] = []  # this step's events, handed over together (see _flush)
         self._wakeup = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="batch-scheduler", daemon=True)
+
+    def start(self) -> None:
         self._thread.start()
 
     def submit(self, request: GenerationRequest, emit: Emit, cancelled: threading.Event) -> None:
@@ -103,22 +100,26 @@ class BatchScheduler:
             request,
             emit,
             cancelled,
-            TokenSampler(request.sampling, self._vocab_size, self._vocabulary),
-            IncrementalDetokenizer(self._decode_text),
+            TokenSampler(request.sampling, self._tokenizer.vocab_size, self._tokenizer.vocabulary),
+            IncrementalDetokenizer(self._tokenizer.decode),
         )
         with self._wakeup:
-            self._pending.append(row)
-            self._wakeup.notify()
+            if not self._stopping:
+                self._pending.append(row)
+                self._wakeup.notify()
+                return
+        deliver([(emit, EngineClosedError("the model was unloaded before this generation started")), (emit, self._end)])
 
     def stop(self) -> None:
         with self._wakeup:
             self._stopping = True
             self._wakeup.notify()
-        self._thread.join(timeout=30)
+        if self._thread.ident is not None:  # started
+            self._thread.join(timeout=30)
 
     @property
     def active(self) -> int:
-        return len(self._rows) + (self._staged is not None)
+        return self._table.active
 
     @property
     def waiting(self) -> int:
@@ -126,6 +127,18 @@ class BatchScheduler:
 
     # The scheduler thread -----------------------------------------------------------------------------------------
     def _loop(self) -> None:
+        try:
+            self._serve()
+        finally:  # stopped, or the thread itself is going down: nobody may be left waiting
+            with self._wakeup:
+                self._stopping = True  # later submits are refused at once
+                pending = list(self._pending)
+                self._pending.clear()
+            for row in [*self._table.clear(), *pending]:
+                self._finish(row, EngineClosedError("the model was unloaded while this generation was running"))
+            self._flush()
+
+    def _serve(self) -> None:
         while True:
             with self._wakeup:
                 if not self._stopping and not self._pending and not self.active:
@@ -136,26 +149,21 @@ class BatchScheduler:
                     break
                 idle = not self.active
                 freed, self._slot_freed = self._slot_freed, False
-                if freed and not idle and not self._pending and self._refill_wait_s > 0:
-                    self._wakeup.wait(self._refill_wait_s)  # submit() and stop() end it early
-            if idle and self._batch_wait_s > 0:
-                time.sleep(self._batch_wait_s)  # an idle engine may gather a few arrivals into one prefill
+                if freed and not idle and not self._pending and self._config.refill_wait_s > 0:
+                    self._wakeup.wait(self._config.refill_wait_s)  # submit() and stop() end it early
+            if idle and self._config.batch_wait_s > 0:
+                time.sleep(self._config.batch_wait_s)  # an idle engine may gather a few arrivals into one prefill
             try:
                 self._admit()
                 self._prefill_chunk()
-                if self._rows:
+                if self._table.rows:
                     self._step()
-            except BaseException as exc:  # noqa: BLE001 - every waiting client must hear of it, then we go on
+            except Exception as exc:  # a failed step fails its requests; the engine goes on with the next ones
                 logger.exception("batch step failed; failing its %d request(s)", self.active)
-                for row in [*self._rows, *([self._staged] if self._staged else [])]:
+                for row in self._table.clear():
                     self._finish(row, exc)
-                self._rows.clear()
-                self._staged = None
             finally:
                 self._flush()
-        for row in [*self._rows, *([self._staged] if self._staged else []), *self._pending]:
-            self._finish(row, RuntimeError("the engine is shutting down"))
-        self._flush()
 
     def _flush(self) -> None:
         if self._outbox:
@@ -164,36 +172,36 @@ class BatchScheduler:
 
     def _admit(self) -> None:
         with self._wakeup:
-            free = self._slots - self.active
-            new = [self._pending.popleft() for _ in range(min(free, len(self._pending), self._prefills_per_step))]
+            free = self._table.free
+            count = min(free, len(self._pending), self._config.prefills_per_step)
+            new = [self._pending.popleft() for _ in range(count)]
         for row in new:
             if row.cancelled.is_set():  # gave up while waiting: never takes a slot
                 self._finish(row, None)
         new = [row for row in new if not row.done]
         long = [row for row in new if len(row.request.prompt_ids) > PREFILL_TOKENS]
         new = [row for row in new if len(row.request.prompt_ids) <= PREFILL_TOKENS]
-        if long and self._staged is None:
+        if long and self._table.staged is None:
             # The last slot: short arrivals take the slots after the decoding rows meanwhile, without moving it.
-            self._staged = long.pop(0)
-            self._staged.length = 0
-            self._decoder.cache.ensure(len(self._staged.request.prompt_ids), self._used())
-            self._staged.length = self._staged.cached_tokens = self._prefix.load(
-                self._staged.request.prompt_ids, self._slots - 1, self._staged.request.cache_scope
+            staged = long.pop(0)
+            slot = self._table.stage(staged)
+            self._decoder.cache.ensure(len(staged.request.prompt_ids), self._table.used())
+            staged.length = staged.cached_tokens = self._prefix.load(
+                staged.request.prompt_ids, slot, staged.request.cache_scope
             )
         if long:  # one staged prompt at a time; the others keep their place at the head of the queue
             with self._wakeup:
                 self._pending.extendleft(reversed(long))
         if not new:
             return
-        self._decoder.cache.ensure(max(len(row.request.prompt_ids) for row in new), self._used())
+        self._decoder.cache.ensure(max(len(row.request.prompt_ids) for row in new), self._table.used())
         # Shortest prompt first among those admitted together: prefill time grows with the prompt, so this minimises
         # their mean wait for the first token.
         new.sort(key=lambda row: len(row.request.prompt_ids))
         # One prompt per call, each row's first token sent as soon as its own prefill ends: on a CPU a batched
         # prefill costs what the separate ones do, but would hold every first token until the last prompt is done.
         for row in new:
-            slot, prompt = len(self._rows), row.request.prompt_ids
-            self._rows.append(row)
+            slot, prompt = self._table.add(row), row.request.prompt_ids
             row.cached_tokens = self._prefix.load(prompt, slot, row.request.cache_scope)
             if row.cached_tokens:
                 logits = self._decoder.extend(slot, prompt[row.cached_tokens :], cached=row.cached_tokens)
@@ -206,42 +214,33 @@ class BatchScheduler:
         self._drop_finished()
         self._flush()
 
-    def _used(self) -> list[int]:
-        """Positions cached in each slot, so that growing the KV slots copies only those."""
-        used = [row.length for row in self._rows] + [0] * (self._slots - len(self._rows))
-        if self._staged is not None:
-            used[-1] = self._staged.length
-        return used
-
     def _prefill_chunk(self) -> None:
         """The staged prompt's next PREFILL_TOKENS (bounded per-position logits); after the last, it joins the batch."""
-        row = self._staged
+        row = self._table.staged
         if row is None:
             return
         if row.cancelled.is_set():
-            self._staged = None
+            self._table.unstage()
             self._finish(row, None)
             return
-        prompt, slot = row.request.prompt_ids, self._slots - 1
+        prompt, slot = row.request.prompt_ids, self._table.staged_slot
         logits = self._decoder.extend(slot, prompt[row.length : row.length + PREFILL_TOKENS], cached=row.length)
         row.length = min(len(prompt), row.length + PREFILL_TOKENS)
         if row.length < len(prompt):
             return
-        self._staged = None
         self._prefix.store(prompt, slot, row.length, row.request.cache_scope)
-        if len(self._rows) != slot:
-            self._decoder.cache.move(slot, len(self._rows), row.length)
-        self._rows.append(row)
+        self._table.join_staged()
         self._advance(row, logits)
         self._flush()
 
     def _step(self) -> None:
         self._drop_finished()
-        if not self._rows:
+        rows = self._table.rows
+        if not rows:
             return
-        self._decoder.cache.ensure(max(row.length for row in self._rows) + 1, self._used())
-        logits = self._decoder.decode([row.next_token for row in self._rows], [row.length for row in self._rows])
-        for row, row_logits in zip(self._rows, logits, strict=True):
+        self._decoder.cache.ensure(max(row.length for row in rows) + 1, self._table.used())
+        logits = self._decoder.decode([row.next_token for row in rows], [row.length for row in rows])
+        for row, row_logits in zip(rows, logits, strict=True):
             row.length += 1
             self._advance(row, row_logits)
         self._drop_finished()
@@ -258,7 +257,7 @@ class BatchScheduler:
             return
         row.generated += 1
         finish: FinishReason | None = None
-        if token in self._eos:
+        if token in self._tokenizer.eos_token_ids:
             text, finish = row.detokenizer.flush(), "stop"
         else:
             text = row.detokenizer.push(token)
@@ -278,16 +277,6 @@ class BatchScheduler:
             self._outbox.append((row.emit, self._end))
 
     def _drop_finished(self) -> None:
-        """Free finished rows' slots, keeping the batch contiguous by moving the last row into each hole."""
-        slot = 0
-        while slot < len(self._rows):
-            if not (self._rows[slot].done or self._rows[slot].cancelled.is_set()):
-                slot += 1
-                continue
-            self._finish(self._rows[slot], None)
-            last = len(self._rows) - 1
-            if slot != last:
-                self._decoder.cache.move(last, slot, self._rows[last].length)
-                self._rows[slot] = self._rows[last]
-            self._rows.pop()
+        for row in self._table.remove(lambda row: row.done or row.cancelled.is_set()):
+            self._finish(row, None)
             self._slot_freed = True

@@ -1,21 +1,20 @@
 """The chat engine with continuous batching, for graphs that fit it (SmolLM2, Phi-3 and other builder outputs).
 
-Generation runs in the BatchScheduler on plain onnxruntime; everything else (tokenizer, chat template, limits) is
-the ONNX Runtime GenAI engine's, which this one wraps and delegates to.
+Generation runs in the BatchScheduler on plain onnxruntime; the tokenizer and chat template are the ONNX Runtime
+GenAI engine's, which this one is built from and closes with it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncGenerator
 
-from chat_service.engine.batch_scheduler import BatchScheduler
+from chat_service.engine.batch_scheduler import BatchScheduler, SchedulerConfig
 from chat_service.engine.onnx_decoder import OnnxDecoder
 from chat_service.engine.ort_genai import OrtGenAIEngine
 from chat_service.engine.prefix_cache import PrefixCache
-from chat_service.engine.thread_events import END, events_from_thread
+from chat_service.engine.thread_events import END, InFlight, events_from_thread
 from chat_service.engine.types import GenerationRequest, TokenEvent
 
 logger = logging.getLogger(__name__)
@@ -39,23 +38,21 @@ class ContinuousBatchingEngine:
         refill_wait_ms: float = 0.0,
     ) -> None:
         self._inner = inner
+        self.in_flight = InFlight()
         config = json.loads((inner.model_path / "genai_config.json").read_text(encoding="utf-8"))
         # One KV region per slot, as long as the longest request allowed (prompt + max_tokens ≤ context_length).
         self.context_length = inner.context_length if capped else min(inner.context_length, DEFAULT_SLOT_LEN_CAP)
         self._decoder = OnnxDecoder(inner.model_path, config, threads, max_batch_size, self.context_length)
         self.prefix_cache = PrefixCache(self._decoder.cache, prefix_block_tokens, prefix_cache_bytes)
+        self.tokenizer = inner.tokenizer
         self._scheduler = BatchScheduler(
             self._decoder,
-            inner.decode,
-            inner.eos_token_ids,
-            inner.vocab_size,
-            END,
-            batch_wait_ms / 1000,
-            inner.vocabulary,
+            inner.tokenizer,
             self.prefix_cache,
-            prefills_per_step,
-            refill_wait_ms / 1000,
+            SchedulerConfig(batch_wait_ms / 1000, prefills_per_step, refill_wait_ms / 1000),
+            END,
         )
+        self._scheduler.start()
         logger.info(
             "continuous batching on %s: %d slots of up to %d positions (%.1f MB of KV per 1k positions per slot); "
             "prefix cache of %d blocks of %d tokens",
@@ -67,10 +64,6 @@ class ContinuousBatchingEngine:
             prefix_block_tokens,
         )
 
-    def __getattr__(self, name: str) -> Any:
-        # Tokenizer, template and limits are the wrapped engine's; only generation differs.
-        return getattr(self._inner, name)
-
     @property
     def running(self) -> int:
         return self._scheduler.active
@@ -79,10 +72,13 @@ class ContinuousBatchingEngine:
     def waiting(self) -> int:
         return self._scheduler.waiting
 
-    def generate(self, request: GenerationRequest) -> AsyncIterator[TokenEvent]:
+    def generate(self, request: GenerationRequest) -> AsyncGenerator[TokenEvent, None]:
         """Same contract as OrtGenAIEngine.generate: leaving early frees the row within one step."""
-        return events_from_thread(lambda emit, cancelled: self._scheduler.submit(request, emit, cancelled))
+        return events_from_thread(
+            lambda emit, cancelled: self._scheduler.submit(request, emit, cancelled), self.in_flight
+        )
 
     def close(self) -> None:
+        """Generations still running or queued end with EngineClosedError."""
         self._scheduler.stop()
         self._inner.close()

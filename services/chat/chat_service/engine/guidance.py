@@ -8,6 +8,7 @@ engine that hands the sampler one logits row per step (ONNX Runtime GenAI's own 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import llguidance
 import numpy as np
@@ -26,8 +27,11 @@ class GuidanceError(ValueError):
 
 def compile_grammar(spec: GuidanceSpec) -> str:
     """The llguidance grammar for a spec (no validation: see `check_guidance`)."""
+    if spec.grammar is not None:
+        return spec.grammar
     if spec.kind == "json_schema":
         try:
+            # llguidance's stub types `overrides` as a dict of str; the layout's separators are a list, as it documents.
             return llguidance.LLMatcher.grammar_from_json_schema(spec.source, overrides=JSON_LAYOUT)  # type: ignore[arg-type]
         except ValueError as exc:
             raise GuidanceError(str(exc)) from exc
@@ -36,8 +40,9 @@ def compile_grammar(spec: GuidanceSpec) -> str:
     return llguidance.LLMatcher.grammar_from_lark(spec.source)
 
 
-def check_guidance(spec: GuidanceSpec, vocabulary: Vocabulary | None) -> None:
-    """Raise GuidanceError if the spec cannot guide generation (run before a stream starts, to answer 400)."""
+def check_guidance(spec: GuidanceSpec, vocabulary: Vocabulary | None) -> GuidanceSpec:
+    """The spec with its grammar compiled, or GuidanceError if it cannot guide generation (run before a stream
+    starts, to answer 400). Generation builds its matchers from that grammar, without compiling it again."""
     if spec.kind == "json_schema":
         try:
             schema = json.loads(spec.source)
@@ -46,9 +51,11 @@ def check_guidance(spec: GuidanceSpec, vocabulary: Vocabulary | None) -> None:
         if not isinstance(schema, dict | bool):
             raise GuidanceError("a JSON schema must be an object")
     tokenizer = vocabulary.guidance_tokenizer if vocabulary is not None else None
-    message = llguidance.LLMatcher.validate_grammar(compile_grammar(spec), tokenizer)
+    grammar = compile_grammar(spec)
+    message = llguidance.LLMatcher.validate_grammar(grammar, tokenizer)
     if message and not message.startswith("WARNING"):
         raise GuidanceError(message.strip())
+    return replace(spec, grammar=grammar)
 
 
 class GuidanceMatcher:

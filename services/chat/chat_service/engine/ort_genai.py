@@ -10,7 +10,7 @@ import asyncio
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -20,10 +20,9 @@ import onnxruntime_genai as og
 
 from chat_service.engine.detokenizer import IncrementalDetokenizer
 from chat_service.engine.sampler import TokenSampler
-from chat_service.engine.template import find_template_override, messages_json, template_renders_tools
-from chat_service.engine.thread_events import END, events_from_thread
-from chat_service.engine.types import EngineLoadError, GenerationRequest, TokenEvent
-from chat_service.engine.vocabulary import Vocabulary
+from chat_service.engine.thread_events import END, InFlight, events_from_thread
+from chat_service.engine.tokenizer import ModelTokenizer
+from chat_service.engine.types import EngineClosedError, EngineLoadError, GenerationRequest, TokenEvent
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +52,7 @@ class OrtGenAIEngine:
         self.model_path = model_path
         config = check_model_folder(model_path)
         model_cfg = config["model"]
-        self.vocab_size = int(model_cfg["vocab_size"])
+        vocab_size = int(model_cfg["vocab_size"])
         self.context_length = int(model_cfg.get("context_length") or 2048)
         if max_model_len is not None:
             self.context_length = min(self.context_length, max_model_len)
@@ -63,47 +62,32 @@ class OrtGenAIEngine:
                 json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}})
             )
             self._model = og.Model(og_config)
-            self._tokenizer = og.Tokenizer(self._model)
+            self.tokenizer = ModelTokenizer(self._model, model_path, vocab_size)
         except Exception as exc:  # og raises RuntimeError with its own text; keep it, name the path
             raise EngineLoadError(f"model path {model_path} could not be loaded by ONNX Runtime GenAI: {exc}") from exc
-        self.eos_token_ids = frozenset(int(t) for t in self._tokenizer.eos_token_ids)
-        self.vocabulary = Vocabulary(model_path / "tokenizer.json", self.vocab_size, self.eos_token_ids)
-        self._template_override = find_template_override(model_path)
-        self.template_renders_tools = template_renders_tools(model_path, self._template_override)
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="generate")
+        self._closing = threading.Event()
+        self.in_flight = InFlight()
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
-        self._model = None  # type: ignore[assignment]
-
-    # Tokenizer ---------------------------------------------------------------------------------------------------
-    def encode(self, text: str) -> list[int]:
-        return [int(t) for t in self._tokenizer.encode(text)]
-
-    def decode(self, ids: list[int] | tuple[int, ...]) -> str:
-        return self._tokenizer.decode(np.asarray(ids, dtype=np.int32))
-
-    def apply_chat_template(
-        self,
-        messages: list[dict[str, Any]],
-        tools: list[dict[str, Any]] | None = None,
-        add_generation_prompt: bool = True,
-    ) -> str:
-        """`tools` reach the template only when it renders them (see `template_renders_tools`)."""
-        return self._tokenizer.apply_chat_template(
-            messages_json(messages),
-            template_str=self._template_override,
-            tools=messages_json(tools) if tools else None,
-            add_generation_prompt=add_generation_prompt,
-        )
+        """Generations still running end with EngineClosedError at their next token (queued ones at once)."""
+        self._closing.set()
+        # Queued work is not cancelled: cancelled, it would never tell its client that it ended.
+        self._executor.shutdown(wait=True)
+        self._model = None
 
     # Generation --------------------------------------------------------------------------------------------------
-    def generate(self, request: GenerationRequest) -> AsyncIterator[TokenEvent]:
+    def generate(self, request: GenerationRequest) -> AsyncGenerator[TokenEvent, None]:
         """Yield one TokenEvent per generated token; leaving the iterator early stops the loop within one step."""
         loop = asyncio.get_running_loop()
-        return events_from_thread(
-            lambda emit, cancelled: loop.run_in_executor(self._executor, self._run, request, emit, cancelled)
-        )
+
+        def start(emit: Callable[[Any], None], cancelled: threading.Event) -> None:
+            try:
+                loop.run_in_executor(self._executor, self._run, request, emit, cancelled)
+            except RuntimeError as exc:  # the executor has shut down
+                raise EngineClosedError("the model was unloaded before this generation started") from exc
+
+        return events_from_thread(start, self.in_flight)
 
     def _run(self, request: GenerationRequest, emit: Callable[[Any], None], cancelled: threading.Event) -> None:
         try:
@@ -119,15 +103,18 @@ class OrtGenAIEngine:
         params.set_search_options(max_length=len(request.prompt_ids) + request.max_tokens, batch_size=1)
         generator = og.Generator(self._model, params)
         try:
-            sampler = TokenSampler(request.sampling, self.vocab_size, self.vocabulary)
-            detok = IncrementalDetokenizer(self.decode)
+            tokenizer = self.tokenizer
+            sampler = TokenSampler(request.sampling, tokenizer.vocab_size, tokenizer.vocabulary)
+            detok = IncrementalDetokenizer(tokenizer.decode)
             generator.append_tokens(np.asarray(request.prompt_ids, dtype=np.int32))
             for step in range(request.max_tokens):
                 if cancelled.is_set():
                     return
+                if self._closing.is_set():
+                    raise EngineClosedError("the model was unloaded while this generation was running")
                 logits = generator.get_logits()
                 token = sampler.sample(logits.reshape(-1, logits.shape[-1])[-1])
-                if token in self.eos_token_ids:
+                if token in tokenizer.eos_token_ids:
                     emit(TokenEvent(token, detok.flush(), "stop", sampler.logprobs))
                     return
                 text = detok.push(token)

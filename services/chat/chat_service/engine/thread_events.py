@@ -10,13 +10,42 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from typing import Any
 
 from chat_service.engine.types import TokenEvent
 
 END = object()
 Emit = Callable[[Any], None]
+
+
+class InFlight:
+    """The generations an engine has started and not yet ended, so that unloading its model can wait for them.
+
+    Counted on the event loop (where generations are iterated), so no lock is needed.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def started(self) -> None:
+        self.count += 1
+        self._idle.clear()
+
+    def ended(self) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self._idle.set()
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        """True once no generation runs; False if some still do after `timeout_s`."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
 
 
 class ThreadEmitter:
@@ -54,11 +83,14 @@ def deliver(items: Iterable[tuple[Emit, Any]]) -> None:
                 emitter.cancelled.set()
 
 
-async def events_from_thread(start: Callable[[Emit, threading.Event], None]) -> AsyncIterator[TokenEvent]:
+async def events_from_thread(
+    start: Callable[[Emit, threading.Event], None], in_flight: InFlight
+) -> AsyncGenerator[TokenEvent, None]:
     queue: asyncio.Queue[Any] = asyncio.Queue()
     cancelled = threading.Event()
-    start(ThreadEmitter(asyncio.get_running_loop(), queue, cancelled), cancelled)
+    in_flight.started()
     try:
+        start(ThreadEmitter(asyncio.get_running_loop(), queue, cancelled), cancelled)
         while True:
             item = await queue.get()
             if item is END:
@@ -68,3 +100,4 @@ async def events_from_thread(start: Callable[[Emit, threading.Event], None]) -> 
             yield item
     finally:
         cancelled.set()
+        in_flight.ended()

@@ -13,12 +13,17 @@ class EngineLoadError(RuntimeError):
     """The model folder is missing or unusable; the message names the path and the files expected."""
 
 
+class EngineClosedError(RuntimeError):
+    """The engine was closed (its model unloaded, the service stopping) before this generation ended."""
+
+
 @dataclass(frozen=True)
 class GuidanceSpec:
     """A constraint on the output: a JSON schema (as JSON text), a regular expression, or a Lark grammar."""
 
     kind: GuidanceKind
     source: str
+    grammar: str | None = None  # llguidance's grammar, once compiled and checked (check_guidance): never twice
 
 
 @dataclass(frozen=True)

@@ -62,4 +62,4 @@ class LlmHiddenStateEmbedder:
         return l2_normalize(np.stack(rows))
 
     def close(self) -> None:
-        self._model = None  # type: ignore[assignment]
+        self._model = None

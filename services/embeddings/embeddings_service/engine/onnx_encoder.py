@@ -57,7 +57,7 @@ class OnnxEncoder:
         return self._session.run([self.output], feeds)[0], mask
 
     def close(self) -> None:
-        self._session = None  # type: ignore[assignment]
+        self._session = None
 
 
 class EncoderEmbedder:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ortserve_common.errors import OpenAIError, model_not_found
+from ortserve_common.errors import OpenAIError, invalid_request, model_not_found
+from ortserve_common.protocol.admin import ModelLoadRequest
 from ortserve_common.protocol.embeddings import EmbeddingModelCard
+from pydantic import ValidationError
 
 from embeddings_service.batcher import EmbeddingBatcher
 from embeddings_service.engine.loader import LoadedModel, ModelLoader
@@ -63,7 +65,7 @@ class ServedModel:
         )
 
 
-class ModelRegistry:
+class EmbeddingModelTable:
     def __init__(self, settings: EmbedSettings, loader: ModelLoader) -> None:
         self.models: dict[str, ServedModel] = {}
         self._settings = settings
@@ -74,7 +76,7 @@ class ModelRegistry:
         self._on_batch: Callable[[str, int, float], None] | None = None
 
     @classmethod
-    def load(cls, settings: EmbedSettings, loader: ModelLoader | None = None) -> ModelRegistry:
+    def load(cls, settings: EmbedSettings, loader: ModelLoader | None = None) -> EmbeddingModelTable:
         """Load every configured model (blocking; the lifespan runs it before the port opens)."""
         registry = cls(settings, loader or ModelLoader(settings.engine_threads))
         try:
@@ -120,15 +122,29 @@ class ModelRegistry:
                 raise OpenAIError(400, str(exc), param="path", code="model_load_failed") from exc
             return self._serve(entry, loaded)
 
-    async def remove(self, model_id: str) -> None:
-        """Stop serving an id; its engine and batcher go too unless another id shares them."""
+    # The admin API (ortserve_common.admin_models) ----------------------------------------------------------------
+    async def load_model(self, request: ModelLoadRequest) -> None:
+        try:
+            entry = self._settings.entry_for(request.id, request.path, request.kind)
+        except ValidationError as exc:
+            raise invalid_request(f"Cannot serve this model: {exc.errors()[0]['msg']}", "kind") from exc
+        await self.add(entry)
+
+    async def unload_model(self, model_id: str, announce: Callable[[], Awaitable[object]]) -> None:
+        await self.remove(model_id, announce)
+
+    async def remove(self, model_id: str, announce: Callable[[], Awaitable[object]] | None = None) -> None:
+        """Stop serving an id (and `announce` it); its engine and batcher go too unless another id shares them."""
         async with self._lock:
             served = self.models.pop(model_id, None)
             if served is None:
                 raise model_not_found(model_id)
-            if any(other.loaded is served.loaded for other in self.models.values()):
-                return
-            batcher = self._batchers.pop(id(served.loaded))
+            shared = any(other.loaded is served.loaded for other in self.models.values())
+            batcher = None if shared else self._batchers.pop(id(served.loaded))
+        if announce is not None:
+            await announce()
+        if batcher is None:
+            return
         await batcher.close()  # finishes the batches already queued
         self._loader.release(served.loaded)
         logger.info("unloaded %s", model_id)

@@ -1,0 +1,40 @@
+"""The plain ONNX Runtime GenAI loop, the reference that the chat engine's greedy output is compared with (tests) and
+the engine limit measured (bench)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime_genai as og
+
+
+class PlainGenerator:
+    def __init__(self, model_path: Path, threads: int = 2) -> None:
+        config = og.Config(str(model_path))
+        config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}))
+        self.model = og.Model(config)
+        self.tokenizer = og.Tokenizer(self.model)
+
+    def chat_prompt(self, messages: list[dict[str, str]]) -> str:
+        return self.tokenizer.apply_chat_template(json.dumps(messages), add_generation_prompt=True)
+
+    def encode(self, text: str) -> list[int]:
+        return [int(t) for t in self.tokenizer.encode(text)]
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(np.asarray(ids, dtype=np.int32))
+
+    def greedy(self, prompt: str, max_tokens: int) -> list[int]:
+        """Greedy token ids, EOS included when it ends the sequence."""
+        ids = self.encode(prompt)
+        params = og.GeneratorParams(self.model)
+        params.set_search_options(max_length=len(ids) + max_tokens, do_sample=False)
+        generator = og.Generator(self.model, params)
+        generator.append_tokens(np.asarray(ids, dtype=np.int32))
+        out: list[int] = []
+        while not generator.is_done() and len(out) < max_tokens:
+            generator.generate_next_token()
+            out.append(int(generator.get_next_tokens()[0]))
+        return out

@@ -1,0 +1,58 @@
+"""What serving needs of a chat engine, and of its tokenizer. The batched engine, the generator engine and the
+tests' doubles all implement these; serving code is typed against them only."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Sequence
+from typing import Any, Protocol
+
+from chat_service.engine.thread_events import InFlight
+from chat_service.engine.types import GenerationRequest, TokenEvent
+from chat_service.engine.vocabulary import Vocabulary
+
+
+class Tokenizer(Protocol):
+    @property
+    def vocab_size(self) -> int: ...
+
+    @property
+    def vocabulary(self) -> Vocabulary | None:
+        """Every token's bytes, for guided decoding and logprobs; None where they are unknown (guidance is then
+        refused, and logprobs carry the decoded text only)."""
+
+    @property
+    def eos_token_ids(self) -> frozenset[int]: ...
+
+    @property
+    def template_renders_tools(self) -> bool:
+        """Whether the chat template renders a `tools` argument itself (else tools go in as a system prompt)."""
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+    def apply_chat_template(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        add_generation_prompt: bool = True,
+    ) -> str: ...
+
+
+class ChatEngine(Protocol):
+    @property
+    def tokenizer(self) -> Tokenizer: ...
+
+    @property
+    def context_length(self) -> int:
+        """Prompt + completion tokens one request may take."""
+
+    @property
+    def in_flight(self) -> InFlight:
+        """The generations running now (unloading the model waits for them)."""
+
+    def generate(self, request: GenerationRequest) -> AsyncGenerator[TokenEvent, None]:
+        """One event per generated token; leaving the iterator early stops the generation within one step."""
+
+    def close(self) -> None:
+        """Free the model; generations still running end with EngineClosedError."""
