@@ -15,11 +15,14 @@ PYTEST_ARGS ?=
 LOADTEST_ARGS ?=
 BENCH_ARGS ?=
 
+# One clear line, naming the target that fixes it, where no Docker engine answers.
+NEED_ENGINE := docker info >/dev/null 2>&1 || { echo "no Docker engine answers here: make docker-engine installs Debian's and starts it" >&2; exit 1; }
+
 export ORTSERVE_MODELS_DIR := $(MODELS_DIR)
 export ORTSERVE_BUILD_PYTHON := $(BUILD_VENV)/bin/python
 
 .PHONY: help install build-venv model nginx postgres certs run run-chat up down test test-unit lint typecheck docs clean loadtest loadtest-ui bench bench-peers \
-	fuzz overload soak
+	fuzz overload soak docker-engine base-image images compose-up compose-down swarm-up swarm-down
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -50,7 +53,7 @@ run: install nginx $(MODEL_STAMPS) ## The whole stack (registry, chat, embedding
 up: install nginx $(MODEL_STAMPS) ## The whole stack in the background
 	$(PY) tools/stack.py up
 
-certs: ## A local CA and server certificate in run/tls (make run does this too; compose mounts them)
+certs: ## A local CA and server certificate in run/tls (make run does this too)
 	@bash proxy/gen-certs.sh run/tls
 
 down: ## Stop the background stack; returns once every process has exited and its ports are free
@@ -59,7 +62,8 @@ down: ## Stop the background stack; returns once every process has exited and it
 run-chat: install $(MODEL_STAMPS) ## Only the chat service, on port 8000, no proxy
 	CHAT_MODEL_PATH=$${CHAT_MODEL_PATH:-$(CHAT_MODEL)} $(PY) -m chat_service
 
-test: install nginx postgres $(MODEL_STAMPS) ## Run every test on the real models
+test: install nginx postgres docker-engine $(MODEL_STAMPS) ## Run every test on the real models (compose included)
+	@tools/docker/images.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 loadtest: install nginx postgres $(MODEL_STAMPS) ## Locust, headless, 60 s on a stack of its own; CSV + HTML in results/loadtest/
@@ -87,6 +91,32 @@ overload: install nginx $(MODEL_STAMPS) ## Twice the chat capacity for 60 s; ref
 soak: install nginx $(MODEL_STAMPS) ## 10 min of the mixed Locust scenario, RSS sampled: results/reliability/soak-*
 	SOAK_SECONDS=$${SOAK_SECONDS:-600} \
 	$(PY) -m pytest tests/test_soak.py -s -o timeout=$$(( $${SOAK_SECONDS:-600} + 600 )) $(PYTEST_ARGS)
+
+docker-engine: install ## Install Debian's Docker engine and start it, plus the compose v2 plugin (no-op where they answer)
+	@tools/docker/engine.sh $(VENV)/bin/docker-compose
+
+base-image: ## Debian bookworm base image (Python, nginx, this host's CA certificates) from Debian's packages
+	@tools/docker/base-image.sh
+
+images: ## Build every image (public bases where a registry answers, the local base otherwise; ORTSERVE_BASE=...)
+	@$(NEED_ENGINE)
+	@tools/docker/images.sh
+
+compose-up: install $(MODEL_STAMPS) ## The stack under docker compose (chat x2), real models mounted read-only; prints the URL
+	@$(NEED_ENGINE)
+	@tools/docker/images.sh
+	@$(PY) tools/compose.py up
+
+compose-down: install ## Stop the compose stack; returns once every container has stopped (volumes stay)
+	@$(PY) tools/compose.py down
+
+swarm-up: install $(MODEL_STAMPS) ## The same stack with docker stack deploy (a single-node swarm where none is active)
+	@$(NEED_ENGINE)
+	@tools/docker/images.sh
+	@$(PY) tools/swarm.py up
+
+swarm-down: install ## Remove the swarm stack; returns once its containers and network are gone (volumes stay)
+	@$(PY) tools/swarm.py down
 
 lint: install ## ruff over the code (lint rules and formatting)
 	$(VENV)/bin/ruff check .

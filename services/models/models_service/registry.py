@@ -154,6 +154,7 @@ class ModelRegistry:
                 defaults=entry.defaults_dict(),
                 in_manifest=True,
                 instances=[instance.url for instance, _ in live],
+                replicas=len(live),
             )
         instance, model = (live or served_by)[0]
         return ModelStatus(
@@ -165,6 +166,7 @@ class ModelRegistry:
             service=instance.service,
             in_manifest=False,
             instances=[instance.url for instance, _ in live],
+            replicas=len(live),
         )
 
     def _canonical_models(self, models: list[RegisteredModel]) -> list[RegisteredModel]:

@@ -48,6 +48,7 @@ def test_only_models_of_live_instances_are_listed(fresh_registry: ModelsServer) 
         "service": "chat",
         "aliases": [],
         "defaults": {"temperature": 0.7, "top_p": 1.0},
+        "replicas": 1,
     }
     assert (minilm["id"], minilm["kind"], minilm["service"]) == ("all-minilm-l6-v2", "embedding", "embeddings")
 
@@ -155,3 +156,13 @@ def test_bad_registrations_are_refused(shared_registry: ModelsServer, body: dict
         answer = http.post("/internal/instances", json=body)
     assert answer.status_code == 400
     assert answer.json()["error"]["param"] == param
+
+
+def test_a_scaled_service_counts_each_live_replica(fresh_registry: ModelsServer) -> None:
+    with fresh_registry.http() as http:
+        for url in (CHAT_URL, "http://127.0.0.1:18103"):
+            http.post("/internal/instances", json=registration(url, [SMOLLM]))
+        card = http.get("/v1/models/smollm2-135m-instruct").json()
+        assert card["replicas"] == 2 and "instances" not in card  # a count; the addresses stay internal
+        http.request("DELETE", "/internal/instances", params={"url": CHAT_URL})
+        assert http.get("/v1/models/smollm2-135m-instruct").json()["replicas"] == 1

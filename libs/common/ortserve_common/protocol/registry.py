@@ -55,6 +55,8 @@ class RegistryModelCard(ModelCard):
     service: ServiceName
     aliases: list[str] = Field(default_factory=list)
     defaults: dict[str, Any] = Field(default_factory=dict)
+    # A count, not the instances' addresses (those stay internal): how many replicas serve the model right now.
+    replicas: int = Field(0, ge=0, description="Live instances serving the model (each replica of a scaled service).")
 
 
 class RegistryModelList(BaseModel):
