@@ -26,6 +26,7 @@ fi
 
 if ! command -v debootstrap >/dev/null; then
   echo ">> installing debootstrap"
+  apt-get -o DPkg::Lock::Timeout=600 update -q  # a fresh machine has no package lists yet
   DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends debootstrap
 fi
 
