@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import plots, targets
+from bench import multi_turn, plots, targets
 
 ENGINE = "engine"
 PEERS = ("llama-server Q4_1", "llama-server Q4_0")
@@ -241,6 +241,7 @@ def write(results: dict, out: Path) -> str:
         ]
     lines += targets.section(table)
     lines += targets.prefix_section(table)
+    lines += multi_turn.section(results.get("multi_turn", []))
     lines += ["## Setup", "", *setup_section(results)]
     lines += [HOW_TO_READ]
     lines += ["## Chat", ""] + [f"![{p.stem}]({p.relative_to(out.parent)})" for p in plot_files] + [""]

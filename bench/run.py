@@ -25,7 +25,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import clients, environment, report, targets
+from bench import clients, environment, multi_turn, report, targets
 from bench.clients import ChatTarget, Phase
 from bench.cpu_monitor import CpuMonitor, load_average
 from bench.engine_limit import EngineLimit
@@ -243,6 +243,9 @@ async def main_async(args: argparse.Namespace) -> int:
         engine = EngineLimit(MODELS_DIR / CHAT_MODEL, int(os.environ.get("CHAT_ENGINE_THREADS", "2")))
         results["environment"] = environment.describe(bin_dir if args.peers else None) | {"peers": peers}
         results["chat"] = await measure_chat(plan, engine, chat_targets, monitor)
+        if no_reuse is not None:  # a Responses chain on the same service with and without its prefix cache
+            direct, without = chat_targets[0], next(t for t in chat_targets if t.name == targets.NO_REUSE)
+            results["multi_turn"] = await multi_turn.measure(direct, without, 6, plan.repeats, 48)
         results["embeddings"] = await measure_embeddings(plan, embed_target(local), monitor)
     results["load_1m_at_end"] = load_average()
     (results_dir / "results.json").write_text(json.dumps(results, indent=1))

@@ -127,3 +127,18 @@ def test_prefix_reuse_is_scored_against_the_same_service_without_it(tmp_path: Pa
     assert "0.25× no reuse" in shared_table and "llama" not in shared_table  # only targets measured there
     # the no-reuse service appears in no table of the other prompts
     assert "no reuse" not in written.split("### TTFT p50, ms, short prompts")[1].split("###")[0]
+
+
+def test_multi_turn_section_reports_each_turn_with_and_without_the_cache() -> None:
+    from bench import multi_turn  # noqa: PLC0415
+
+    rows = [
+        {"target": multi_turn.CACHED, "turn": 1, "ttft_s": 0.8, "input_tokens": 200, "cached_tokens": 0, "repeat": 0},
+        {"target": multi_turn.UNCACHED, "turn": 1, "ttft_s": 0.8, "input_tokens": 200, "cached_tokens": 0, "repeat": 0},
+        {"target": multi_turn.CACHED, "turn": 2, "ttft_s": 0.2, "input_tokens": 280, "cached_tokens": 224, "repeat": 0},
+        {"target": multi_turn.UNCACHED, "turn": 2, "ttft_s": 0.8, "input_tokens": 280, "cached_tokens": 0, "repeat": 0},
+    ]
+    table = "\n".join(multi_turn.section(rows))
+    assert "| 1 | 200 | 0 | 800 ms | 800 ms | 1.00× |" in table
+    assert "| 2 | 280 | 224 | 200 ms | 800 ms | 0.25× |" in table
+    assert multi_turn.section([]) == []
