@@ -28,10 +28,10 @@ CAPACITY = CHAT_MAX_CONCURRENCY + CHAT_MAX_QUEUE  # running + queued
 CLIENTS = 2 * CAPACITY
 MAX_TOKENS = 16
 REFUSAL_PAUSE_S = 0.1  # a refused client tries again at once, less this pause (ignoring Retry-After: the worst case)
-# The bound is 100 ms (`make overload` asserts it). The 10-s run in `make test` has so few refusals that its
-# p99 is nearly its maximum, which one scheduling hiccup on a shared 2-core machine decides: it gates at 250 ms, still
-# far below what a refusal that waited in the queue would take (seconds).
-REFUSAL_P99_LIMIT_MS = float(os.environ.get("OVERLOAD_REFUSAL_P99_MS", "250"))
+# The bound is 100 ms (`make overload` asserts it, on a machine one has made quiet). The 10-s run in
+# `make test` must hold on a busy, shared machine too, so it asserts what its setup decides rather than a speed: a
+# refusal came at once, not after waiting in the queue, which would have taken the queue timeout (120 s) at least.
+REFUSAL_P99_LIMIT_MS = float(os.environ.get("OVERLOAD_REFUSAL_P99_MS", str(CHAT_QUEUE_TIMEOUT_S * 1000 / 4)))
 
 
 async def _client_loop(client: httpx.AsyncClient, api_key: str, deadline: float, results: list[StreamResult]) -> None:
