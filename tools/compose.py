@@ -98,16 +98,35 @@ def wait_serving(base: str, ca: str, api_key: str, timeout_s: float = 180) -> No
     raise SystemExit(f"the proxy at {base} did not list chat and embeddings models within {timeout_s:.0f}s")
 
 
+def state_dir() -> Path:
+    return Path(os.environ.get("ORTSERVE_COMPOSE_DIR", ROOT / "run/compose")).resolve()
+
+
+def engine_or_say() -> bool:
+    if engine_answers():
+        return True
+    sys.stderr.write("no Docker engine answers here: `make docker-engine` installs Debian's and starts it\n")
+    return False
+
+
+def announce(env: dict[str, str], stop_command: str) -> None:
+    """Once the proxy serves: the same block as `make up` prints."""
+    port = env.get("PROXY_HTTPS_PORT", "8443")
+    api_key = env["ORTSERVE_API_KEYS"].split(",")[0].strip()
+    ca = str(Path(env["ORTSERVE_TLS_DIR"]) / "ca.pem")
+    wait_serving(f"https://localhost:{port}/v1", ca, api_key)
+    info = {"api_key": api_key, "admin_key": env["ORTSERVE_ADMIN_KEY"], "ca": ca, "PROXY_HTTPS_PORT": port}
+    sys.stdout.write(banner(info) + f"  stop it    {stop_command}\n")
+
+
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s compose %(message)s")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["up", "down"])
     args = parser.parse_args()
-    if not engine_answers():
-        sys.stderr.write("no Docker engine answers here: `make docker-engine` installs Debian's and starts it\n")
+    if not engine_or_say():
         return 1
-    state = Path(os.environ.get("ORTSERVE_COMPOSE_DIR", ROOT / "run/compose")).resolve()
-    env = {**os.environ, **compose_env(state)}
+    env = {**os.environ, **compose_env(state_dir())}
     compose = ["docker", "compose", "--project-directory", str(ROOT), "-f", str(ROOT / "docker-compose.yml")]
     if args.command == "down":
         # Stops every container (each within its stop_grace_period) and removes them and the network; the volumes
@@ -119,12 +138,7 @@ def main() -> int:
     if result.returncode != 0:
         subprocess.run([*compose, "ps", "-a"], env=env, check=False)
         raise SystemExit("docker compose up failed; `docker compose logs` shows why")
-    port = env.get("PROXY_HTTPS_PORT", "8443")
-    api_key = env["ORTSERVE_API_KEYS"].split(",")[0].strip()
-    ca = str(Path(env["ORTSERVE_TLS_DIR"]) / "ca.pem")
-    wait_serving(f"https://localhost:{port}/v1", ca, api_key)
-    info = {"api_key": api_key, "admin_key": env["ORTSERVE_ADMIN_KEY"], "ca": ca, "PROXY_HTTPS_PORT": port}
-    sys.stdout.write(banner(info) + "  stop it    make compose-down\n")
+    announce(env, "make compose-down")
     return 0
 
 

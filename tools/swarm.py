@@ -22,8 +22,7 @@ import time
 from pathlib import Path
 
 import yaml
-from compose import compose_env, engine_answers, wait_serving  # tools/: this script's own folder is on sys.path
-from stack import banner
+from compose import announce, compose_env, engine_or_say, state_dir  # tools/: this script's own folder is on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -86,11 +85,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["up", "down"])
     args = parser.parse_args()
-    if not engine_answers():
-        sys.stderr.write("no Docker engine answers here: `make docker-engine` installs Debian's and starts it\n")
+    if not engine_or_say():
         return 1
     stack = os.environ.get("ORTSERVE_STACK", "ortserve")
-    state = Path(os.environ.get("ORTSERVE_COMPOSE_DIR", ROOT / "run/compose")).resolve()
+    state = state_dir()
     if args.command == "down":
         docker("stack", "rm", stack, check=False)
         # `stack rm` returns at once; the containers drain (stop_grace_period) and the network goes after them.
@@ -111,12 +109,7 @@ def main() -> int:
     stack_file.write_text(yaml.safe_dump(render(env), sort_keys=False))
     subprocess.run(["docker", "stack", "deploy", "-c", str(stack_file), stack], check=True)
     wait_converged(stack)
-    port = env.get("PROXY_HTTPS_PORT", "8443")
-    api_key = env["ORTSERVE_API_KEYS"].split(",")[0].strip()
-    ca = str(Path(env["ORTSERVE_TLS_DIR"]) / "ca.pem")
-    wait_serving(f"https://localhost:{port}/v1", ca, api_key)
-    info = {"api_key": api_key, "admin_key": env["ORTSERVE_ADMIN_KEY"], "ca": ca, "PROXY_HTTPS_PORT": port}
-    sys.stdout.write(banner(info) + "  stop it    make swarm-down\n")
+    announce(env, "make swarm-down")
     return 0
 
 

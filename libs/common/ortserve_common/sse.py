@@ -15,6 +15,8 @@ from ortserve_common.errors import OpenAIError, error_body
 logger = logging.getLogger(__name__)
 
 DONE = "data: [DONE]\n\n"
+# A proxy must pass each event on as it comes (nginx buffers unless told), and nobody may cache a stream.
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def sse_data(payload: BaseModel | dict[str, Any]) -> str:

@@ -62,6 +62,12 @@ def fit_history(
     return [*prefix, *kept(cuts[low]), *new]
 
 
+def history_budget(context_length: int, requested: int | None, reserve_tokens: int) -> int:
+    """Prompt tokens a history may fill: the context less the reply's room (the request's max tokens, or the reserve
+    setting, at most a quarter of the context: a bigger one would leave a small context no room for history)."""
+    return context_length - (requested if requested is not None else min(reserve_tokens, context_length // 4))
+
+
 class ChatContext:
     def __init__(
         self, conversations: ConversationServing, templates: PromptTemplateServing, reserve_tokens: int
@@ -80,10 +86,9 @@ class ChatContext:
         if request.n is not None and request.n > 1:
             raise invalid_request("A request that names a conversation asks for one choice (n = 1).", "n")
         history = messages_from_items(await self.conversations.history(owner, conversation_id))
-        requested = request.max_completion_tokens or request.max_tokens
-        # A reserve bigger than a small context would leave no room for any history at all.
-        reserve = requested if requested is not None else min(self.reserve_tokens, context_length // 4)
-        budget = context_length - reserve
+        budget = history_budget(
+            context_length, request.max_completion_tokens or request.max_tokens, self.reserve_tokens
+        )
         # Counting means rendering and tokenizing the whole history, maybe several times: off the event loop.
         messages = await asyncio.to_thread(fit_history, prefix, history, request.messages, count_tokens, budget)
         dropped = len(prefix) + len(history) + len(request.messages) - len(messages)

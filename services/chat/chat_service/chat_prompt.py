@@ -83,3 +83,22 @@ def _native(message: ChatMessage) -> dict[str, Any]:
     if message.tool_call_id:
         out["tool_call_id"] = message.tool_call_id
     return out
+
+
+class PromptEncoder:
+    """Messages → prompt ids through the chat template; the same message objects in the same order are rendered and
+    tokenized once (fitting a conversation into the context counts the same candidate prompts again and again)."""
+
+    def __init__(self, tokenizer: Tokenizer, plan: ToolPlan) -> None:
+        self._tokenizer = tokenizer
+        self._plan = plan
+        self._encoded: dict[tuple[int, ...], list[int]] = {}
+
+    def __call__(self, messages: list[ChatMessage]) -> list[int]:
+        key = tuple(map(id, messages))
+        if key not in self._encoded:
+            self._encoded[key] = self._tokenizer.encode(render_chat_prompt(self._tokenizer, messages, self._plan))
+        return self._encoded[key]
+
+    def count(self, messages: list[ChatMessage]) -> int:
+        return len(self(messages))

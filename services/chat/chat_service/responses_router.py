@@ -7,13 +7,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 from ortserve_common.protocol.responses import MAX_PAGE, ResponsesRequest
-from ortserve_common.sse import sse_event_stream
+from ortserve_common.sse import SSE_HEADERS, sse_event_stream
 
 from chat_service.dependencies import OwnerDep, ResponsesServingDep
 
 responses_router = APIRouter(prefix="/v1/responses", tags=["responses"])
-
-_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 @responses_router.post("", response_model=None)
@@ -23,7 +21,7 @@ async def create_response(
     result = await serving.create(request, owner)
     if isinstance(result, dict):
         return JSONResponse(result)
-    return StreamingResponse(sse_event_stream(result), media_type="text/event-stream", headers=_SSE_HEADERS)
+    return StreamingResponse(sse_event_stream(result), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 @responses_router.get("/{response_id}")

@@ -13,7 +13,7 @@ from ortserve_common.protocol.tokenize import (
     TokenizeRequest,
     TokenizeResponse,
 )
-from ortserve_common.sse import sse_stream
+from ortserve_common.sse import SSE_HEADERS, sse_stream
 
 from chat_service.dependencies import (
     ChatServingDep,
@@ -25,8 +25,6 @@ from chat_service.dependencies import (
 
 router = APIRouter()
 
-_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
 
 @router.post("/v1/chat/completions", response_model=ChatCompletionResponse)
 async def chat_completions(
@@ -35,7 +33,7 @@ async def chat_completions(
     result = await serving.create(request, owner)
     if isinstance(result, ChatCompletionResponse):
         return JSONResponse(result.model_dump())
-    return StreamingResponse(sse_stream(result), media_type="text/event-stream", headers=_SSE_HEADERS)
+    return StreamingResponse(sse_stream(result), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 @router.post("/v1/completions", response_model=CompletionResponse)
@@ -45,7 +43,7 @@ async def completions(
     result = await serving.create(request, owner)
     if isinstance(result, CompletionResponse):
         return JSONResponse(result.model_dump())
-    return StreamingResponse(sse_stream(result), media_type="text/event-stream", headers=_SSE_HEADERS)
+    return StreamingResponse(sse_stream(result), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 # llama-server's and vLLM's paths (no /v1 prefix); both take the model, or default to the main one.

@@ -13,14 +13,13 @@ from ortserve_common.protocol.chat import (
     ChatCompletionChunkChoice,
     ChatCompletionRequest,
     ChatCompletionResponse,
-    ChatMessage,
     DeltaMessage,
 )
 from ortserve_common.protocol.common import UsageInfo, new_id, now
 
 from chat_service.chat_choices import ChatChoice
 from chat_service.chat_context import ChatContext, ChatTurn
-from chat_service.chat_prompt import render_chat_prompt
+from chat_service.chat_prompt import PromptEncoder
 from chat_service.engine.protocol import ChatEngine
 from chat_service.engine.types import GuidanceSpec
 from chat_service.generation import TextGeneration
@@ -40,20 +39,13 @@ class ChatServing(BaseServing):
     ) -> tuple[ChatTurn, list[int]]:
         """The turn (what the model sees) and its prompt ids; a prompt already encoded to fit a conversation into
         the context is not encoded again."""
-        encoded: dict[tuple[int, ...], list[int]] = {}
-
-        def encode(messages: list[ChatMessage]) -> list[int]:
-            key = tuple(map(id, messages))  # the same message objects, in the same order: the same prompt
-            if key not in encoded:
-                encoded[key] = engine.tokenizer.encode(render_chat_prompt(engine.tokenizer, messages, plan))
-            return encoded[key]
-
+        encode = PromptEncoder(engine.tokenizer, plan)
         if self.context is None:
             if request.conversation is not None or request.prompt_template is not None:
                 raise invalid_request("This server keeps no conversations or prompt templates.", "conversation")
             turn = ChatTurn(request, request.messages, owner)
         else:
-            turn = await self.context.turn(request, owner, lambda m: len(encode(m)), engine.context_length)
+            turn = await self.context.turn(request, owner, encode.count, engine.context_length)
         # Rendering and tokenizing a long conversation takes milliseconds: off the event loop, like the fitting.
         return turn, await asyncio.to_thread(encode, turn.messages)
 

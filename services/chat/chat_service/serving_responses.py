@@ -22,8 +22,8 @@ from ortserve_common.protocol.common import now
 from ortserve_common.protocol.responses import ResponsesRequest
 
 from chat_service.chat_choices import ChatChoice
-from chat_service.chat_context import fit_history
-from chat_service.chat_prompt import render_chat_prompt
+from chat_service.chat_context import fit_history, history_budget
+from chat_service.chat_prompt import PromptEncoder
 from chat_service.conversation_items import messages_from_items
 from chat_service.generation import TextGeneration
 from chat_service.guided import resolve_guidance
@@ -109,21 +109,14 @@ class ResponsesServing:
         inputs = input_items(request)
         prefix = [ChatMessage(role="system", content=request.instructions)] if request.instructions else []
         earlier, new = messages_from_items(history), messages_from_items(inputs)
-        encoded: dict[tuple[int, ...], list[int]] = {}
-
-        def encode(messages: list[ChatMessage]) -> list[int]:
-            key = tuple(map(id, messages))
-            if key not in encoded:
-                encoded[key] = engine.tokenizer.encode(render_chat_prompt(engine.tokenizer, messages, plan))
-            return encoded[key]
+        encode = PromptEncoder(engine.tokenizer, plan)
 
         def fit() -> tuple[list[ChatMessage], list[int]]:
             """Rendering, tokenizing and fitting a long history take milliseconds: run off the event loop."""
             messages = [*prefix, *earlier, *new]
             if request.truncation == "auto" and earlier:
-                context = engine.context_length
-                reserve = request.max_output_tokens or min(self.reserve_tokens, context // 4)
-                messages = fit_history(prefix, earlier, new, lambda m: len(encode(m)), context - reserve)
+                budget = history_budget(engine.context_length, request.max_output_tokens, self.reserve_tokens)
+                messages = fit_history(prefix, earlier, new, encode.count, budget)
                 dropped = len(prefix) + len(earlier) + len(new) - len(messages)
                 if dropped:
                     logger.info("response: %d oldest messages left out to fit the context", dropped)
