@@ -20,14 +20,14 @@ from chat_service.engine import FinishReason
 from chat_service.engine.vocabulary import Vocabulary
 from chat_service.generation import TextPiece
 from chat_service.logprobs import chat_logprobs
-from chat_service.tool_parser import ParserOutput, ToolCallDelta, ToolCallParser
+from chat_service.tool_parser import ParserOutput, ToolCallDelta, tool_call_parser
 from chat_service.tools import ToolPlan
 
 
 class ChatChoice:
     def __init__(self, index: int, plan: ToolPlan, vocabulary: Vocabulary | None, logprobs: bool) -> None:
         self.index = index
-        self._parser = ToolCallParser(plan.names, plan.mode == "forced") if plan.parses_calls else None
+        self._parser = tool_call_parser(plan.names, plan.mode == "forced") if plan.parses_calls else None
         self._max_calls = None if plan.parallel else 1
         self._vocabulary = vocabulary
         self._logprobs = logprobs
