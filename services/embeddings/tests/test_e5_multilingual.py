@@ -23,7 +23,7 @@ PLAIN_ID = "e5-without-prefixes"
 JAPANESE = [
     "東京は日本の首都です。",
     "富士山は日本で一番高い山で、標高は3776メートルです。",
-    "ｶﾀｶﾅの半角文字と全角ＡＢＣ１２３も正規化されます。",
+    "ｶﾞｲﾄﾞﾌﾞｯｸの半角カタカナと全角ＡＢＣ１２３も正規化されます。",  # half-width voiced marks: their own graphemes
     "明日の天気は晴れのち曇り、降水確率は20%でしょう。",
     "　全角スペース　と\tタブ\n改行  連続スペース ",
     "吾輩は猫である。名前はまだ無い。どこで生れたかとんと見当がつかぬ。",
@@ -31,7 +31,7 @@ JAPANESE = [
 ENGLISH = [
     "The capital of France is Paris.",
     "How much protein should a female eat per day?",
-    "  Leading and trailing spaces  ",
+    "  Leading and trailing spaces  \r\nand a CRLF line break",
     "Ünïcödé, naïve café — “quotes” and ligatures ﬁ ﬂ, ½ ⅓ ² ™ №",
     "a",
 ]
