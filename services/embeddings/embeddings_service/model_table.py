@@ -98,7 +98,9 @@ class EmbeddingModelTable:
             batcher.on_batch = self._on_batch
             if self._started:
                 batcher.start()
-        policy = PrefixPolicy(entry.prefix_table(), entry.instruction_template)
+        # The entry's own table wins; left out, the folder's (e5 names its query: / passage: prefixes itself).
+        table = entry.prefix_table() if entry.prefixes is not None else dict(loaded.prefixes)
+        policy = PrefixPolicy(table, entry.instruction_template)
         served = self.models[entry.id] = ServedModel(entry.id, loaded, batcher, policy)
         logger.info(
             "loaded %s (%s) from %s: max %d tokens, %s dimensions%s",

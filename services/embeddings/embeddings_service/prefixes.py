@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ortserve_common.protocol.embeddings import InputType
+from ortserve_common.protocol.embeddings import INPUT_TYPES, InputType
 
 # Ruri v3 (cl-nagoya/ruri-v3-*): the prefixes from its model card; "sts" is deliberately empty.
 RURI_V3_PREFIXES: dict[InputType, str] = {
@@ -19,7 +19,32 @@ RURI_V3_PREFIXES: dict[InputType, str] = {
     "sts": "",
 }
 
-PREFIX_PRESETS: dict[str, dict[InputType, str]] = {"ruri-v3": RURI_V3_PREFIXES}
+# multilingual-e5 (intfloat/multilingual-e5-*): "query: " and "passage: " for retrieval; its model card asks for
+# "query: " on symmetric tasks and on embeddings used as features (classification, clustering).
+E5_PREFIXES: dict[InputType, str] = {
+    "query": "query: ",
+    "document": "passage: ",
+    "classification": "query: ",
+    "clustering": "query: ",
+    "sts": "query: ",
+}
+
+PREFIX_PRESETS: dict[str, dict[InputType, str]] = {"ruri-v3": RURI_V3_PREFIXES, "e5": E5_PREFIXES}
+
+
+def folder_prefixes(value: object) -> dict[InputType, str]:
+    """The prefix table a model folder names in its ortserve_model.json (a preset's name or a table); ValueError
+    says what is wrong with it."""
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        if value not in PREFIX_PRESETS:
+            raise ValueError(f"unknown prefix preset {value!r}; built-in: {', '.join(sorted(PREFIX_PRESETS))}")
+        return dict(PREFIX_PRESETS[value])
+    if isinstance(value, dict) and all(k in INPUT_TYPES and isinstance(v, str) for k, v in value.items()):
+        return {k: v for k, v in value.items() if k in INPUT_TYPES}
+    raise ValueError(f"prefixes must be a preset name or an object of {', '.join(INPUT_TYPES)} -> text")
+
 
 # E5-instruct / GTE-Qwen convention, the most common one for instruction-tuned embedders.
 DEFAULT_INSTRUCTION_TEMPLATE = "Instruct: {instruction}\nQuery: "

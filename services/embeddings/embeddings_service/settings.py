@@ -15,7 +15,12 @@ from embeddings_service.engine.types import ModelKind
 from embeddings_service.prefixes import DEFAULT_INSTRUCTION_TEMPLATE, PREFIX_PRESETS
 
 DEFAULT_MODELS_DIR = Path.home() / ".cache" / "ortserve" / "models" / "r1"
-DEFAULT_MODELS = "all-minilm-l6-v2=all-minilm-l6-v2,rerank-tiny-random=rerank-tiny-random"
+# The default stack's set: two real encoders and the two chat models' hidden states (each chat id on the folder built
+# with a hidden_states output). No random-weight model: /v1/rerank ranks by these bi-encoders' cosine.
+DEFAULT_MODELS = (
+    "all-minilm-l6-v2=all-minilm-l6-v2,multilingual-e5-small=multilingual-e5-small,"
+    "smollm2-135m-instruct=smollm2-135m-instruct-hidden,qwen2.5-coder-0.5b-instruct=qwen2.5-coder-0.5b-instruct"
+)
 
 
 class ModelEntry(BaseModel):
@@ -29,7 +34,9 @@ class ModelEntry(BaseModel):
         None, description="embedding | llm-embedding | rerank; left out, it is read from the folder."
     )
     prefixes: dict[InputType, str] | str | None = Field(
-        None, description="input_type → prefix table, or the name of a built-in one (ruri-v3)."
+        None,
+        description="input_type → prefix table, or the name of a built-in one (ruri-v3, e5); left out, the "
+        "folder's own (ortserve_model.json), if any.",
     )
     instruction_template: str = Field(
         DEFAULT_INSTRUCTION_TEMPLATE, description="How `instruction` is put in front of the text; has {instruction}."

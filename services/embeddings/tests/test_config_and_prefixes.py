@@ -6,8 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from embeddings_service.engine.loader import inspect_folder
 from embeddings_service.engine.pooling import l2_normalize, mean_pool, shorten
-from embeddings_service.prefixes import RURI_V3_PREFIXES, PrefixPolicy
+from embeddings_service.engine.types import EngineLoadError
+from embeddings_service.prefixes import RURI_V3_PREFIXES, PrefixPolicy, folder_prefixes
 from embeddings_service.settings import EmbedSettings
 from pydantic import ValidationError
 
@@ -18,14 +20,18 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def test_defaults_serve_minilm_and_the_reranker_from_the_models_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_defaults_serve_the_real_encoders_and_the_chat_models_from_the_models_dir(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("ORTSERVE_MODELS_DIR", "/m")
     settings = EmbedSettings()
     assert settings.port == 8001
-    assert [(m.id, m.path, m.kind) for m in settings.models] == [
-        ("all-minilm-l6-v2", Path("/m/all-minilm-l6-v2"), None),
-        ("rerank-tiny-random", Path("/m/rerank-tiny-random"), None),
-    ]
+    assert [(m.id, m.path, m.kind, m.prefixes) for m in settings.models] == [
+        ("all-minilm-l6-v2", Path("/m/all-minilm-l6-v2"), None, None),
+        ("multilingual-e5-small", Path("/m/multilingual-e5-small"), None, None),  # prefixes: the folder's own
+        ("smollm2-135m-instruct", Path("/m/smollm2-135m-instruct-hidden"), None, None),
+        ("qwen2.5-coder-0.5b-instruct", Path("/m/qwen2.5-coder-0.5b-instruct"), None, None),
+    ]  # and no random-weight model: rerank-tiny-random is for the cross-encoder tests only
 
 
 def test_json_and_short_forms(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -80,6 +86,19 @@ def test_prefixes_applied_once_and_instruction_first() -> None:
     assert PrefixPolicy({}).apply("cat", "query", None) == "cat"  # a model without a table takes no prefix
 
 
+def test_e5_preset_and_folder_tables() -> None:
+    e5 = PrefixPolicy(folder_prefixes("e5"))
+    assert e5.apply("猫", "query", None) == "query: 猫"
+    assert e5.apply("query: 猫", "query", None) == "query: 猫"
+    assert e5.apply("猫", "document", None) == "passage: 猫"
+    assert [e5.apply("x", kind, None) for kind in ("classification", "clustering", "sts")] == ["query: x"] * 3
+    assert e5.apply("猫", None, None) == "猫"  # no input_type: the text as sent
+    assert folder_prefixes(None) == {} and folder_prefixes({"query": "q: "}) == {"query": "q: "}
+    for bad in ("e6", {"search": "s: "}, {"query": 1}, ["query: "]):
+        with pytest.raises(ValueError):
+            folder_prefixes(bad)
+
+
 def test_pooling_helpers() -> None:
     hidden = np.array([[[1.0, 1.0], [3.0, 3.0], [100.0, 100.0]]], dtype=np.float32)
     mask = np.array([[1, 1, 0]])
@@ -93,3 +112,13 @@ def test_readme_documents_every_setting() -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     for name in EmbedSettings.model_fields:
         assert f"`EMBED_{name.upper()}`" in readme, name
+
+
+def test_a_folder_with_a_bad_prefix_table_is_refused(tmp_path: Path) -> None:
+    for name in ("model.onnx", "tokenizer.json"):
+        (tmp_path / name).write_text("{}")
+    (tmp_path / "ortserve_model.json").write_text('{"kind": "embedding", "prefixes": "e6"}')
+    with pytest.raises(EngineLoadError, match="ortserve_model.json: unknown prefix preset 'e6'"):
+        inspect_folder(tmp_path, None, None)
+    (tmp_path / "ortserve_model.json").write_text('{"kind": "embedding", "prefixes": "e5"}')
+    assert inspect_folder(tmp_path, None, None).config["prefixes"] == "e5"

@@ -12,14 +12,22 @@ from models_service.settings import ModelsSettings
 from models_testing import BUNDLED_MANIFEST, ModelsServer, registration, run_until_exit
 
 
-def test_bundled_manifest_describes_the_four_models() -> None:
+def test_bundled_manifest_describes_the_five_models() -> None:
     manifest = load_manifest(BUNDLED_MANIFEST)
     by_id = {entry.id: entry for entry in manifest.models}
-    assert list(by_id) == ["smollm2-135m-instruct", "all-minilm-l6-v2", "rerank-tiny-random", "phi-3.5-mini"]
+    assert list(by_id) == [
+        "smollm2-135m-instruct",
+        "all-minilm-l6-v2",
+        "multilingual-e5-small",
+        "rerank-tiny-random",
+        "phi-3.5-mini",
+    ]
     assert (by_id["smollm2-135m-instruct"].kind, by_id["smollm2-135m-instruct"].service) == ("chat", "chat")
     assert by_id["smollm2-135m-instruct"].context_length == 8192
     assert (by_id["all-minilm-l6-v2"].kind, by_id["all-minilm-l6-v2"].service) == ("embedding", "embeddings")
     assert (by_id["rerank-tiny-random"].kind, by_id["rerank-tiny-random"].service) == ("rerank", "embeddings")
+    e5 = by_id["multilingual-e5-small"]
+    assert (e5.kind, e5.service, e5.context_length) == ("embedding", "embeddings", 512)
     phi = by_id["phi-3.5-mini"]
     assert (phi.kind, phi.service, phi.context_length, phi.aliases) == ("chat", "chat", 131072, ["phi3.5"])
     assert phi.defaults_dict() == {"temperature": 0.7, "top_p": 1.0}

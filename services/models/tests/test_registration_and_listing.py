@@ -93,6 +93,7 @@ def test_internal_models_shows_every_model_with_its_status_and_instances(fresh_r
     assert list(statuses) == [
         "smollm2-135m-instruct",
         "all-minilm-l6-v2",
+        "multilingual-e5-small",
         "rerank-tiny-random",
         "phi-3.5-mini",
         "extra",

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ortserve_common.protocol.embeddings import InputType
 
 from embeddings_service.engine.llm_hidden import LlmHiddenStateEmbedder
 from embeddings_service.engine.onnx_encoder import CrossEncoderScorer, EncoderEmbedder
 from embeddings_service.engine.tokenizer import ModelTokenizer
 from embeddings_service.engine.types import BatchModel, EngineLoadError, ModelKind
+from embeddings_service.prefixes import folder_prefixes
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +42,7 @@ class LoadedModel:
     max_length: int
     dimensions: int | None
     unsupported_reason: str | None = None  # set when the folder loads but cannot serve its kind
+    prefixes: dict[InputType, str] = field(default_factory=dict)  # the folder's own table (ortserve_model.json)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -93,6 +97,10 @@ def inspect_folder(path: Path, kind: ModelKind | None, max_length: int | None) -
             raise EngineLoadError(f"{path / GENAI_CONFIG} lacks model.{exc} ; expected {_GENAI_FILES}") from exc
     _require(path, ["model.onnx", "tokenizer.json"], _ENCODER_FILES)
     config = _read_json(path / MODEL_INFO) if (path / MODEL_INFO).is_file() else {}
+    try:
+        folder_prefixes(config.get("prefixes"))
+    except ValueError as exc:
+        raise EngineLoadError(f"{path / MODEL_INFO}: {exc}") from exc
     limit = int(config.get("max_length") or 512)
     dimensions = config.get("dimensions")
     return FolderInfo(kind, min(limit, max_length or limit), dimensions and int(dimensions), None, config)
@@ -127,7 +135,9 @@ class ModelLoader:
             pooling=str(info.config.get("pooling", "mean")),
             normalize=bool(info.config.get("normalize", True)),
         )
-        return LoadedModel(info.kind, embedder, tokenizer, info.max_length, info.dimensions or embedder.dimensions)
+        dimensions = info.dimensions or embedder.dimensions
+        prefixes = folder_prefixes(info.config.get("prefixes"))
+        return LoadedModel(info.kind, embedder, tokenizer, info.max_length, dimensions, prefixes=prefixes)
 
     def release(self, loaded: LoadedModel) -> None:
         """Forget and free one engine (its ids were unloaded)."""

@@ -3,6 +3,7 @@ keeps the special tokens and the text's head (and so any prefix) intact."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from tokenizers import Tokenizer
@@ -26,9 +27,10 @@ class ModelTokenizer:
             + self._tokenizer.encode("b", add_special_tokens=False).ids
         )
         self.pair_special_count = len(pair.ids) - len(content)
-        # A second instance, set up once, because truncation is tokenizer state and encoding runs on many threads.
-        self._pair_truncating = Tokenizer.from_str(self._tokenizer.to_str())
-        self._pair_truncating.enable_truncation(max_length, strategy="only_second", direction="right")
+        # A second instance for truncated pairs, because truncation is tokenizer state and encoding runs on many
+        # threads. Made on first use: only cross-encoders need it, and a 250k-piece Unigram costs ~280 MB each.
+        self._pair_truncating: Tokenizer | None = None
+        self._pair_lock = threading.Lock()
 
     def _special_template(self) -> tuple[list[int], list[int]]:
         """The tokens the post-processor puts before and after a single text ([CLS] / [SEP] for BERT, none for
@@ -67,5 +69,9 @@ class ModelTokenizer:
 
     def encode_pair_truncated(self, query: str, document: str) -> EncodedInput:
         """The pair cut to `max_length` by dropping the document's tail; the query is kept whole."""
+        with self._pair_lock:
+            if self._pair_truncating is None:
+                self._pair_truncating = Tokenizer.from_str(self._tokenizer.to_str())
+                self._pair_truncating.enable_truncation(self.max_length, strategy="only_second", direction="right")
         encoding = self._pair_truncating.encode(query, document)
         return EncodedInput(encoding.ids, encoding.type_ids)
