@@ -98,15 +98,15 @@ class ModelPool:
 
     async def load(self, config: ModelConfig) -> None:
         async with self._lock:
-            taken = [name for name in config.names if name in self._names]
-            if taken:
-                raise OpenAIError(
-                    409,
-                    f"Model '{config.id}' cannot be loaded: '{taken[0]}' already names loaded model "
-                    f"'{self._names[taken[0]]}'.",
-                    param="id",
-                    code="model_exists",
+            taken = next((name for name in config.names if name in self._names), None)
+            if taken is not None:
+                owner = self._names[taken]
+                message = (
+                    f"Model '{config.id}' is already loaded."
+                    if owner == config.id
+                    else f"Model '{config.id}' cannot be loaded: '{taken}' already names loaded model '{owner}'."
                 )
+                raise OpenAIError(409, message, param="id", code="model_exists")
             try:
                 # Loading reads hundreds of MB: keep the event loop (and the other models' streams) going meanwhile.
                 engine = await asyncio.to_thread(self._factory, config.path, config.settings)

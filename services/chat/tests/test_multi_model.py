@@ -39,7 +39,10 @@ MODELS = [
         "engine": {"max_batch_size": 3},
         "defaults": {"temperature": 1.5, "top_k": 1, "max_tokens": 8},
     },
+    # No path: not served at start, but configured for a load at runtime.
+    {"id": "phi3-runtime", "aliases": ["later"], "kind": "chat", "context_length": 256},
 ]
+ADMIN = "test-admin-key"
 
 
 def _models_file(folder: Path, models: object) -> Path:
@@ -52,7 +55,11 @@ def _models_file(folder: Path, models: object) -> Path:
 def server(smollm_path: Path, phi3_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatServer]:
     models_file = _models_file(tmp_path_factory.mktemp("models-file"), MODELS)
     server = ChatServer(
-        smollm_path, CHAT_MODEL_PATH="", CHAT_MODELS_FILE=str(models_file), CHAT_MODELS_DIR=str(MODELS_DIR)
+        smollm_path,
+        CHAT_MODEL_PATH="",
+        CHAT_MODELS_FILE=str(models_file),
+        CHAT_MODELS_DIR=str(MODELS_DIR),
+        CHAT_ADMIN_KEY=ADMIN,
     ).start()
     yield server
     server.stop()
@@ -119,6 +126,25 @@ def test_an_alias_is_served_under_the_models_id(server: ChatServer, client: open
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
 
 
+def test_a_runtime_load_takes_its_models_file_entry(server: ChatServer) -> None:
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    taken = httpx.post(server.base_url + "/admin/models/load", json={"id": "smol", "path": "phi3-tiny"}, headers=admin)
+    # An alias names its entry's model, which is loaded already.
+    assert taken.status_code == 409
+    assert taken.json()["error"]["message"] == f"Model '{SMOLLM_ID}' is already loaded."
+    # A relative path is taken under CHAT_MODELS_DIR; the entry gives the context (and the alias).
+    loaded = httpx.post(
+        server.base_url + "/admin/models/load", json={"id": "phi3-runtime", "path": "phi3-tiny"}, headers=admin
+    )
+    assert loaded.status_code == 200, loaded.text
+    try:
+        answer = httpx.post(server.base_url + "/tokenize", json={"model": "later", "prompt": "Hi"}).json()
+        assert answer["max_model_len"] == 256
+    finally:
+        httpx.post(server.base_url + "/admin/models/unload", json={"id": "later"}, headers=admin, timeout=60)
+    assert [card["id"] for card in httpx.get(server.base_url + "/v1/models").json()["data"]] == [SMOLLM_ID, PHI3_ID]
+
+
 def _start(**env: str) -> list[str]:
     """The ERROR lines of a chat service that should not start."""
     environment = {**os.environ, "CHAT_PORT": "1", "CHAT_MODELS_DIR": str(MODELS_DIR), **env}
@@ -140,7 +166,7 @@ def test_a_bad_models_file_stops_the_start_with_one_clear_line(tmp_path: Path) -
     errors = _start(CHAT_MODEL_PATH="", CHAT_MODELS_FILE=str(_models_file(tmp_path, MODELS)), CHAT_MODELS="qwen")
     assert errors == [
         f"cannot start: CHAT_MODELS names 'qwen', which models file {tmp_path / 'models.yaml'} does not list "
-        f"(its chat models: {SMOLLM_ID}, {PHI3_ID})"
+        f"(its chat models: {SMOLLM_ID}, {PHI3_ID}, phi3-runtime)"
     ]
 
     errors = _start(CHAT_MODEL_PATH=str(MODELS_DIR / "phi3-tiny"), CHAT_MODELS_FILE=str(tmp_path / "models.yaml"))
