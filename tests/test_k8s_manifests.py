@@ -200,7 +200,7 @@ def test_the_proxy_renders_its_template_and_reaches_the_services() -> None:
 
 
 def test_the_served_models_are_in_the_manifest_configmap() -> None:
-    from models_service.manifest import load_manifest
+    from ortserve_common.model_manifest import load_manifest
 
     manifest = load_manifest(K8S / "base/models-manifest.yaml")
     for overlay in ("dev", "prod"):

@@ -12,6 +12,7 @@ import pytest
 from stack_testing import Stack
 
 CHAT_MODEL = "smollm2-135m-instruct"
+QWEN = "qwen2.5-coder-0.5b-instruct"
 EMBED_MODEL = "all-minilm-l6-v2"
 MODELS_DIR = Path(os.environ.get("ORTSERVE_MODELS_DIR", Path.home() / ".cache/ortserve/models/r1"))
 
@@ -213,6 +214,19 @@ def test_stopped_service_gives_json_502_and_registry_follows(stack: Stack) -> No
     finally:
         stack.ctl("start", "embeddings")
     stack.wait_for(lambda: EMBED_MODEL in _model_ids(stack), timeout_s=60, what="registry marking it up")
+
+
+def test_both_chat_models_are_listed_and_an_alias_is_served(stack: Stack) -> None:
+    """The default stack serves SmolLM2 and Qwen2.5-Coder-0.5B in one chat service, as the manifest describes them."""
+    cards = {card.id: card for card in stack.openai().models.list().data}
+    assert cards[CHAT_MODEL].kind == cards[QWEN].kind == "chat"
+    assert cards[CHAT_MODEL].replicas == cards[QWEN].replicas == 1  # the stack's one chat service
+    qwen = cards[QWEN]
+    assert (qwen.aliases, qwen.context_length, qwen.defaults["top_k"]) == (["qwen2.5-coder"], 4096, 20)
+    reply = stack.openai().chat.completions.create(
+        model="qwen2.5-coder", messages=[{"role": "user", "content": "Say hi."}], max_tokens=4, temperature=0
+    )
+    assert reply.model == QWEN and reply.usage.completion_tokens >= 1
 
 
 def test_loading_a_second_chat_model_at_runtime(stack: Stack) -> None:

@@ -58,6 +58,19 @@ def _secret_file(path: Path, prefix: str) -> str:
     return path.read_text().strip()
 
 
+def chat_models(models_dir: Path) -> dict[str, str | Path]:
+    """CHAT_MODEL_PATH, when set, serves that one model; else the chat models of the manifest that the registry reads
+    too (SmolLM2 and Qwen2.5-Coder-0.5B; CHAT_MODELS picks among them), each with its own slots and defaults."""
+    if os.environ.get("CHAT_MODEL_PATH"):
+        return {"CHAT_MODEL_PATH": os.environ["CHAT_MODEL_PATH"]}
+    manifest = (
+        os.environ.get("CHAT_MODELS_FILE")
+        or os.environ.get("MODELS_MANIFEST")
+        or ROOT / "services/models/manifest.yaml"
+    )
+    return {"CHAT_MODELS_FILE": manifest, "CHAT_MODELS_DIR": models_dir}
+
+
 def prepare(run_dir: Path) -> dict[str, str]:
     models_dir = Path(os.environ.get("ORTSERVE_MODELS_DIR", Path.home() / ".cache/ortserve/models/r1"))
     ports = {key: os.environ.get(key, default) for key, default in PORTS.items()}
@@ -94,7 +107,7 @@ def prepare(run_dir: Path) -> dict[str, str]:
         "chat": (
             f"{python} -m chat_service",
             {
-                "CHAT_MODEL_PATH": os.environ.get("CHAT_MODEL_PATH", models_dir / "smollm2-135m-instruct"),
+                **chat_models(models_dir),
                 "CHAT_REGISTRY_URL": registry,
                 "CHAT_ADMIN_KEY": admin_key,
                 "CHAT_DATA_DIR": os.environ.get("CHAT_DATA_DIR", run_dir / "chat-data"),

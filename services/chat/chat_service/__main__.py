@@ -1,23 +1,27 @@
-"""`python -m chat_service`: check the model folder, then serve (the model loads before the port opens)."""
+"""`python -m chat_service`: check the models file and the model folders, then serve (the models load before the
+port opens)."""
 
 from __future__ import annotations
 
 import sys
 
+from ortserve_common.model_manifest import ManifestError
 from ortserve_common.server import run_service
 
 from chat_service.engine.ort_genai import check_model_folder
 from chat_service.engine.types import EngineLoadError
 from chat_service.main import create_app
+from chat_service.model_config import ModelCatalog
 from chat_service.settings import ChatSettings
 
 
 def _check(settings: ChatSettings) -> None:
-    check_model_folder(settings.model_path)
+    for config in ModelCatalog(settings).startup():
+        check_model_folder(config.path)
 
 
 def main() -> int:
-    return run_service("chat", ChatSettings, _check, create_app, (EngineLoadError,))
+    return run_service("chat", ChatSettings, _check, create_app, (EngineLoadError, ManifestError))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from ortserve_common.server import on_drain
 
 from chat_service.chat_context import ChatContext
 from chat_service.conversations_router import conversations_router
+from chat_service.model_config import ModelCatalog
 from chat_service.model_pool import EngineFactory, ModelPool, load_engine
 from chat_service.observability import ChatMetrics, GenerationTelemetry
 from chat_service.responses_router import responses_router
@@ -45,8 +46,10 @@ def create_app(settings: ChatSettings, engine_factory: EngineFactory = load_engi
         database = await to_thread.run_sync(open_database, settings.data_dir, settings.database_url)
         conversations = ConversationServing(ConversationStore(database))
         templates = PromptTemplateServing(PromptTemplateStore(database))
-        pool = ModelPool(settings, engine_factory)
-        await pool.load(settings.model_id, settings.model_path)
+        catalog = ModelCatalog(settings)
+        pool = ModelPool(catalog, engine_factory)
+        for config in catalog.startup():
+            await pool.load(config)
         admission = AdmissionController(settings.max_concurrency, settings.max_queue, settings.queue_timeout_s)
         metrics.track_admission(admission)
         telemetry = GenerationTelemetry(metrics, settings.trace_content)
@@ -63,7 +66,7 @@ def create_app(settings: ChatSettings, engine_factory: EngineFactory = load_engi
         app.state.conversation_serving = conversations
         app.state.template_serving = templates
         app.state.completion_serving = CompletionServing(pool, admission, settings, telemetry)
-        app.state.tokenize_serving = TokenizeServing(pool, settings)
+        app.state.tokenize_serving = TokenizeServing(pool)
         registration = RegistrationClient(settings.registry_url, "chat", settings.public_url(), pool.registrations)
         app.state.registration = registration
         await registration.start()

@@ -1,10 +1,12 @@
-"""The models this chat service hosts, by id: loaded at startup, and loaded or unloaded at runtime by the admin API."""
+"""The models this chat service hosts, by id and alias: loaded at startup, and loaded or unloaded at runtime by the
+admin API. Each has its own engine (its own KV slots, context and threads) and its own sampling defaults."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from chat_service.engine.continuous import ContinuousBatchingEngine
 from chat_service.engine.ort_genai import OrtGenAIEngine
 from chat_service.engine.protocol import ChatEngine
 from chat_service.engine.types import EngineLoadError
+from chat_service.model_config import ModelCatalog, ModelConfig
 from chat_service.settings import ChatSettings
 
 logger = logging.getLogger(__name__)
@@ -24,6 +27,7 @@ EngineFactory = Callable[[Path, ChatSettings], ChatEngine]
 
 
 def load_engine(path: Path, settings: ChatSettings) -> ChatEngine:
+    """`settings` are the model's own (ModelConfig.settings): its slots, context and threads."""
     engine = OrtGenAIEngine(path, settings.engine_threads, settings.max_model_len, settings.max_concurrency)
     if settings.engine == "generator":
         return engine
@@ -44,62 +48,103 @@ def load_engine(path: Path, settings: ChatSettings) -> ChatEngine:
         return engine
 
 
+@dataclass(frozen=True)
+class ServedModel:
+    config: ModelConfig
+    engine: ChatEngine
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+
 class ModelPool:
-    def __init__(self, settings: ChatSettings, factory: EngineFactory = load_engine) -> None:
-        self._settings = settings
+    def __init__(self, catalog: ModelCatalog, factory: EngineFactory = load_engine) -> None:
+        self._catalog = catalog
+        self._settings = catalog.settings
         self._factory = factory
-        self._engines: dict[str, ChatEngine] = {}
+        self._models: dict[str, ServedModel] = {}
+        self._names: dict[str, str] = {}  # id or alias → id
         self._lock = asyncio.Lock()
 
-    def get(self, model_id: str) -> ChatEngine:
-        engine = self._engines.get(model_id)
-        if engine is None:
-            raise model_not_found(model_id)
-        return engine
+    def model(self, name: str) -> ServedModel:
+        """The model served under `name`, its id or an alias; 404 model_not_found if none."""
+        model_id = self._names.get(name)
+        if model_id is None:
+            raise model_not_found(name)
+        return self._models[model_id]
+
+    def get(self, name: str) -> ChatEngine:
+        return self.model(name).engine
+
+    def first(self) -> ServedModel:
+        """The model that requests naming none are for (/tokenize): the first one loaded and still served."""
+        if not self._models:
+            raise model_not_found("")
+        return next(iter(self._models.values()))
 
     def __len__(self) -> int:
-        return len(self._engines)
+        return len(self._models)
 
     def cards(self) -> list[ModelCard]:
-        return [ModelCard(id=model_id) for model_id in self._engines]
+        return [ModelCard(id=model_id) for model_id in self._models]
 
     def registrations(self) -> list[dict[str, Any]]:
-        """What the registry is told this instance serves."""
+        """What the registry is told this instance serves (by id: the registry knows aliases from its manifest)."""
         return [
-            {"id": model_id, "kind": "chat", "context_length": engine.context_length}
-            for model_id, engine in self._engines.items()
+            {"id": model_id, "kind": "chat", "context_length": model.engine.context_length}
+            for model_id, model in self._models.items()
         ]
 
-    async def load(self, model_id: str, path: Path) -> None:
+    async def load(self, config: ModelConfig) -> None:
         async with self._lock:
-            if model_id in self._engines:
-                raise OpenAIError(409, f"Model '{model_id}' is already loaded.", param="id", code="model_exists")
+            taken = next((name for name in config.names if name in self._names), None)
+            if taken is not None:
+                owner = self._names[taken]
+                message = (
+                    f"Model '{config.id}' is already loaded."
+                    if owner == config.id
+                    else f"Model '{config.id}' cannot be loaded: '{taken}' already names loaded model '{owner}'."
+                )
+                raise OpenAIError(409, message, param="id", code="model_exists")
             try:
                 # Loading reads hundreds of MB: keep the event loop (and the other models' streams) going meanwhile.
-                engine = await asyncio.to_thread(self._factory, path, self._settings)
+                engine = await asyncio.to_thread(self._factory, config.path, config.settings)
             except EngineLoadError as exc:
                 raise OpenAIError(400, str(exc), param="path", code="model_load_failed") from exc
-            self._engines[model_id] = engine
-        logger.info("loaded %s from %s (context %d tokens)", model_id, path, engine.context_length)
+            self._models[config.id] = ServedModel(config, engine)
+            self._names.update(dict.fromkeys(config.names, config.id))
+        settings = config.settings
+        logger.info(
+            "loaded %s%s from %s: context %d tokens, %d slots, %d threads, defaults %s",
+            config.id,
+            f" (aliases {', '.join(config.aliases)})" if config.aliases else "",
+            config.path,
+            engine.context_length,
+            settings.max_batch_size,
+            settings.engine_threads,
+            {**config.defaults, "max_tokens": config.max_tokens},
+        )
 
     # The admin API (ortserve_common.admin_models) ----------------------------------------------------------------
     async def load_model(self, request: ModelLoadRequest) -> None:
         if request.kind not in (None, "chat"):
             raise invalid_request(f"This chat service hosts chat models, not {request.kind!r}.", "kind")
-        await self.load(request.id, Path(request.path))
+        await self.load(self._catalog.for_load(request.id, request.path))
 
     async def unload_model(self, model_id: str, announce: Callable[[], Awaitable[object]]) -> None:
         engine = await self.remove(model_id)
         await announce()  # the registry stops routing the model here before its streams are waited for
         await self.retire(model_id, engine)
 
-    async def remove(self, model_id: str) -> ChatEngine:
+    async def remove(self, name: str) -> ChatEngine:
         """Stop serving the model at once (new requests for it get 404) and hand back its engine for `retire`."""
         async with self._lock:
-            engine = self._engines.pop(model_id, None)
-        if engine is None:
-            raise model_not_found(model_id)
-        return engine
+            model = self.model(name)
+            del self._models[model.id]
+            for alias in model.config.names:
+                del self._names[alias]
+        return model.engine
 
     async def retire(self, model_id: str, engine: ChatEngine, grace_s: float | None = None) -> None:
         """Give the generations running on a removed engine `grace_s` (the setting unload_grace_s by default) to
@@ -117,5 +162,5 @@ class ModelPool:
 
     async def close(self) -> None:
         # At shutdown the server has already drained its streams: nothing is left to wait for.
-        for model_id in list(self._engines):
+        for model_id in list(self._models):
             await self.retire(model_id, await self.remove(model_id), grace_s=0)

@@ -15,7 +15,7 @@ from chat_service.engine import SamplingParams
 from chat_service.engine.protocol import ChatEngine
 from chat_service.engine.types import GuidanceSpec
 from chat_service.generation import GenerationStats
-from chat_service.model_pool import ModelPool
+from chat_service.model_pool import ModelPool, ServedModel
 from chat_service.observability import GenerationTelemetry
 from chat_service.request_run import RequestRun
 from chat_service.settings import ChatSettings
@@ -69,9 +69,10 @@ class BaseServing:
             )
 
     def resolve_max_tokens(
-        self, engine: ChatEngine, prompt_tokens: int, requested: int | None, prompt_param: str
+        self, model: ServedModel, prompt_tokens: int, requested: int | None, prompt_param: str
     ) -> int:
-        context = engine.context_length
+        """The request's own max tokens, refused when it does not fit; else the model's default, capped."""
+        context = model.engine.context_length
         if requested is not None:
             if prompt_tokens + requested > context:
                 raise OpenAIError(
@@ -91,7 +92,7 @@ class BaseServing:
                 param=prompt_param,
                 code="context_length_exceeded",
             )
-        return min(self.settings.default_max_tokens, context - prompt_tokens)
+        return min(model.config.max_tokens, context - prompt_tokens)
 
     @staticmethod
     def logit_bias(request: SamplingRequest, engine: ChatEngine) -> tuple[tuple[int, float], ...]:

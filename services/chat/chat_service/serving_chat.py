@@ -82,7 +82,8 @@ class ChatServing(BaseServing):
     ) -> ChatCompletionResponse | AsyncGenerator[ChatCompletionChunk, None]:
         """`owner` is the API key the proxy vouched for: conversations are visible to their owner only, and cached
         prompt prefixes are reused for their owner only."""
-        engine = self.pool.get(request.model)
+        model = self.pool.model(request.model)
+        engine = model.engine
         self.check_supported(request)  # the cheap checks before any database read, compilation or tokenizing
         self.chat_logprobs(request)
         vocabulary = engine.tokenizer.vocabulary
@@ -91,12 +92,13 @@ class ChatServing(BaseServing):
             plan_tools, request.tools, request.tool_choice, vocabulary, request.parallel_tool_calls
         )
         turn, prompt_ids = await self.chat_turn(engine, request, owner, plan)
-        request = turn.request
+        # The model's defaults after the prompt template's parameters, which are the more specific.
+        request = turn.request = model.config.fill(turn.request)
         self.check_supported(request)  # again: a prompt template may have filled in parameters
         logprobs = self.chat_logprobs(request)
         guidance = await self.guidance(engine, request, plan)
         requested = request.max_completion_tokens or request.max_tokens
-        max_tokens = self.resolve_max_tokens(engine, len(prompt_ids), requested, "messages")
+        max_tokens = self.resolve_max_tokens(model, len(prompt_ids), requested, "messages")
         stops = request.stop_list()
         generations = [
             TextGeneration(engine, prompt_ids, max_tokens, params, stops, cache_scope=owner)

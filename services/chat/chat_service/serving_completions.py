@@ -19,11 +19,11 @@ from ortserve_common.protocol.completions import (
     CompletionResponse,
 )
 
-from chat_service.engine.protocol import ChatEngine
 from chat_service.engine.vocabulary import Vocabulary
 from chat_service.generation import TextGeneration, TextPiece
 from chat_service.guided import extension_guidance, resolve_guidance
 from chat_service.logprobs import GeneratedToken, completion_logprobs
+from chat_service.model_pool import ServedModel
 from chat_service.multiplex import interleave, run_all
 from chat_service.serving_base import BaseServing, start_stream
 
@@ -50,8 +50,9 @@ class CompletionText:
 
 
 class CompletionServing(BaseServing):
-    async def _groups(self, engine: ChatEngine, request: CompletionRequest, owner: str) -> list[list[TextGeneration]]:
+    async def _groups(self, model: ServedModel, request: CompletionRequest, owner: str) -> list[list[TextGeneration]]:
         """One group of n generations per prompt; `owner` scopes the prefix cache (see GenerationRequest)."""
+        engine = model.engine
         guidance = await resolve_guidance(extension_guidance(request), engine.tokenizer.vocabulary)
         bias = self.logit_bias(request, engine)
         samplings = self.sampling_params(request, request.logprobs, guidance, bias)
@@ -61,7 +62,7 @@ class CompletionServing(BaseServing):
             if not prompt:
                 raise invalid_request("The prompt must not be empty.", param)
             prompt_ids = engine.tokenizer.encode(prompt)
-            max_tokens = self.resolve_max_tokens(engine, len(prompt_ids), request.max_tokens, param)
+            max_tokens = self.resolve_max_tokens(model, len(prompt_ids), request.max_tokens, param)
             stops = request.stop_list()
             groups.append([TextGeneration(engine, prompt_ids, max_tokens, s, stops, owner) for s in samplings])
         return groups
@@ -76,9 +77,11 @@ class CompletionServing(BaseServing):
     async def create(
         self, request: CompletionRequest, owner: str = ""
     ) -> CompletionResponse | AsyncGenerator[CompletionChunk, None]:
-        engine = self.pool.get(request.model)
+        model = self.pool.model(request.model)
         self.check_completion_supported(request)
-        groups = await self._groups(engine, request, owner)
+        request = model.config.fill(request)
+        engine = model.engine
+        groups = await self._groups(model, request, owner)
         generations = [g for group in groups for g in group]
         texts = [CompletionText(engine.tokenizer.vocabulary, request.logprobs is not None) for _ in generations]
         if request.stream:

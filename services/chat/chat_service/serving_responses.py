@@ -98,7 +98,9 @@ class ResponsesServing:
     async def prepare(self, request: ResponsesRequest, owner: str) -> ResponseTurn:
         """Everything checked and encoded, before any slot is taken or any byte streamed."""
         refuse_unsupported(request)  # the cheap checks before any database read, compilation or tokenizing
-        engine = self.chat.pool.get(request.model)
+        model = self.chat.pool.model(request.model)
+        request = model.config.fill(request)  # the response names the model and the samplers it ran with
+        engine = model.engine
         vocabulary = engine.tokenizer.vocabulary
         tools = chat_tools(request)
         # Tool schemas are compiled to be checked: off the event loop, as for chat completions.
@@ -135,10 +137,11 @@ class ResponsesServing:
             max_completion_tokens=request.max_output_tokens,
             tools=tools,
         )
+        chat = model.config.fill(chat)  # the defaults a response has no field for (penalties, stop)
         guidance = await resolve_guidance(guidance_candidates(request, plan), vocabulary)
-        max_tokens = self.chat.resolve_max_tokens(engine, len(prompt_ids), request.max_output_tokens, "input")
+        max_tokens = self.chat.resolve_max_tokens(model, len(prompt_ids), request.max_output_tokens, "input")
         params = self.chat.sampling_params(chat, None, guidance)[0]
-        generation = TextGeneration(engine, prompt_ids, max_tokens, params, [], cache_scope=owner)
+        generation = TextGeneration(engine, prompt_ids, max_tokens, params, chat.stop_list(), cache_scope=owner)
         choice = ChatChoice(0, plan, vocabulary, False)
         return ResponseTurn(request, owner, chat, plan, generation, choice, inputs, history)
 

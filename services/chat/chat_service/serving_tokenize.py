@@ -14,17 +14,19 @@ from chat_service.chat_prompt import render_chat_prompt
 from chat_service.engine.protocol import ChatEngine
 from chat_service.engine.vocabulary import Vocabulary
 from chat_service.model_pool import ModelPool
-from chat_service.settings import ChatSettings
 from chat_service.tools import plan_tools
 
 
 class TokenizeServing:
-    def __init__(self, pool: ModelPool, settings: ChatSettings) -> None:
+    def __init__(self, pool: ModelPool) -> None:
         self.pool = pool
-        self.settings = settings
+
+    def _engine(self, name: str | None) -> ChatEngine:
+        """The named model (id or alias), or the first one served when the request names none."""
+        return (self.pool.model(name) if name else self.pool.first()).engine
 
     def tokenize(self, request: TokenizeRequest) -> TokenizeResponse:
-        engine = self.pool.get(request.model or self.settings.model_id)
+        engine = self._engine(request.model)
         vocabulary = _vocabulary(engine)
         given = [name for name in ("prompt", "content", "messages") if getattr(request, name) is not None]
         if len(given) != 1:
@@ -47,7 +49,7 @@ class TokenizeServing:
         )
 
     def detokenize(self, request: DetokenizeRequest) -> DetokenizeResponse:
-        vocabulary = _vocabulary(self.pool.get(request.model or self.settings.model_id))
+        vocabulary = _vocabulary(self._engine(request.model))
         for i, token in enumerate(request.tokens):
             if not 0 <= token < vocabulary.size:
                 raise invalid_request(

@@ -3,27 +3,61 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from ortserve_common.settings import ModelHostSettings
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+DEFAULT_MODELS_DIR = Path.home() / ".cache" / "ortserve" / "models" / "r1"
 
 
 class ChatSettings(ModelHostSettings):
     model_config = SettingsConfigDict(env_prefix="CHAT_", extra="ignore", validate_default=True)
 
-    model_path: Path = Field(description="ONNX Runtime GenAI model folder (genai_config.json, model.onnx, tokenizer).")
-    model_id: str = Field("smollm2-135m-instruct", min_length=1, description="Model id clients send as `model`.")
+    model_path: Path | None = Field(
+        None,
+        description="One model: its ONNX Runtime GenAI folder (genai_config.json, model.onnx, tokenizer), served as "
+        "model_id. Set this or models_file.",
+    )
+    model_id: str = Field(
+        "smollm2-135m-instruct", min_length=1, description="Model id clients send as `model` (with model_path)."
+    )
+    models_file: Path | None = Field(
+        None,
+        description="Several models: a YAML or JSON file in the registry manifest's schema (services/models/"
+        "manifest.yaml); each chat entry with a `path` is served with its aliases, `defaults` (samplers), "
+        "`context_length` and `engine` settings (max_batch_size, threads, prefix_cache_mb). Set this or model_path.",
+    )
+    models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated ids (or aliases) of the models_file entries to serve; empty serves every chat "
+        "entry that has a path.",
+    )
+    models_dir: Path = Field(
+        DEFAULT_MODELS_DIR,
+        validation_alias=AliasChoices("CHAT_MODELS_DIR", "ORTSERVE_MODELS_DIR", "models_dir"),
+        description="Folder that relative model paths (models_file entries, /admin/models/load) are taken under "
+        "(ORTSERVE_MODELS_DIR also sets it).",
+    )
     max_model_len: int | None = Field(
-        None, ge=16, description="Cap on prompt + completion tokens; defaults to the model's context length."
+        None,
+        ge=16,
+        description="Cap on prompt + completion tokens; defaults to the model's context length. A models_file "
+        "entry's context_length takes its place for that model.",
     )
     engine: Literal["batched", "generator"] = Field(
         "batched",
         description="batched: continuous batching on onnxruntime (falls back to generator for graphs that do not "
         "fit); generator: one ONNX Runtime GenAI Generator per request.",
     )
-    max_batch_size: int = Field(8, ge=1, le=256, description="Rows decoded together (KV slots) by the batched engine.")
+    max_batch_size: int = Field(
+        8,
+        ge=1,
+        le=256,
+        description="Rows decoded together (KV slots) by the batched engine; KV memory is at most slots × context "
+        "positions per model.",
+    )
     batch_wait_ms: float = Field(
         0.0,
         ge=0,
@@ -65,12 +99,18 @@ class ChatSettings(ModelHostSettings):
         description="When a model is unloaded (/admin/models/unload), how long its running generations may take to "
         "finish; those still running then end with a model_unloaded error. New requests for it get 404 at once.",
     )
-    engine_threads: int = Field(2, ge=1, description="ONNX Runtime intra-op threads per generation.")
-    default_temperature: float = Field(0.7, ge=0, le=2, description="Temperature when the request gives none.")
-    default_top_p: float = Field(1.0, ge=0, le=1, description="top_p when the request gives none.")
+    engine_threads: int = Field(2, ge=1, description="ONNX Runtime intra-op threads per model.")
+    default_temperature: float = Field(
+        0.7, ge=0, le=2, description="Temperature when neither the request nor the model's defaults give one."
+    )
+    default_top_p: float = Field(
+        1.0, ge=0, le=1, description="top_p when neither the request nor the model's defaults give one."
+    )
     max_n: int = Field(8, ge=1, le=128, description="Largest n (choices per request) a request may ask for.")
     default_max_tokens: int = Field(
-        1024, ge=1, description="max_tokens when the request gives none (capped by context)."
+        1024,
+        ge=1,
+        description="max_tokens when neither the request nor the model's defaults give one (capped by context).",
     )
     data_dir: Path = Field(
         Path("run/chat-data"),
@@ -90,3 +130,26 @@ class ChatSettings(ModelHostSettings):
     trace_content: bool = Field(
         False, description="Record prompt and output text on the gen_ai trace spans (off: prompts may be private)."
     )
+
+    @field_validator("model_path", "models_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _split_models(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _one_source_of_models(self) -> ChatSettings:
+        if (self.model_path is None) == (self.models_file is None):
+            raise ValueError(
+                "set CHAT_MODEL_PATH (one model) or CHAT_MODELS_FILE (several, from a models file), not "
+                + ("both" if self.model_path is not None else "neither")
+            )
+        if self.models and self.models_file is None:
+            raise ValueError("CHAT_MODELS picks entries of CHAT_MODELS_FILE, which is not set")
+        return self

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import openai
 import pytest
-from chat_testing import SMOLLM, ChatServer, PlainGenerator
+from chat_testing import PHI3_TINY, SMOLLM, ChatServer, PlainGenerator
 from ortserve_testing.postgres import TemporaryPostgres
 
 
@@ -21,6 +21,13 @@ def _require(path: Path) -> None:
 def smollm_path() -> Path:
     _require(SMOLLM)
     return SMOLLM
+
+
+@pytest.fixture(scope="session")
+def phi3_path() -> Path:
+    """The tiny random-weight Phi-3 build (longrope, 131072 positions, the Phi-3 chat template)."""
+    _require(PHI3_TINY)
+    return PHI3_TINY
 
 
 @pytest.fixture(scope="session")

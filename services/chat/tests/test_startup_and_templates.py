@@ -10,7 +10,7 @@ import sys
 
 import httpx
 import pytest
-from chat_testing import PHI3_TINY, ChatServer, PlainGenerator
+from chat_testing import ChatServer, PlainGenerator
 
 
 def _start(path) -> subprocess.CompletedProcess[str]:
@@ -45,13 +45,6 @@ def test_models_health_ready(chat_server) -> None:
     assert card["object"] == "model" and card["owned_by"]
     assert httpx.get(chat_server.base_url + "/health").json() == {"status": "ok"}
     assert httpx.get(chat_server.base_url + "/ready").status_code == 200
-
-
-@pytest.fixture(scope="module")
-def phi3_path():
-    if not (PHI3_TINY / ".complete").exists():
-        pytest.fail(f"{PHI3_TINY} is not built; run `make model`")
-    return PHI3_TINY
 
 
 PHI3_MESSAGES = [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Hello"}]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 
+from ortserve_common.model_manifest import ManifestError, load_manifest
 from ortserve_common.server import run_service
 
 from models_service.keys import KeyStore, KeyStoreError
 from models_service.main import create_app
-from models_service.manifest import ManifestError, load_manifest
 from models_service.settings import ModelsSettings
 
 

@@ -10,12 +10,12 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 from ortserve_common.app import create_service_app
+from ortserve_common.model_manifest import load_manifest
 from ortserve_common.telemetry import trace_httpx
 
 from models_service import admin_router, internal_router, router
 from models_service.keys import KeyStore
 from models_service.load_forwarding import LoadForwarder
-from models_service.manifest import load_manifest
 from models_service.registry import ModelRegistry
 from models_service.settings import ModelsSettings
 

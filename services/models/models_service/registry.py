@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ortserve_common.errors import model_not_found
+from ortserve_common.model_manifest import Manifest, ManifestEntry
 from ortserve_common.protocol.registry import (
     InstanceRegistration,
     InstanceView,
@@ -16,8 +17,6 @@ from ortserve_common.protocol.registry import (
     RegistryModelCard,
     ServiceName,
 )
-
-from models_service.manifest import Manifest, ManifestEntry
 
 logger = logging.getLogger(__name__)
 

@@ -7,16 +7,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from models_service.manifest import ManifestError, load_manifest, parse_manifest
 from models_service.settings import ModelsSettings
 from models_testing import BUNDLED_MANIFEST, ModelsServer, registration, run_until_exit
+from ortserve_common.model_manifest import ManifestError, load_manifest, parse_manifest
 
 
-def test_bundled_manifest_describes_the_five_models() -> None:
+def test_bundled_manifest_describes_its_models() -> None:
     manifest = load_manifest(BUNDLED_MANIFEST)
     by_id = {entry.id: entry for entry in manifest.models}
     assert list(by_id) == [
         "smollm2-135m-instruct",
+        "qwen2.5-coder-0.5b-instruct",
         "all-minilm-l6-v2",
         "multilingual-e5-small",
         "rerank-tiny-random",
@@ -24,6 +25,11 @@ def test_bundled_manifest_describes_the_five_models() -> None:
     ]
     assert (by_id["smollm2-135m-instruct"].kind, by_id["smollm2-135m-instruct"].service) == ("chat", "chat")
     assert by_id["smollm2-135m-instruct"].context_length == 8192
+    # The chat models the default stack serves: a folder each, Qwen with its own slots, context and samplers.
+    qwen = by_id["qwen2.5-coder-0.5b-instruct"]
+    assert [e.id for e in manifest.models if e.path] == ["smollm2-135m-instruct", "qwen2.5-coder-0.5b-instruct"]
+    assert qwen.engine is not None and (qwen.engine.max_batch_size, qwen.context_length) == (8, 4096)
+    assert qwen.defaults_dict() == {"temperature": 0.7, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.05}
     assert (by_id["all-minilm-l6-v2"].kind, by_id["all-minilm-l6-v2"].service) == ("embedding", "embeddings")
     assert (by_id["rerank-tiny-random"].kind, by_id["rerank-tiny-random"].service) == ("rerank", "embeddings")
     e5 = by_id["multilingual-e5-small"]
@@ -72,6 +78,9 @@ def test_json_and_bare_list_forms(tmp_path: Path) -> None:
         ([{"id": "a", "kind": "chat", "defaults": {"temperature": 3}}], "models[0] (id 'a').defaults.temperature"),
         ([{"id": "a", "kind": "chat", "defaults": {"temprature": 1}}], "defaults.temprature: Extra inputs"),
         ([{"id": "a", "kind": "chat", "context_length": 0}], "context_length: Input should be greater than"),
+        ([{"id": "a", "kind": "chat", "defaults": {"min_p": 2}}], "models[0] (id 'a').defaults.min_p: Input should"),
+        ([{"id": "a", "kind": "chat", "engine": {"slots": 2}}], "models[0] (id 'a').engine.slots: Extra inputs"),
+        ([{"id": "e", "kind": "embedding", "engine": {"threads": 1}}], "engine settings are for chat models"),
         ([{"kind": "chat"}], "models[0].id: Field required"),
         ({"model": []}, "model: Extra inputs"),
         ("just text", "top level"),

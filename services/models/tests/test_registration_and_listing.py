@@ -92,6 +92,7 @@ def test_internal_models_shows_every_model_with_its_status_and_instances(fresh_r
         statuses = {m["id"]: m for m in http.get("/internal/models").json()["data"]}
     assert list(statuses) == [
         "smollm2-135m-instruct",
+        "qwen2.5-coder-0.5b-instruct",
         "all-minilm-l6-v2",
         "multilingual-e5-small",
         "rerank-tiny-random",

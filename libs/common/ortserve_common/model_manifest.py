@@ -1,4 +1,9 @@
-"""The manifest: the models this deployment knows about, with their metadata and default sampling parameters."""
+"""The manifest: the models this deployment knows about, with their metadata and default sampling parameters.
+
+One file describes a model for everyone: the registry lists its id, aliases, context and defaults; the chat service,
+given the same file (CHAT_MODELS_FILE), serves the chat entries that name a folder, with their engine settings, and
+applies their aliases and defaults to requests.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from ortserve_common.protocol.registry import ModelKind, ServiceName
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ortserve_common.protocol.registry import ModelKind, ServiceName
 
 # Which service runs each kind; a manifest that says otherwise is a mistake worth stopping on.
 SERVICE_OF_KIND: dict[str, ServiceName] = {"chat": "chat", "embedding": "embeddings", "rerank": "embeddings"}
@@ -25,12 +31,32 @@ class SamplingDefaults(BaseModel):
     # Forbid unknown names: a misspelt default would otherwise be dropped without anyone noticing.
     model_config = ConfigDict(extra="forbid")
 
+    # The ranges a request's own fields have (ortserve_common.protocol.sampling.SamplingRequest).
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
+    top_k: int | None = Field(None, ge=-1)
+    min_p: float | None = Field(None, ge=0, le=1)
+    repetition_penalty: float | None = Field(None, gt=0, le=10)
     max_tokens: int | None = Field(None, ge=1)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     stop: list[str] | None = Field(None, max_length=4)
+
+    @model_validator(mode="after")
+    def _no_empty_stop(self) -> SamplingDefaults:
+        if self.stop is not None and any(s == "" for s in self.stop):
+            raise ValueError("stop sequences must not be empty")
+        return self
+
+
+class ChatEngineSettings(BaseModel):
+    """How the chat service runs one model; each one left out takes the service's CHAT_* setting of that name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_batch_size: int | None = Field(None, ge=1, le=256, description="KV slots: rows decoded together.")
+    threads: int | None = Field(None, ge=1, description="ONNX Runtime intra-op threads.")
+    prefix_cache_mb: int | None = Field(None, ge=0, description="Memory for cached prompt-prefix KV; 0 is off.")
 
 
 class ManifestEntry(BaseModel):
@@ -40,10 +66,19 @@ class ManifestEntry(BaseModel):
     aliases: list[str] = Field(default_factory=list)
     kind: ModelKind
     service: ServiceName | None = Field(None, description="Defaults to the service that runs this kind.")
-    context_length: int | None = Field(None, ge=1)
+    context_length: int | None = Field(
+        None, ge=1, description="The context clients get; the chat service caps the model there (max_model_len)."
+    )
     owned_by: str = "ortserve"
     created: int | None = Field(None, ge=0, description="Unix time; defaults to when the manifest was loaded.")
     defaults: SamplingDefaults = Field(default_factory=SamplingDefaults)
+    path: str | None = Field(
+        None,
+        min_length=1,
+        description="The model folder, relative to the serving service's models folder (or absolute); the chat "
+        "service serves the chat entries that have one.",
+    )
+    engine: ChatEngineSettings | None = Field(None, description="Chat engine settings for this model (chat only).")
 
     @model_validator(mode="after")
     def _service_matches_kind(self) -> ManifestEntry:
@@ -52,6 +87,8 @@ class ManifestEntry(BaseModel):
             self.service = expected
         elif self.service != expected:
             raise ValueError(f"kind {self.kind!r} is served by {expected!r}, not {self.service!r}")
+        if self.engine is not None and self.kind != "chat":
+            raise ValueError(f"engine settings are for chat models, not kind {self.kind!r}")
         return self
 
     def defaults_dict(self) -> dict[str, Any]:
