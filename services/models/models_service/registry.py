@@ -140,6 +140,9 @@ class ModelRegistry:
         live = [(instance, model) for instance, model in served_by if instance.is_live(now)]
         entry = self.manifest.entry(model_id)
         if entry is not None:
+            # The embeddings service also serves a chat model's id (its hidden states): the card describes the
+            # model as its manifest kind, so only the entry's own service makes it live and counts as a replica.
+            live = [(instance, model) for instance, model in live if instance.service == entry.service]
             registered_context = next((m.context_length for _, m in live if m.context_length), None)
             return ModelStatus(
                 id=entry.id,

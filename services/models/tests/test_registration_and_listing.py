@@ -168,3 +168,17 @@ def test_a_scaled_service_counts_each_live_replica(fresh_registry: ModelsServer)
         assert card["replicas"] == 2 and "instances" not in card  # a count; the addresses stay internal
         http.request("DELETE", "/internal/instances", params={"url": CHAT_URL})
         assert http.get("/v1/models/smollm2-135m-instruct").json()["replicas"] == 1
+
+
+def test_a_chat_model_is_live_and_counted_only_by_the_chat_service(fresh_registry: ModelsServer) -> None:
+    """The embeddings service serves a chat model's hidden states under the same id: that neither keeps the chat
+    model live nor adds a replica to its card."""
+    hidden = {"id": "smollm2-135m-instruct", "kind": "embedding", "context_length": 8192}
+    with fresh_registry.http() as http:
+        http.post("/internal/instances", json=registration(CHAT_URL, [SMOLLM]))
+        http.post("/internal/instances", json=registration(EMBED_URL, [MINILM, hidden], service="embeddings"))
+        card = http.get("/v1/models/smollm2-135m-instruct").json()
+        assert (card["kind"], card["status"], card["replicas"]) == ("chat", "live", 1)
+        http.request("DELETE", "/internal/instances", params={"url": CHAT_URL})
+        status = {m["id"]: m for m in http.get("/internal/models").json()["data"]}["smollm2-135m-instruct"]
+    assert (status["status"], status["replicas"], status["instances"]) == ("down", 0, [])
