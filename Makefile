@@ -10,7 +10,7 @@ MODELS_DIR  ?= $(CACHE_DIR)/models/r$(RECIPE)
 CHAT_MODEL  ?= $(MODELS_DIR)/smollm2-135m-instruct
 PY          := $(VENV)/bin/python
 PACKAGES    := libs/common libs/testing services/chat services/embeddings services/models
-MODEL_STAMPS := $(foreach m,smollm2-135m-instruct smollm2-135m-instruct-hidden phi3-tiny all-minilm-l6-v2 rerank-tiny-random multilingual-e5-small,$(MODELS_DIR)/$(m)/.complete)
+MODEL_STAMPS := $(foreach m,smollm2-135m-instruct smollm2-135m-instruct-hidden phi3-tiny all-minilm-l6-v2 rerank-tiny-random multilingual-e5-small qwen2.5-coder-0.5b-instruct,$(MODELS_DIR)/$(m)/.complete)
 PYTEST_ARGS ?=
 LOADTEST_ARGS ?=
 BENCH_ARGS ?=
@@ -21,7 +21,7 @@ NEED_ENGINE := docker info >/dev/null 2>&1 || { echo "no Docker engine answers h
 export ORTSERVE_MODELS_DIR := $(MODELS_DIR)
 export ORTSERVE_BUILD_PYTHON := $(BUILD_VENV)/bin/python
 
-.PHONY: help install build-venv model nginx postgres certs run run-chat up down test test-unit lint typecheck docs clean loadtest loadtest-ui bench bench-peers \
+.PHONY: help install build-venv model model-large nginx postgres certs run run-chat up down test test-unit lint typecheck docs clean loadtest loadtest-ui bench bench-peers \
 	fuzz overload soak docker-engine base-image images compose-up compose-down swarm-up swarm-down
 
 help: ## List the targets
@@ -38,6 +38,10 @@ model: build-venv ## Build (or reuse from the cache) every model the services an
 
 $(MODEL_STAMPS):
 	@$(MAKE) --no-print-directory model
+
+model-large: build-venv ## Build (or reuse) the on-demand Qwen2.5-Coder-1.5B-Instruct int4 (about 20 minutes cold, 1 GB)
+	@$(BUILD_VENV)/bin/python tools/model_build/build.py --out $(MODELS_DIR) --downloads $(CACHE_DIR)/downloads \
+	  --only qwen2.5-coder-1.5b-instruct
 
 nginx: ## Install nginx from Debian's packages when it is missing
 	@command -v nginx >/dev/null || { echo ">> installing nginx"; apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx; }

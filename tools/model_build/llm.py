@@ -55,27 +55,7 @@ def build_smollm2_hf(ctx, tmp: Path) -> None:
         verify_sha256(gguf, SMOLLM2_GGUF_SHA256)
 
     with step(ctx.timings, name, "GGUF -> fp32 HF folder"):
-        tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf.name)
-        loaded = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf.name, dtype=torch.float32)
-        # transformers refuses to save a GGUF-loaded model ("quantized with gguf and is not serializable"):
-        # rebuild a plain model from the config and load the already dequantized weights into it.
-        cfg = loaded.config
-        if hasattr(cfg, "quantization_config"):
-            delattr(cfg, "quantization_config")
-        cfg.dtype = torch.float32
-        model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
-        missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
-        missing = [k for k in missing if k != "lm_head.weight"]  # tied to the embeddings
-        if missing or unexpected:
-            raise BuildError(f"GGUF weights do not match the model: missing {missing}, unexpected {unexpected}")
-        model.tie_weights()
-        model.eval()
-        model.generation_config = loaded.generation_config
-        model.save_pretrained(tmp)
-        if not tokenizer.chat_template:
-            raise BuildError("the GGUF carries no chat template")
-        tokenizer.save_pretrained(tmp)
-        del loaded, model
+        gguf_to_fp32_hf(gguf, tmp)
     shutil.rmtree(gguf_dir, ignore_errors=True)
     _require(
         tmp, ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"]
@@ -89,6 +69,40 @@ def build_smollm2_hf(ctx, tmp: Path) -> None:
         cfg["hidden_size"],
         cfg["vocab_size"],
     )
+
+
+def gguf_to_fp32_hf(gguf: Path, out: Path, tie_from_lm_head: bool = False) -> None:
+    """GGUF -> dequantized fp32 HF folder in out, with the GGUF's tokenizer and chat template.
+
+    tie_from_lm_head: the GGUF stores the output matrix apart from the token embeddings although the model ties them
+    (Qwen2.5's GGUFs do, with output.weight at a higher precision than token_embd.weight); keep the output matrix as
+    the one tied table and write tie_word_embeddings=true, so the genai builder shares it (shared_embeddings=true).
+    """
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # transformers refuses to save a GGUF-loaded model ("quantized with gguf and is not serializable"):
+    # rebuild a plain model from the config and load the already dequantized weights into it.
+    cfg = loaded.config
+    if hasattr(cfg, "quantization_config"):
+        delattr(cfg, "quantization_config")
+    cfg.dtype = torch.float32
+    state = loaded.state_dict()
+    if tie_from_lm_head:
+        state["model.embed_tokens.weight"] = state.pop("lm_head.weight")
+        cfg.tie_word_embeddings = True
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if k != "lm_head.weight"]  # tied to the embeddings
+    if missing or unexpected:
+        raise BuildError(f"GGUF weights do not match the model: missing {missing}, unexpected {unexpected}")
+    model.tie_weights()
+    model.eval()
+    model.generation_config = loaded.generation_config
+    model.save_pretrained(out)
+    if not tokenizer.chat_template:
+        raise BuildError("the GGUF carries no chat template")
+    tokenizer.save_pretrained(out)
+    del loaded, model, state
 
 
 def build_smollm2_onnx(ctx, tmp: Path) -> None:
