@@ -21,7 +21,7 @@ NEED_ENGINE := docker info >/dev/null 2>&1 || { echo "no Docker engine answers h
 export ORTSERVE_MODELS_DIR := $(MODELS_DIR)
 export ORTSERVE_BUILD_PYTHON := $(BUILD_VENV)/bin/python
 
-.PHONY: help install build-venv model model-large nginx postgres certs run run-chat up down test test-unit lint typecheck docs clean loadtest loadtest-ui bench bench-peers \
+.PHONY: help install build-venv model model-large convert nginx postgres certs run run-chat up down test test-unit lint typecheck docs clean loadtest loadtest-ui bench bench-peers \
 	fuzz overload soak docker-engine base-image images compose-up compose-down swarm-up swarm-down
 
 help: ## List the targets
@@ -42,6 +42,11 @@ $(MODEL_STAMPS):
 model-large: build-venv ## Build (or reuse) the on-demand Qwen2.5-Coder-1.5B-Instruct int4 (about 20 minutes cold, 1 GB)
 	@$(BUILD_VENV)/bin/python tools/model_build/build.py --out $(MODELS_DIR) --downloads $(CACHE_DIR)/downloads \
 	  --only qwen2.5-coder-1.5b-instruct
+
+convert: build-venv ## Your own GGUF into a model folder: make convert GGUF=file.gguf ID=name [OUT=dir] [FORCE=1]
+	@test -n "$(GGUF)" -a -n "$(ID)" || { echo "usage: make convert GGUF=path/to/model.gguf ID=model-id [OUT=dir] [FORCE=1]" >&2; exit 2; }
+	@$(BUILD_VENV)/bin/python tools/model_build/convert.py --gguf "$(GGUF)" --id "$(ID)" --out "$${OUT:-$(MODELS_DIR)}" \
+	  $(if $(FORCE),--force) $(if $(HIDDEN_STATES),--hidden-states)
 
 nginx: ## Install nginx from Debian's packages when it is missing
 	@command -v nginx >/dev/null || { echo ">> installing nginx"; apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx; }
