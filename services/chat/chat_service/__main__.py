@@ -8,7 +8,7 @@ import sys
 from ortserve_common.model_manifest import ManifestError
 from ortserve_common.server import run_service
 
-from chat_service.engine.ort_genai import check_model_folder
+from chat_service.engine.model_folder import check_model_folder
 from chat_service.engine.types import EngineLoadError
 from chat_service.main import create_app
 from chat_service.model_config import ModelCatalog

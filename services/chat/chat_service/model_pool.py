@@ -15,6 +15,7 @@ from ortserve_common.protocol.admin import ModelLoadRequest
 from ortserve_common.protocol.common import ModelCard
 
 from chat_service.engine.continuous import ContinuousBatchingEngine
+from chat_service.engine.model_folder import ModelFolder
 from chat_service.engine.ort_genai import OrtGenAIEngine
 from chat_service.engine.protocol import ChatEngine
 from chat_service.engine.types import EngineLoadError
@@ -28,12 +29,12 @@ EngineFactory = Callable[[Path, ChatSettings], ChatEngine]
 
 def load_engine(path: Path, settings: ChatSettings) -> ChatEngine:
     """`settings` are the model's own (ModelConfig.settings): its slots, context and threads."""
-    engine = OrtGenAIEngine(path, settings.engine_threads, settings.max_model_len, settings.max_concurrency)
     if settings.engine == "generator":
-        return engine
+        return OrtGenAIEngine(path, settings.engine_threads, settings.max_model_len, settings.max_concurrency)
+    folder = ModelFolder(path, settings.max_model_len)  # a folder that is not a model folder stops here
     try:
         return ContinuousBatchingEngine(
-            engine,
+            folder,
             settings.engine_threads,
             settings.max_batch_size,
             settings.batch_wait_ms,
@@ -45,7 +46,7 @@ def load_engine(path: Path, settings: ChatSettings) -> ChatEngine:
         )
     except EngineLoadError as exc:
         logger.warning("continuous batching unavailable, one generator per request instead: %s", exc)
-        return engine
+        return OrtGenAIEngine(path, settings.engine_threads, settings.max_model_len, settings.max_concurrency)
 
 
 @dataclass(frozen=True)

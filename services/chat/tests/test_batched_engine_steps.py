@@ -12,14 +12,14 @@ import pytest
 from chat_service.engine.batch_scheduler import PREFILL_TOKENS
 from chat_service.engine.continuous import ContinuousBatchingEngine
 from chat_service.engine.kv_cache import INITIAL_LEN
-from chat_service.engine.ort_genai import OrtGenAIEngine
+from chat_service.engine.model_folder import ModelFolder
 from chat_service.engine.thread_events import END, ThreadEmitter, deliver
 from chat_service.engine.types import GenerationRequest, SamplingParams
 
 
 @pytest.fixture(scope="module")
 def engine(smollm_path):
-    inner = OrtGenAIEngine(smollm_path, threads=2, max_model_len=2048, max_workers=1)
+    inner = ModelFolder(smollm_path, max_model_len=2048)
     engine = ContinuousBatchingEngine(inner, threads=2, max_batch_size=3, batch_wait_ms=0, capped=True)
     yield engine
     engine.close()
@@ -126,7 +126,7 @@ def _arrival_order(engine, plain, prompts: list[str]) -> list[tuple[int, int]]:
 
 
 def _burst_order(smollm_path, plain, prefills_per_step: int) -> list[tuple[int, int]]:
-    inner = OrtGenAIEngine(smollm_path, threads=2, max_model_len=512, max_workers=1)
+    inner = ModelFolder(smollm_path, max_model_len=512)
     # The idle engine waits 200 ms, so all three are waiting when it starts admitting them.
     engine = ContinuousBatchingEngine(
         inner, threads=2, max_batch_size=3, batch_wait_ms=200, capped=True, prefills_per_step=prefills_per_step
@@ -150,7 +150,7 @@ def test_several_prefills_per_step_admit_a_burst_before_decoding(smollm_path, pl
 
 
 def test_a_request_sent_as_another_ends_is_prefilled_before_the_next_step(smollm_path, plain) -> None:
-    inner = OrtGenAIEngine(smollm_path, threads=2, max_model_len=512, max_workers=1)
+    inner = ModelFolder(smollm_path, max_model_len=512)
     # A generous wait, so that the follow-up (sent 50 ms after the first one ends) always falls inside it.
     engine = ContinuousBatchingEngine(
         inner, threads=2, max_batch_size=2, batch_wait_ms=0, capped=True, refill_wait_ms=1000

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 from chat_service.engine.batch_scheduler import PREFILL_TOKENS
 from chat_service.engine.continuous import ContinuousBatchingEngine
-from chat_service.engine.ort_genai import OrtGenAIEngine
+from chat_service.engine.model_folder import ModelFolder
 from chat_service.engine.types import GenerationRequest, SamplingParams
 
 BLOCK = 32
@@ -20,7 +20,7 @@ SYSTEM = (
 
 @pytest.fixture(scope="module")
 def engine(smollm_path):
-    inner = OrtGenAIEngine(smollm_path, threads=2, max_model_len=2048, max_workers=1)
+    inner = ModelFolder(smollm_path, max_model_len=2048)
     engine = ContinuousBatchingEngine(
         inner,
         threads=2,

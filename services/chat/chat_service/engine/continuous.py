@@ -1,7 +1,7 @@
 """The chat engine with continuous batching, for graphs that fit it (SmolLM2, Phi-3 and other builder outputs).
 
-Generation runs in the BatchScheduler on plain onnxruntime; the tokenizer and chat template are the ONNX Runtime
-GenAI engine's, which this one is built from and closes with it.
+Generation runs in the BatchScheduler on plain onnxruntime; the tokenizer and chat template come from the folder
+opened by ONNX Runtime GenAI without its weights (ModelFolder), so the weights are in memory once.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import logging
 from collections.abc import AsyncGenerator
 
 from chat_service.engine.batch_scheduler import BatchScheduler, SchedulerConfig
+from chat_service.engine.model_folder import ModelFolder
 from chat_service.engine.onnx_decoder import OnnxDecoder
-from chat_service.engine.ort_genai import OrtGenAIEngine
 from chat_service.engine.prefix_cache import PrefixCache
 from chat_service.engine.thread_events import END, InFlight, events_from_thread
 from chat_service.engine.types import GenerationRequest, TokenEvent
@@ -27,7 +27,7 @@ DEFAULT_SLOT_LEN_CAP = 8192
 class ContinuousBatchingEngine:
     def __init__(
         self,
-        inner: OrtGenAIEngine,
+        inner: ModelFolder,
         threads: int,
         max_batch_size: int,
         batch_wait_ms: float,

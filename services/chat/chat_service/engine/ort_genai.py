@@ -19,50 +19,25 @@ import numpy as np
 import onnxruntime_genai as og
 
 from chat_service.engine.detokenizer import IncrementalDetokenizer
+from chat_service.engine.model_folder import ModelFolder
 from chat_service.engine.sampler import TokenSampler
 from chat_service.engine.thread_events import END, InFlight, events_from_thread
-from chat_service.engine.tokenizer import ModelTokenizer
 from chat_service.engine.types import EngineClosedError, EngineLoadError, GenerationRequest, TokenEvent
 
 logger = logging.getLogger(__name__)
 
 
-def check_model_folder(path: Path) -> dict[str, Any]:
-    """Return genai_config.json, or raise EngineLoadError naming the path and the files an engine folder needs."""
-    expected = "genai_config.json, the decoder's .onnx file (model.onnx), tokenizer.json and tokenizer_config.json"
-    if not path.is_dir():
-        raise EngineLoadError(
-            f"model path {path} is not a folder; expected an ONNX Runtime GenAI folder with {expected}"
-        )
-    try:
-        config = json.loads((path / "genai_config.json").read_text(encoding="utf-8"))
-        onnx_name = config["model"]["decoder"]["filename"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise EngineLoadError(
-            f"model path {path} has no readable genai_config.json ({exc}); expected {expected}"
-        ) from exc
-    missing = [name for name in (onnx_name, "tokenizer.json", "tokenizer_config.json") if not (path / name).is_file()]
-    if missing:
-        raise EngineLoadError(f"model path {path} is missing {', '.join(missing)}; expected {expected}")
-    return config
-
-
 class OrtGenAIEngine:
     def __init__(self, model_path: Path, threads: int, max_model_len: int | None, max_workers: int) -> None:
+        folder = ModelFolder(model_path, max_model_len)
         self.model_path = model_path
-        config = check_model_folder(model_path)
-        model_cfg = config["model"]
-        vocab_size = int(model_cfg["vocab_size"])
-        self.context_length = int(model_cfg.get("context_length") or 2048)
-        if max_model_len is not None:
-            self.context_length = min(self.context_length, max_model_len)
+        self.context_length = folder.context_length
+        self.tokenizer = folder.tokenizer
         try:
-            og_config = og.Config(str(model_path))
-            og_config.overlay(
+            folder.og_config.overlay(
                 json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}})
             )
-            self._model = og.Model(og_config)
-            self.tokenizer = ModelTokenizer(self._model, model_path, vocab_size)
+            self._model = og.Model(folder.og_config)
         except Exception as exc:  # og raises RuntimeError with its own text; keep it, name the path
             raise EngineLoadError(f"model path {model_path} could not be loaded by ONNX Runtime GenAI: {exc}") from exc
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="generate")

@@ -17,8 +17,8 @@ from chat_service.engine.vocabulary import Vocabulary
 class ModelTokenizer:
     """ONNX Runtime GenAI's tokenizer for the folder, with the folder's chat template (or our override of it)."""
 
-    def __init__(self, model: og.Model, model_path: Path, vocab_size: int) -> None:
-        self._tokenizer = og.Tokenizer(model)
+    def __init__(self, source: og.Model | og.Config, model_path: Path, vocab_size: int) -> None:
+        self._tokenizer = og.Tokenizer(source)
         self.vocab_size = vocab_size
         self.eos_token_ids = frozenset(int(t) for t in self._tokenizer.eos_token_ids)
         self.vocabulary: Vocabulary | None = Vocabulary(model_path / "tokenizer.json", vocab_size, self.eos_token_ids)
