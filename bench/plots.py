@@ -28,7 +28,7 @@ def _lines(ax, table: ChatTable, metric: str, prompt: str, title: str, ylabel: s
     ax.grid(alpha=0.3)
 
 
-def draw(table: ChatTable, embeddings: dict, out_dir: Path) -> list[Path]:
+def draw(table: ChatTable, embeddings: dict | None, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     files = []
 
@@ -43,6 +43,9 @@ def draw(table: ChatTable, embeddings: dict, out_dir: Path) -> list[Path]:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, prompt in zip(axes, ("short", "long"), strict=True):
+        if not any(table.measured(t, prompt) for t in table.targets):  # a run with --prompts short
+            ax.set_visible(False)
+            continue
         _lines(ax, table, "ttft_p50", prompt, f"TTFT p50, {prompt} prompts (lower is better)", "ms")
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
@@ -53,6 +56,8 @@ def draw(table: ChatTable, embeddings: dict, out_dir: Path) -> list[Path]:
     fig.savefig(files[-1], dpi=110)
     plt.close(fig)
 
+    if embeddings is None:  # a run on one chat model at real size measures no embeddings
+        return files
     rows = embeddings["rows"]
     fig, ax = plt.subplots(figsize=(6, 4.2))
     for batch in sorted({r["batch"] for r in rows}):

