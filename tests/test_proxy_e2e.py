@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -227,6 +228,43 @@ def test_both_chat_models_are_listed_and_an_alias_is_served(stack: Stack) -> Non
         model="qwen2.5-coder", messages=[{"role": "user", "content": "Say hi."}], max_tokens=4, temperature=0
     )
     assert reply.model == QWEN and reply.usage.completion_tokens >= 1
+
+
+def test_qwen_answers_calls_a_tool_and_follows_a_schema_through_the_proxy(stack: Stack) -> None:
+    """The issue's "done when", with the SDK through nginx: a sensible answer, a tool call it chooses by itself, and
+    a json_schema reply from the real Qwen2.5-Coder-0.5B, greedy."""
+    client = stack.openai()
+    greedy = {"model": QWEN, "temperature": 0, "max_tokens": 96}
+    capital = client.chat.completions.create(
+        messages=[{"role": "user", "content": "What is the capital of Japan? Answer in one sentence."}], **greedy
+    )
+    assert "Tokyo" in capital.choices[0].message.content
+    weather = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Current weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        },
+    }
+    ask = [{"role": "user", "content": "What is the weather like in Paris today?"}]
+    called = client.chat.completions.create(messages=ask, tools=[weather], tool_choice="auto", **greedy).choices[0]
+    assert called.finish_reason == "tool_calls", called.message.content
+    [call] = called.message.tool_calls
+    assert call.function.name == "get_weather" and "paris" in call.function.arguments.lower()
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "country": {"type": "string"}},
+        "required": ["city", "country"],
+        "additionalProperties": False,
+    }
+    structured = client.chat.completions.create(
+        messages=[{"role": "user", "content": "Name the capital of France and its country as JSON."}],
+        response_format={"type": "json_schema", "json_schema": {"name": "capital", "schema": schema, "strict": True}},
+        **greedy,
+    )
+    value = json.loads(structured.choices[0].message.content)
+    assert set(value) == {"city", "country"} and "Paris" in value["city"]
 
 
 def test_loading_a_second_chat_model_at_runtime(stack: Stack) -> None:
