@@ -1,6 +1,7 @@
 """The batched engine opens its model folder without an og.Model: the tokenizer and chat template come from the
 folder's og.Config, and the weights are in memory once, in the engine's own onnxruntime session (bench/memory.py
-measures what that saves: 500 MB on Qwen2.5-Coder-0.5B). Its tokens stay the plain engine's, token for token."""
+measures what that saves: 500 MB on Qwen2.5-Coder-0.5B). Its tokens stay the plain engine's, token for token, on
+SmolLM2 and on Qwen2.5-Coder-0.5B."""
 
 from __future__ import annotations
 
@@ -12,26 +13,44 @@ from chat_service.engine.continuous import ContinuousBatchingEngine
 from chat_service.engine.types import GenerationRequest, SamplingParams
 from chat_service.model_pool import load_engine
 from chat_service.settings import ChatSettings
+from chat_testing import MODELS_DIR
+from ortserve_testing.plain_engine import PlainGenerator
 
 pytestmark = pytest.mark.model
 
 
-def test_the_batched_engine_loads_no_og_model_and_matches_the_plain_engine(smollm_path, plain, monkeypatch) -> None:
+QWEN = MODELS_DIR / "qwen2.5-coder-0.5b-instruct"
+
+
+@pytest.fixture(params=["smollm2", "qwen2.5-0.5b"])
+def model(request, smollm_path, plain) -> tuple:
+    """(folder, the plain ONNX Runtime GenAI loop on it): SmolLM2, and Qwen2.5-Coder-0.5B at real size."""
+    if request.param == "smollm2":
+        return smollm_path, plain
+    if not (QWEN / ".complete").exists():
+        pytest.fail(f"{QWEN} is not built: make model builds it")
+    return QWEN, PlainGenerator(QWEN)
+
+
+def test_the_batched_engine_loads_no_og_model_and_matches_the_plain_engine(model, monkeypatch) -> None:
+    path, plain = model
+
     def no_weights_here(*args: object) -> None:
         raise AssertionError("og.Model would load the weights a second time")
 
     monkeypatch.setattr(og, "Model", no_weights_here)
-    engine = load_engine(smollm_path, ChatSettings(model_path=smollm_path, max_model_len=1024, max_batch_size=2))
+    engine = load_engine(path, ChatSettings(model_path=path, max_model_len=1024, max_batch_size=2))
     try:
         assert isinstance(engine, ContinuousBatchingEngine)
-        prompt = plain.chat_prompt([{"role": "user", "content": "What is the capital of France?"}])
-        ids = engine.tokenizer.encode(prompt)
-        assert ids == plain.encode(prompt)
+        for question in ("What is the capital of France?", "Write a Python function that reverses a string."):
+            prompt = plain.chat_prompt([{"role": "user", "content": question}])
+            ids = engine.tokenizer.encode(prompt)
+            assert ids == plain.encode(prompt)
 
-        async def generate() -> list[int]:
-            request = GenerationRequest(ids, 16, SamplingParams(temperature=0.0))
-            return [event.token_id async for event in engine.generate(request)]
+            async def generate(ids: list[int] = ids) -> list[int]:
+                request = GenerationRequest(ids, 24, SamplingParams(temperature=0.0))
+                return [event.token_id async for event in engine.generate(request)]
 
-        assert asyncio.run(generate()) == plain.greedy(prompt, 16)
+            assert asyncio.run(generate()) == plain.greedy(prompt, 24)
     finally:
         engine.close()
