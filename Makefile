@@ -14,6 +14,7 @@ MODEL_STAMPS := $(foreach m,smollm2-135m-instruct smollm2-135m-instruct-hidden p
 PYTEST_ARGS ?=
 LOADTEST_ARGS ?=
 BENCH_ARGS ?=
+REAL_SIZE_ARGS ?=
 
 # One clear line, naming the target that fixes it, where no Docker engine answers.
 NEED_ENGINE := docker info >/dev/null 2>&1 || { echo "no Docker engine answers here: make docker-engine installs Debian's and starts it" >&2; exit 1; }
@@ -21,7 +22,7 @@ NEED_ENGINE := docker info >/dev/null 2>&1 || { echo "no Docker engine answers h
 export ORTSERVE_MODELS_DIR := $(MODELS_DIR)
 export ORTSERVE_BUILD_PYTHON := $(BUILD_VENV)/bin/python
 
-.PHONY: help install build-venv model model-large convert nginx postgres certs run run-chat up down test test-unit lint typecheck docs clean loadtest loadtest-ui bench bench-peers bench-real-size \
+.PHONY: help install build-venv model model-large convert nginx postgres certs run run-chat up down test test-unit lint typecheck docs clean loadtest loadtest-ui bench bench-small bench-peers bench-real-size \
 	fuzz overload soak docker-engine base-image images compose-up compose-down swarm-up swarm-down
 
 help: ## List the targets
@@ -81,17 +82,21 @@ loadtest: install nginx postgres $(MODEL_STAMPS) ## Locust, headless, 60 s on a 
 loadtest-ui: install nginx $(MODEL_STAMPS) ## Locust's web UI on 127.0.0.1:8089 against the local stack (make up)
 	$(PY) -m loadtest.run --ui $(LOADTEST_ARGS)
 
-bench: install nginx build-venv $(MODEL_STAMPS) ## Engine limit vs chat direct vs proxy, side by side: docs/BENCHMARKS.md
+bench: bench-peers bench-real-size ## Every benchmark: SmolLM2 vs llama-server (docs/BENCHMARKS.md), then Qwen 0.5B and 1.5B at real size
+
+bench-small: install nginx build-venv $(MODEL_STAMPS) ## SmolLM2 only, no llama.cpp: engine limit, chat direct, proxy, embeddings
 	ORTSERVE_CACHE_DIR=$(CACHE_DIR) $(PY) -m bench.run $(BENCH_ARGS)
 
-bench-peers: install nginx build-venv $(MODEL_STAMPS) ## make bench plus llama.cpp's llama-server on the same GGUF
+bench-peers: install nginx build-venv $(MODEL_STAMPS) ## make bench-small plus llama.cpp's llama-server on the same GGUF
 	ORTSERVE_CACHE_DIR=$(CACHE_DIR) $(PY) -m bench.run --peers $(BENCH_ARGS)
 
+# The 1.5B runs a reduced plan (1 and 8 streams, short prompts) to keep make bench to a sitting on 2 cores.
+# REAL_SIZE_ARGS reaches both runs (e.g. --repeats 3); BENCH_ARGS reaches the SmolLM2 run.
 bench-real-size: install nginx build-venv $(MODEL_STAMPS) model-large ## Qwen2.5-Coder 0.5B and 1.5B vs llama-server: docs/benchmarks/<model>.md
 	ORTSERVE_CACHE_DIR=$(CACHE_DIR) $(PY) -m bench.run --model qwen2.5-coder-0.5b-instruct --peers --no-before --no-shared \
-	  --prompts short long $(BENCH_ARGS)
+	  --prompts short long --max-tokens 64 --repeats 2 $(REAL_SIZE_ARGS)
 	ORTSERVE_CACHE_DIR=$(CACHE_DIR) $(PY) -m bench.run --model qwen2.5-coder-1.5b-instruct --peers --no-before --no-shared \
-	  --prompts short long $(BENCH_ARGS)
+	  --prompts short --concurrency 1 8 --max-tokens 64 --repeats 2 $(REAL_SIZE_ARGS)
 
 fuzz: install nginx $(MODEL_STAMPS) ## Schemathesis, long: every schema and the proxy, stateful phase, random seed
 	FUZZ_MAX_EXAMPLES=$${FUZZ_MAX_EXAMPLES:-100} FUZZ_MAX_TIME=$${FUZZ_MAX_TIME:-120} FUZZ_SEED= FUZZ_KEEP_REPORTS=1 \

@@ -4,10 +4,15 @@ the targets of issue #17, as ratios measured in the same run, against llama-serv
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from bench.report import ChatTable
 from bench.targets import DIRECT, PROXY, _across_concurrency, _cell  # noqa: PLC2701 - the same scorecard cells
 
 PEER_PREFIX = "llama-server "
+# The part of docs/BENCHMARKS.md that gathers the real-size scorecards; a real-size run rewrites only what is between.
+INDEX_BEGIN, INDEX_END = "<!-- real-size scorecards: begin -->", "<!-- real-size scorecards: end -->"
 
 
 def _best_peer(table: ChatTable, c: int, prompt: str, metric: str) -> tuple[str, float]:
@@ -102,3 +107,56 @@ def memory_lines(rss: dict[str, dict[str, float]]) -> list[str]:
             ratio = f"{value:.2f}×" + (" met" if value <= 1.0 else " **not met**") + " (target ≤ 1.0×)"
         lines.append(f"| {name} | {figures['rss_mb']:.0f} | {figures['peak_mb']:.0f} | {ratio} |")
     return [*lines, ""]
+
+
+def index_lines(reports_dir: Path, relative_to: Path) -> list[str]:
+    """Every real-size report's scorecard and memory table (docs/benchmarks/<model>.md), each under a link to the
+    report, for the summary in docs/BENCHMARKS.md; nothing where no real-size run has been reported."""
+    cards = []
+    for path in sorted(reports_dir.glob("*.md")):
+        text = path.read_text()
+        head, _, rest = text.partition("\n## Targets at real size")
+        if not head.startswith("# Benchmarks: ") or not rest:
+            continue
+        model = head.splitlines()[0].removeprefix("# Benchmarks: ")
+        title, _, card = rest.partition("\n")  # " (short prompts)", then the tables
+        facts = [re.search(rf"^\| {key} \| (.+?) \|$", text, re.MULTILINE) for key in ("date", "plan")]
+        date, plan = (m.group(1) if m else "?" for m in facts)
+        cards += [
+            f"### [{model}]({path.relative_to(relative_to).as_posix()}){title}",
+            "",
+            f"Measured {date}; plan: {plan}.",
+            "",
+            card.partition("\n## ")[0].strip(),
+            "",
+        ]
+    if not cards:
+        return []
+    return [
+        INDEX_BEGIN,
+        "## Real size: Qwen2.5-Coder against llama-server on the same GGUF",
+        "",
+        "The chat model alone in its own chat service, against llama-server on the GGUF it was built from and on that "
+        "GGUF requantized to Q4_0 (`make bench-real-size`, part of `make bench`). Each model's full report is linked.",
+        "",
+        *cards,
+        INDEX_END,
+        "",
+    ]
+
+
+def refresh_index(summary: Path, reports_dir: Path) -> None:
+    """Rewrite the real-size part of an existing docs/BENCHMARKS.md after a real-size run, leaving the rest as the
+    last SmolLM2 run wrote it (inserted before its Setup section where it has none yet)."""
+    if not summary.exists():
+        return
+    text = summary.read_text()
+    section = "\n".join(index_lines(reports_dir, summary.parent))
+    if INDEX_BEGIN in text and INDEX_END in text:
+        before, _, rest = text.partition(INDEX_BEGIN)
+        after = rest.partition(INDEX_END)[2].removeprefix("\n")
+        text = before + section + after
+    elif "\n## Setup" in text:
+        before, _, after = text.partition("\n## Setup")
+        text = before + "\n" + section + "\n## Setup" + after
+    summary.write_text(text)

@@ -16,6 +16,7 @@ import dataclasses
 import json
 import logging
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import httpx
 
-from bench import clients, environment, multi_turn, report, targets
+from bench import clients, environment, multi_turn, real_size, report, targets
 from bench.clients import ChatTarget, Phase
 from bench.cpu_monitor import CpuMonitor, load_average
 from bench.engine_limit import EngineLimit
@@ -215,6 +216,7 @@ async def main_async(args: argparse.Namespace) -> int:
         "plan": dataclasses.asdict(plan),
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "quick": args.quick,
+        "command": shlex.join(["python", "-m", "bench.run", *sys.argv[1:]]),
     }
     results["load_1m_at_start"] = load_average()
     model = args.model
@@ -270,6 +272,8 @@ async def main_async(args: argparse.Namespace) -> int:
     default_out = ROOT / ("docs/BENCHMARKS.md" if model == CHAT_MODEL else f"docs/benchmarks/{model}.md")
     out = Path(args.out) if args.out else default_out
     summary = report.write(results, out)
+    if model != CHAT_MODEL and not args.out:  # docs/BENCHMARKS.md gathers every real-size scorecard
+        real_size.refresh_index(ROOT / "docs/BENCHMARKS.md", default_out.parent)
     sys.stdout.write(summary + f"\nreport: {out}\nraw results: {results_dir / 'results.json'}\n")
     embedding_rows = results["embeddings"]["rows"] if "embeddings" in results else []
     failed = sum(len(row["errors"]) for row in results["chat"] + embedding_rows)

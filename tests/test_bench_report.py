@@ -144,7 +144,7 @@ def test_multi_turn_section_reports_each_turn_with_and_without_the_cache() -> No
     assert multi_turn.section([]) == []
 
 
-def test_a_real_size_run_is_scored_against_the_best_llama_server_and_by_memory(tmp_path: Path) -> None:
+def real_size_results(direct_peak_mb: float = 1000.0) -> dict:
     from bench import targets
 
     rows = []
@@ -158,11 +158,15 @@ def test_a_real_size_run_is_scored_against_the_best_llama_server_and_by_memory(t
     del results["embeddings"]
     results["plan"]["concurrencies"] = [1, 8]
     results["rss"] = {
-        targets.DIRECT: {"rss_mb": 900.0, "peak_mb": 1000.0},
+        targets.DIRECT: {"rss_mb": 900.0, "peak_mb": direct_peak_mb},
         "llama-server Q4_0": {"rss_mb": 800.0, "peak_mb": 800.0},
     }
+    return results
+
+
+def test_a_real_size_run_is_scored_against_the_best_llama_server_and_by_memory(tmp_path: Path) -> None:
     out = tmp_path / "qwen2.5-coder-0.5b-instruct.md"
-    report.write(results, out)
+    report.write(real_size_results(), out)
     text = out.read_text()
     assert text.startswith("# Benchmarks: qwen2.5-coder-0.5b-instruct")
     # Q4_0 is the best peer at both concurrencies: 50 × √8 ≈ 141 at 8 (median over repeats 212), 50 at 1 (75)
@@ -174,3 +178,30 @@ def test_a_real_size_run_is_scored_against_the_best_llama_server_and_by_memory(t
     assert "| llama-server Q4_0 | 800 | 800 | 1.25× **not met** (target ≤ 1.0×) |" in text
     assert "## Embeddings" not in text
     assert (tmp_path / out.stem / "throughput.png").stat().st_size > 1000
+
+
+def test_the_summary_gathers_every_real_size_scorecard_and_a_later_run_replaces_its_own(tmp_path: Path) -> None:
+    from bench import real_size
+
+    summary, reports = tmp_path / "BENCHMARKS.md", tmp_path / "benchmarks"
+    report.write(fake_results(), summary)  # the SmolLM2 run: no real-size report yet, so no such section
+    assert real_size.INDEX_BEGIN not in summary.read_text()
+    report.write(real_size_results(), reports / "qwen2.5-coder-0.5b-instruct.md")
+    real_size.refresh_index(summary, reports)
+    text = summary.read_text()
+    link = "### [qwen2.5-coder-0.5b-instruct](benchmarks/qwen2.5-coder-0.5b-instruct.md) (short prompts)"
+    assert link in text
+    assert text.index(real_size.INDEX_BEGIN) < text.index(link) < text.index(real_size.INDEX_END)
+    assert text.index(real_size.INDEX_END) < text.index("## Setup") < text.index("## Embeddings")
+    assert "| aggregate at 8 concurrent / our own at 1 | 4.00× met | ≥ 3× at 8 |" in text
+    assert "| llama-server Q4_0 | 800 | 800 | 1.25× **not met** (target ≤ 1.0×) |" in text
+
+    report.write(real_size_results(direct_peak_mb=600.0), reports / "qwen2.5-coder-0.5b-instruct.md")
+    real_size.refresh_index(summary, reports)
+    again = summary.read_text()
+    assert again.count(real_size.INDEX_BEGIN) == again.count(link) == 1
+    assert "| llama-server Q4_0 | 800 | 800 | 0.75× met (target ≤ 1.0×) |" in again
+    assert "1.25× **not met** (target ≤ 1.0×)" not in again
+    # The next SmolLM2 run writes the summary afresh and takes the scorecards in again.
+    report.write(fake_results(), summary)
+    assert summary.read_text().count(link) == 1
