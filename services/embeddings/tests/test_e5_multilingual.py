@@ -5,6 +5,7 @@ emoji) texts; e5's prefixes from input_type, never twice, kept by truncation; an
 from __future__ import annotations
 
 import logging
+import unicodedata
 from collections.abc import Iterator
 
 import numpy as np
@@ -45,11 +46,17 @@ EMOJI = [
     "👨‍👩‍👧 family ❤️ ✨ 👍🏽 🇯🇵",
     "絵文字🎌も使える😊",
 ]
+COMBINING = [  # decomposed (NFD) text, stray and stacked marks: the charsmap keeps them apart, as e5.c does
+    unicodedata.normalize("NFD", "Ångström résumé, café naïve"),
+    unicodedata.normalize("NFD", "ガイドブックのパンと한국어"),
+    "x\u0308\u0301y, a lone \u0301 mark, Zalgo z\u0337\u031ba\u0336l\u0335g\u0338o\u0334",
+]
 LONG = [
     "東京は日本の首都であり、政治・経済・文化の中心地です。" * 40,
     "The quick brown fox jumps over the lazy dog. " * 60,
 ]
-EMBEDDED = JAPANESE + ENGLISH + MIXED + EMOJI  # all under 512 tokens (e5.c windows longer texts; we truncate)
+GROUPS = {"Japanese": JAPANESE, "English": ENGLISH, "mixed": MIXED, "emoji": EMOJI, "marks": COMBINING}
+EMBEDDED = [text for group in GROUPS.values() for text in group]  # all under 512 tokens (e5.c windows longer texts)
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +101,7 @@ def test_served_vectors_match_e5c(e5_server: EmbedServer, reference: dict[tuple[
     for input_type, mode in (("query", QUERY), ("document", PASSAGE)):
         got, body = e5_server.embed(E5_ID, EMBEDDED, input_type=input_type)
         similarity = cosine(got, np.stack([reference[mode, text].vector for text in EMBEDDED]))
-        for name, group in (("Japanese", JAPANESE), ("English", ENGLISH), ("mixed", MIXED), ("emoji", EMOJI)):
+        for name, group in GROUPS.items():
             values = [similarity[EMBEDDED.index(text)] for text in group]
             logger.info("e5 vs e5.c, %s %s: min cosine %.6f", input_type, name, min(values))
         assert similarity.min() >= 0.999, dict(zip(EMBEDDED, similarity.round(6), strict=True))
