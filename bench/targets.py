@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -36,6 +37,43 @@ def _cell(value: float, met: bool | None) -> str:
     return f"{value:.2f}×" + ("" if met is None else " met" if met else " **not met**")
 
 
+@dataclass(frozen=True)
+class Measure:
+    """One scorecard row: what is measured, the target as written, each target's figure, and whether it is met."""
+
+    name: str
+    goal: str
+    value: Callable[[str], float]
+    passes: Callable[[float], bool]
+
+
+def scorecard_row(measure: Measure, ours: Sequence[str], judged: bool) -> str:
+    """`judged` False (a run that stopped short of 8 concurrent streams): the targets set at 8 are shown unjudged."""
+    cells = []
+    for target in ours:
+        figure = measure.value(target)
+        cells.append(_cell(figure, measure.passes(figure) if judged or "at 8" not in measure.goal else None))
+    return f"| {measure.name} | " + " | ".join(cells) + f" | {measure.goal} |"
+
+
+def ttft_across_concurrency(table: ChatTable, top: int, prompt: str) -> Measure:
+    return Measure(
+        f"TTFT p50 at {top} concurrent / at 1",
+        "≤ 2× at 8",
+        lambda t: _across_concurrency(table, t, top, 1, prompt, "ttft_p50"),
+        lambda v: v <= 2,
+    )
+
+
+def decode_against_engine(table: ChatTable, prompt: str) -> Measure:
+    return Measure(
+        "single-stream decode / the plain engine",
+        "≥ 0.95×",
+        lambda t: table.ratio(t, "engine", 1, prompt, "decode"),
+        lambda v: v >= 0.95,
+    )
+
+
 def section(table: ChatTable, prompt: str = "short") -> list[str]:
     """The scorecard through the proxy (as clients use it) and direct (the service alone), and, when measured, the
     batched engine against the generator engine (before)."""
@@ -44,12 +82,8 @@ def section(table: ChatTable, prompt: str = "short") -> list[str]:
         return []
     judged = top == 8  # the targets are set at 8 concurrent streams; a quick run shows its ratios unjudged
 
-    def row(measure: str, goal: str, value: Callable[[str], float], passes: Callable[[float], bool]) -> str:
-        cells = []
-        for target in (PROXY, DIRECT):
-            figure = value(target)
-            cells.append(_cell(figure, passes(figure) if judged or "at 8" not in goal else None))
-        return f"| {measure} | {cells[0]} | {cells[1]} | {goal} |"
+    def row(measure: Measure) -> str:
+        return scorecard_row(measure, (PROXY, DIRECT), judged)
 
     lines = [
         f"## Throughput targets ({prompt} prompts)",
@@ -57,32 +91,26 @@ def section(table: ChatTable, prompt: str = "short") -> list[str]:
         "| measure | through the proxy (TLS) | chat direct | target |",
         "|---|---|---|---|",
         row(
-            f"aggregate tok/s at {top} concurrent / at 1",
-            "≥ 2.4× at 8",
-            lambda t: _across_concurrency(table, t, top, 1, prompt, "aggregate"),
-            lambda v: v >= 2.4,
+            Measure(
+                f"aggregate tok/s at {top} concurrent / at 1",
+                "≥ 2.4× at 8",
+                lambda t: _across_concurrency(table, t, top, 1, prompt, "aggregate"),
+                lambda v: v >= 2.4,
+            )
         ),
-        row(
-            f"TTFT p50 at {top} concurrent / at 1",
-            "≤ 2× at 8",
-            lambda t: _across_concurrency(table, t, top, 1, prompt, "ttft_p50"),
-            lambda v: v <= 2,
-        ),
-        row(
-            "single-stream decode / the plain engine",
-            "≥ 0.95×",
-            lambda t: table.ratio(t, "engine", 1, prompt, "decode"),
-            lambda v: v >= 0.95,
-        ),
+        row(ttft_across_concurrency(table, top, prompt)),
+        row(decode_against_engine(table, prompt)),
     ]
     for peer in ("llama-server Q4_1", "llama-server Q4_0"):
         if peer in table.targets:
             lines.append(
                 row(
-                    f"aggregate at {top} concurrent / {peer}",
-                    "≥ 1.0× at 8",
-                    lambda t, peer=peer: table.ratio(t, peer, top, prompt, "aggregate"),
-                    lambda v: v >= 1.0,
+                    Measure(
+                        f"aggregate at {top} concurrent / {peer}",
+                        "≥ 1.0× at 8",
+                        lambda t, peer=peer: table.ratio(t, peer, top, prompt, "aggregate"),
+                        lambda v: v >= 1.0,
+                    )
                 )
             )
     if "engine" in table.targets:
