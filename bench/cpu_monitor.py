@@ -7,6 +7,7 @@ difference (other people's work) and the 1-minute load average, so each figure c
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Callable
@@ -68,3 +69,14 @@ class CpuMonitor:
         own_now = _process_ticks(self.own_pids() | set(self._own0))
         own = sum(ticks - self._own0.get(pid, 0) for pid, ticks in own_now.items()) / TICKS / seconds
         return CpuUse(seconds, busy, own, max(busy - own, 0.0), load_average())
+
+
+async def wait_for_quiet(monitor: CpuMonitor, max_wait_s: float, threshold_cores: float = 0.2) -> float:
+    """Before a phase, wait (at most max_wait_s) until other processes use under threshold_cores for a second."""
+    start = time.monotonic()
+    while time.monotonic() - start < max_wait_s:
+        monitor.start()
+        await asyncio.sleep(1.0)
+        if monitor.stop().other_cores < threshold_cores:
+            break
+    return time.monotonic() - start

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import multi_turn, plots, targets
+from bench import embeddings_phase, multi_turn, plots, targets
 
 ENGINE = "engine"
 PEERS = ("llama-server Q4_1", "llama-server Q4_0")
@@ -57,12 +57,6 @@ METRICS = {
 
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
-
-
-def cosines(a: list[list[float]], b: list[list[float]]) -> list[float]:
-    x, y = np.asarray(a), np.asarray(b)
-    x, y = x / np.linalg.norm(x, axis=1, keepdims=True), y / np.linalg.norm(y, axis=1, keepdims=True)
-    return [float(v) for v in (x * y).sum(axis=1)]
 
 
 def phase_value(row: dict, metric: str) -> float:
@@ -148,41 +142,6 @@ def chat_section(table: ChatTable, metric: str, prompt: str) -> list[str]:
             f"| {LABELS.get(target, target)} | " + " | ".join(cells) + f" | {table.others_cpu(target, prompt)} |"
         )
     return [*lines, ""]
-
-
-def embeddings_section(embeddings: dict) -> list[str]:
-    rows = embeddings["rows"]
-    repeats = sorted({r["repeat"] for r in rows})
-    st = {(r["batch"], r["repeat"]): r["sentences_per_s"] for r in rows if r["target"] == "sentence-transformers"}
-    lines = [
-        "| clients | sentences per request | proxy, sentences/s | ratio to sentence-transformers in-process "
-        "(same batch size) | others' CPU, cores (median / max) |",
-        "|---|---|---|---|---|",
-    ]
-    for batch in sorted({r["batch"] for r in rows}):
-        reference = statistics.median(st[(batch, r)] for r in repeats)
-        cpu = [r["cpu"]["other_cores"] for r in rows if r["target"] == "sentence-transformers" and r["batch"] == batch]
-        lines.append(
-            f"| sentence-transformers in-process | {batch} | **{reference:.0f}** | 1.00 | "
-            f"{statistics.median(cpu):.2f} / {max(cpu):.2f} |"
-        )
-        for clients in sorted({r["clients"] for r in rows if r["target"] == "proxy"}):
-            own = [r for r in rows if r["target"] == "proxy" and r["batch"] == batch and r["clients"] == clients]
-            rate = statistics.median(r["sentences_per_s"] for r in own)
-            ratio = statistics.median(r["sentences_per_s"] / st[(batch, r["repeat"])] for r in own)
-            cpu = [r["cpu"]["other_cores"] for r in own]
-            lines.append(
-                f"| {clients} | {batch} | **{rate:.0f}** | {ratio:.2f} | "
-                f"{statistics.median(cpu):.2f} / {max(cpu):.2f} |"
-            )
-    versions = ", ".join(f"{k} {v}" for k, v in embeddings["reference_versions"].items())
-    lines += [
-        "",
-        f"Reference: {versions}, 2 torch threads, in one process, on the same texts. Smallest cosine between the "
-        f"proxy's vectors and the reference's: {embeddings['min_cosine_vs_reference']:.6f}.",
-        "",
-    ]
-    return lines
 
 
 def setup_section(results: dict) -> list[str]:
@@ -289,7 +248,7 @@ def write(results: dict, out: Path) -> str:
         "",
     ]
     if not real_size:
-        lines += ["## Embeddings", "", *embeddings_section(results["embeddings"])]
+        lines += ["## Embeddings", "", *embeddings_phase.section(results["embeddings"])]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))
     return "\n".join(chat_section(table, "aggregate", "short"))

@@ -18,7 +18,6 @@ import logging
 import os
 import shlex
 import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -28,9 +27,9 @@ from pathlib import Path
 
 import httpx
 
-from bench import clients, environment, multi_turn, real_size, report, targets
+from bench import clients, embeddings_phase, environment, multi_turn, real_size, report, targets
 from bench.clients import ChatTarget, Phase
-from bench.cpu_monitor import CpuMonitor, load_average
+from bench.cpu_monitor import CpuMonitor, load_average, wait_for_quiet
 from bench.engine_limit import EngineLimit
 from bench.local_stack import LocalStack, SoloChat, descendants
 from bench.peers import LlamaServer, gguf_files, llama_cpp_bin, rss_mb
@@ -41,7 +40,6 @@ CACHE_DIR = Path(os.environ.get("ORTSERVE_CACHE_DIR", Path.home() / ".cache/orts
 MODELS_DIR = Path(os.environ.get("ORTSERVE_MODELS_DIR", CACHE_DIR / "models/r1"))
 BUILD_PYTHON = Path(os.environ.get("ORTSERVE_BUILD_PYTHON", CACHE_DIR / "build-venv/bin/python"))
 CHAT_MODEL = "smollm2-135m-instruct"
-EMBED_MODEL = "all-minilm-l6-v2"
 ENGINE = "engine"  # the plain ONNX Runtime GenAI loop, in this process
 logger = logging.getLogger("bench")
 
@@ -85,17 +83,6 @@ def conversation(length: str, index: int) -> list[dict[str, str]]:
     else:
         user = f"{PROMPTS['passage']}\n\n{PROMPTS['long_question']}"
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
-
-
-async def wait_for_quiet(monitor: CpuMonitor, max_wait_s: float, threshold_cores: float = 0.2) -> float:
-    """Before a phase, wait (at most max_wait_s) until other processes use under threshold_cores for a second."""
-    start = time.monotonic()
-    while time.monotonic() - start < max_wait_s:
-        monitor.start()
-        await asyncio.sleep(1.0)
-        if monitor.stop().other_cores < threshold_cores:
-            break
-    return time.monotonic() - start
 
 
 def phase_result(phase: Phase) -> dict:
@@ -157,46 +144,6 @@ async def measure_chat(plan: Plan, engine: EngineLimit, chat_targets: list[ChatT
                         f"  ERRORS {len(result['errors'])}" if result["errors"] else "",
                     )
     return rows
-
-
-def sentence_transformers_rates(texts: list[str], batches: tuple[int, ...]) -> dict:
-    result = subprocess.run(
-        [str(BUILD_PYTHON), str(ROOT / "bench/st_reference.py"), str(MODELS_DIR / "_hf" / EMBED_MODEL), "2"],
-        input=json.dumps({"texts": texts, "batch_sizes": list(batches)}),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
-    )
-    return json.loads(result.stdout)
-
-
-async def measure_embeddings(plan: Plan, proxy: ChatTarget, monitor: CpuMonitor) -> dict:
-    base = PROMPTS["sentences"]
-    texts = [f"{base[i % len(base)]} (note {i})" for i in range(plan.embed_texts)]
-    served = await clients.embed_all(proxy, texts[:64])
-    rows, reference = [], None
-    for repeat in range(plan.repeats):
-        await wait_for_quiet(monitor, plan.quiet_wait_s)
-        monitor.start()
-        reference = sentence_transformers_rates(texts, plan.embed_batches)
-        cpu = monitor.stop().as_dict()
-        for batch, rate in reference["sentences_per_s"].items():
-            rows.append({"target": "sentence-transformers", "batch": int(batch), "clients": 1, "repeat": repeat})
-            rows[-1] |= {"sentences_per_s": rate, "cpu": cpu, "errors": []}
-        for clients_n in plan.embed_clients:
-            for batch in plan.embed_batches:
-                batches = [texts[i : i + batch] for i in range(0, len(texts), batch)]
-                await wait_for_quiet(monitor, plan.quiet_wait_s)
-                monitor.start()
-                done, seconds, errors = await clients.closed_loop_embeddings(proxy, batches, clients_n)
-                cpu = monitor.stop().as_dict()
-                rows.append({"target": "proxy", "batch": batch, "clients": clients_n, "repeat": repeat})
-                rows[-1] |= {"sentences_per_s": done / seconds, "cpu": cpu, "errors": errors}
-                logger.info("embeddings: %d clients, batch %d: %.0f sentences/s", clients_n, batch, done / seconds)
-    cosines = report.cosines(served, reference["vectors"][:64])
-    return {"rows": rows, "min_cosine_vs_reference": min(cosines), "reference_versions": reference["versions"]}
 
 
 async def main_async(args: argparse.Namespace) -> int:
@@ -265,7 +212,9 @@ async def main_async(args: argparse.Namespace) -> int:
             direct, without = chat_targets[0], next(t for t in chat_targets if t.name == targets.NO_REUSE)
             results["multi_turn"] = await multi_turn.measure(direct, without, 6, plan.repeats, 48)
         if model == CHAT_MODEL:  # the embeddings phase does not depend on the chat model: measured once, with it
-            results["embeddings"] = await measure_embeddings(plan, embed_target(local), monitor)
+            reference = embeddings_phase.Reference(BUILD_PYTHON, MODELS_DIR / "_hf" / embeddings_phase.EMBED_MODEL)
+            proxy = embeddings_phase.target(local)
+            results["embeddings"] = await embeddings_phase.measure(plan, proxy, monitor, reference)
     results["load_1m_at_end"] = load_average()
     (results_dir / "results.json").write_text(json.dumps(results, indent=1))
     logger.info("raw results: %s", results_dir / "results.json")
@@ -282,10 +231,6 @@ async def main_async(args: argparse.Namespace) -> int:
 
 def served_models(chat_url: str) -> set[str]:
     return {card["id"] for card in httpx.get(chat_url + "/v1/models", timeout=10).json()["data"]}
-
-
-def embed_target(local: LocalStack) -> ChatTarget:
-    return ChatTarget("embeddings via proxy (TLS)", local.proxy_url + "/v1", EMBED_MODEL, local.api_key, local.ca)
 
 
 def main() -> int:
