@@ -122,10 +122,11 @@ def index_lines(reports_dir: Path, relative_to: Path) -> list[str]:
         title, _, card = rest.partition("\n")  # " (short prompts)", then the tables
         facts = [re.search(rf"^\| {key} \| (.+?) \|$", text, re.MULTILINE) for key in ("date", "plan")]
         date, plan = (m.group(1) if m else "?" for m in facts)
+        quick = "**Quick run**" in head
         cards += [
             f"### [{model}]({path.relative_to(relative_to).as_posix()}){title}",
             "",
-            f"Measured {date}; plan: {plan}.",
+            f"Measured {date}; plan: {plan}." + (" A quick run: not figures to quote." if quick else ""),
             "",
             card.partition("\n## ")[0].strip(),
             "",
@@ -134,10 +135,11 @@ def index_lines(reports_dir: Path, relative_to: Path) -> list[str]:
         return []
     return [
         INDEX_BEGIN,
-        "## Real size: Qwen2.5-Coder against llama-server on the same GGUF",
+        "## Real size: each chat model against llama-server on the same GGUF",
         "",
-        "The chat model alone in its own chat service, against llama-server on the GGUF it was built from and on that "
-        "GGUF requantized to Q4_0 (`make bench-real-size`, part of `make bench`). Each model's full report is linked.",
+        "Qwen2.5-Coder 0.5B and 1.5B (`make bench-real-size`, part of `make bench`), or any model run with `--model`: "
+        "alone in its own chat service, against llama-server on the GGUF it was built from and on that GGUF "
+        "requantized to Q4_0. Each model's full report is linked.",
         "",
         *cards,
         INDEX_END,

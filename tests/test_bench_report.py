@@ -202,6 +202,11 @@ def test_the_summary_gathers_every_real_size_scorecard_and_a_later_run_replaces_
     assert again.count(real_size.INDEX_BEGIN) == again.count(link) == 1
     assert "| llama-server Q4_0 | 800 | 800 | 0.75× met (target ≤ 1.0×) |" in again
     assert "1.25× **not met** (target ≤ 1.0×)" not in again
+    assert "A quick run" not in again
+    quick = real_size_results() | {"quick": True}
+    report.write(quick, reports / "qwen2.5-coder-0.5b-instruct.md")
+    real_size.refresh_index(summary, reports)
+    assert "A quick run: not figures to quote." in summary.read_text()
     # The next SmolLM2 run writes the summary afresh and takes the scorecards in again.
     report.write(fake_results(), summary)
     assert summary.read_text().count(link) == 1
