@@ -55,7 +55,9 @@ class ChatEngineSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_batch_size: int | None = Field(None, ge=1, le=256, description="KV slots: rows decoded together.")
-    threads: int | None = Field(None, ge=1, description="ONNX Runtime intra-op threads.")
+    threads: int | None = Field(
+        None, ge=1, description="ONNX Runtime intra-op threads; left out, CHAT_ENGINE_THREADS, or the usable cores."
+    )
     prefix_cache_mb: int | None = Field(None, ge=0, description="Memory for cached prompt-prefix KV; 0 is off.")
 
 

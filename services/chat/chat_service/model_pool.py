@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ortserve_common.cpu import engine_threads
 from ortserve_common.errors import OpenAIError, invalid_request, model_not_found
 from ortserve_common.protocol.admin import ModelLoadRequest
 from ortserve_common.protocol.common import ModelCard
@@ -29,13 +30,14 @@ EngineFactory = Callable[[Path, ChatSettings], ChatEngine]
 
 def load_engine(path: Path, settings: ChatSettings) -> ChatEngine:
     """`settings` are the model's own (ModelConfig.settings): its slots, context and threads."""
+    threads = engine_threads(settings.engine_threads)
     if settings.engine == "generator":
-        return OrtGenAIEngine(path, settings.engine_threads, settings.max_model_len, settings.max_concurrency)
+        return OrtGenAIEngine(path, threads, settings.max_model_len, settings.max_concurrency)
     folder = ModelFolder(path, settings.max_model_len)  # a folder that is not a model folder stops here
     try:
         return ContinuousBatchingEngine(
             folder,
-            settings.engine_threads,
+            threads,
             settings.max_batch_size,
             settings.batch_wait_ms,
             prefix_cache_bytes=settings.prefix_cache_mb * 2**20,
@@ -46,7 +48,7 @@ def load_engine(path: Path, settings: ChatSettings) -> ChatEngine:
         )
     except EngineLoadError as exc:
         logger.warning("continuous batching unavailable, one generator per request instead: %s", exc)
-        return OrtGenAIEngine(path, settings.engine_threads, settings.max_model_len, settings.max_concurrency)
+        return OrtGenAIEngine(path, threads, settings.max_model_len, settings.max_concurrency)
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,7 @@ class ModelPool:
             config.path,
             engine.context_length,
             settings.max_batch_size,
-            settings.engine_threads,
+            engine_threads(settings.engine_threads),
             {**config.defaults, "max_tokens": config.max_tokens},
         )
 

@@ -99,7 +99,13 @@ class ChatSettings(ModelHostSettings):
         description="When a model is unloaded (/admin/models/unload), how long its running generations may take to "
         "finish; those still running then end with a model_unloaded error. New requests for it get 404 at once.",
     )
-    engine_threads: int = Field(2, ge=1, description="ONNX Runtime intra-op threads per model.")
+    engine_threads: int | None = Field(
+        None,
+        ge=1,
+        description="ONNX Runtime intra-op threads per model; unset (or empty), the usable cores: the CPUs this "
+        "process may run on, capped by its cgroup's CPU quota (a container's --cpus), never the host's count. A "
+        "models_file entry's engine threads take its place for that model.",
+    )
     default_temperature: float = Field(
         0.7, ge=0, le=2, description="Temperature when neither the request nor the model's defaults give one."
     )
@@ -131,7 +137,7 @@ class ChatSettings(ModelHostSettings):
         False, description="Record prompt and output text on the gen_ai trace spans (off: prompts may be private)."
     )
 
-    @field_validator("model_path", "models_file", mode="before")
+    @field_validator("model_path", "models_file", "engine_threads", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value

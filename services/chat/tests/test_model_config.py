@@ -43,6 +43,7 @@ def test_each_entry_gets_its_engine_settings_and_the_rest_the_services(tmp_path:
     assert big.settings.max_model_len == 2048 and big.max_tokens == 64
     assert (small.path, small.settings.max_batch_size, small.settings.max_model_len) == (Path("/abs/small"), 8, None)
     assert small.defaults == {"temperature": 0.7, "top_p": 1.0} and small.max_tokens == 1024
+    assert small.settings.engine_threads is None  # no threads anywhere: the engine takes the usable cores
 
 
 def test_defaults_fill_what_a_request_leaves_out_and_the_model_id_replaces_an_alias(tmp_path: Path) -> None:
@@ -94,3 +95,10 @@ def test_one_model_or_a_models_file_not_both_nor_neither(tmp_path: Path, monkeyp
     monkeypatch.setenv("CHAT_MODELS", " big, b ")
     settings = ChatSettings()
     assert (settings.model_path, settings.models) == (None, ["big", "b"])
+
+
+def test_an_empty_chat_engine_threads_is_unset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHAT_ENGINE_THREADS", "")  # what compose passes for ${CHAT_ENGINE_THREADS:-}
+    assert ChatSettings(model_path=tmp_path).engine_threads is None
+    monkeypatch.setenv("CHAT_ENGINE_THREADS", "4")
+    assert ChatSettings(model_path=tmp_path).engine_threads == 4

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ortserve_common.cpu import engine_threads
 from ortserve_common.errors import OpenAIError, invalid_request, model_not_found
 from ortserve_common.protocol.admin import ModelLoadRequest
 from ortserve_common.protocol.embeddings import EmbeddingModelCard
@@ -78,7 +79,7 @@ class EmbeddingModelTable:
     @classmethod
     def load(cls, settings: EmbedSettings, loader: ModelLoader | None = None) -> EmbeddingModelTable:
         """Load every configured model (blocking; the lifespan runs it before the port opens)."""
-        registry = cls(settings, loader or ModelLoader(settings.engine_threads))
+        registry = cls(settings, loader or ModelLoader(engine_threads(settings.engine_threads)))
         try:
             for entry in settings.models:
                 registry._serve(entry, registry._loader.load(entry.path, entry.kind, entry.max_length))

@@ -105,7 +105,12 @@ class EmbedSettings(ModelHostSettings):
     default_truncate: bool = Field(
         False, description="Cut over-long inputs when a request does not say; false refuses them with a 400."
     )
-    engine_threads: int = Field(2, ge=1, description="ONNX Runtime intra-op threads per model.")
+    engine_threads: int | None = Field(
+        None,
+        ge=1,
+        description="ONNX Runtime intra-op threads per model; unset (or empty), the usable cores: the CPUs this "
+        "process may run on, capped by its cgroup's CPU quota (a container's --cpus), never the host's count.",
+    )
     max_concurrency: int = Field(64, ge=1, description="Requests being served at once; they share the model batches.")
     max_queue: int = Field(256, ge=0, description="Requests allowed to wait for a slot; beyond this → 429.")
 
@@ -113,6 +118,12 @@ class EmbedSettings(ModelHostSettings):
     @classmethod
     def _parse_models(cls, value: Any) -> Any:
         return parse_models(value)
+
+    @field_validator("engine_threads", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # Compose passes ${EMBED_ENGINE_THREADS:-}: an empty value means "not set", not an invalid number.
+        return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
     def _resolve_models(self) -> EmbedSettings:

@@ -69,6 +69,14 @@ def test_bad_model_config_is_refused_at_start(monkeypatch: pytest.MonkeyPatch, v
     assert fragment in str(info.value)
 
 
+def test_engine_threads_unset_or_empty_leave_the_count_to_the_usable_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert EmbedSettings(models="a=/x").engine_threads is None
+    monkeypatch.setenv("EMBED_ENGINE_THREADS", "")  # what compose passes for ${EMBED_ENGINE_THREADS:-}
+    assert EmbedSettings(models="a=/x").engine_threads is None
+    monkeypatch.setenv("EMBED_ENGINE_THREADS", "3")
+    assert EmbedSettings(models="a=/x").engine_threads == 3
+
+
 def test_every_setting_is_documented() -> None:
     assert all(field.description for field in EmbedSettings.model_fields.values())
 
