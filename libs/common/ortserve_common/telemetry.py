@@ -30,11 +30,13 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    Info,
     disable_created_metrics,
     generate_latest,
 )
 
 from ortserve_common.admission import AdmissionController
+from ortserve_common.cpu import host_cpu
 
 logger = logging.getLogger(__name__)
 
@@ -183,6 +185,13 @@ class ServiceMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        # Every figure a dashboard shows depends on the CPU's kernels and cores: name them beside the figures.
+        Info(
+            "ortserve_cpu",
+            "The CPU this process runs on: model name, vendor, family and model number, the ISA flags that select "
+            "ONNX Runtime's kernels, and the usable cores (affinity and cgroup quota) engine threads default to.",
+            registry=self.registry,
+        ).info(host_cpu().labels())
         self._admission: AdmissionController | None = None
         self.queue_seconds: Histogram | None = None
         if admission:

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from ortserve_common.admin_models import admin_models_router
 from ortserve_common.admission import AdmissionController
 from ortserve_common.app import create_service_app
+from ortserve_common.cpu import log_cpu
 from ortserve_common.registration import RegistrationClient
 from ortserve_common.server import on_drain
 
@@ -43,6 +44,7 @@ def create_app(settings: ChatSettings, engine_factory: EngineFactory = load_engi
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        log_cpu(logger, settings.engine_threads, "CHAT_ENGINE_THREADS")
         database = await to_thread.run_sync(open_database, settings.data_dir, settings.database_url)
         conversations = ConversationServing(ConversationStore(database))
         templates = PromptTemplateServing(PromptTemplateStore(database))

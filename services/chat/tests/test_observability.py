@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -21,7 +22,9 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from ortserve_common import cpu, telemetry
 from ortserve_common.admission import AdmissionController
+from ortserve_common.cpu import parse_cpuinfo
 from ortserve_common.errors import OpenAIError
 from ortserve_common.protocol.chat import ChatCompletionRequest
 from ortserve_common.telemetry import add_span_processor, setup_tracing
@@ -196,3 +199,23 @@ async def test_a_request_refused_or_cancelled_in_the_queue_still_ends_its_span(
     assert refused.status.status_code == trace.StatusCode.ERROR and refused.attributes["error.type"] == "429"
     assert cancelled.attributes["ortserve.cancelled"] is True
     assert cancelled.status.status_code == trace.StatusCode.UNSET  # the client left: not our error
+
+
+def test_metrics_and_the_startup_log_name_the_cpu_and_the_threads_it_gives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A one-core container on an AVX2-only EPYC, whatever this machine is: the threads follow its usable cores.
+    flags = "flags\t: sse2 avx avx2 fma"
+    fake = parse_cpuinfo(f"vendor_id\t: AuthenticAMD\ncpu family\t: 23\nmodel\t: 49\nmodel name\t: EPYC\n{flags}", 1)
+    monkeypatch.setattr(cpu, "host_cpu", lambda: fake)
+    monkeypatch.setattr(telemetry, "host_cpu", lambda: fake)
+    with caplog.at_level(logging.INFO), _client(tmp_path) as http:
+        text = http.get("/metrics").text
+    labels = {"family": "23", "isa": "avx2", "model": "EPYC", "model_number": "49", "usable_cores": "1"}
+    assert _sample(text, "ortserve_cpu_info", **labels, vendor="AuthenticAMD") == 1
+    messages = [record.getMessage() for record in caplog.records]
+    assert (
+        "cpu EPYC (AuthenticAMD family 23 model 49), ISA avx2, 1 usable cores; engine threads 1 (the usable "
+        "cores)" in messages
+    )
+    assert any(m.startswith("loaded fake from ") and ", 1 threads," in m for m in messages), messages

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from ortserve_common.admin_models import admin_models_router
 from ortserve_common.admission import AdmissionController
 from ortserve_common.app import create_service_app
+from ortserve_common.cpu import log_cpu
 from ortserve_common.registration import RegistrationClient
 from ortserve_common.server import on_drain
 
@@ -32,6 +33,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        log_cpu(logger, settings.engine_threads, "EMBED_ENGINE_THREADS")
         models = model_table_factory(settings)
         models.start(on_batch=metrics.observe_batch)
         admission = AdmissionController(settings.max_concurrency, settings.max_queue, settings.queue_timeout_s)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 
@@ -15,6 +16,8 @@ from embeddings_service.settings import EmbedSettings
 from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from ortserve_common import cpu, telemetry
+from ortserve_common.cpu import parse_cpuinfo
 from ortserve_common.telemetry import add_span_processor, setup_tracing
 
 _EXPORTER = InMemorySpanExporter()
@@ -116,3 +119,21 @@ def test_rerank_span_and_metrics_move(http: TestClient, spans: InMemorySpanExpor
     assert moved("ortserve_queue_time_seconds_count") == 2
     assert moved("ortserve_http_requests_total", method="POST", route="/v1/rerank", status="200") == 1
     assert "ortserve_requests_waiting 0.0" in after
+
+
+def test_metrics_and_the_startup_log_name_the_cpu_and_the_threads_set(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = parse_cpuinfo("vendor_id\t: GenuineIntel\nmodel name\t: Xeon\nflags\t: avx2 avx512f avx512_vnni amx_tile", 2)
+    monkeypatch.setattr(cpu, "host_cpu", lambda: fake)
+    monkeypatch.setattr(telemetry, "host_cpu", lambda: fake)
+    monkeypatch.setenv("EMBED_ENGINE_THREADS", "3")
+    settings = EmbedSettings(models="fake=/unused")
+    app = create_app(settings, model_table_factory=lambda s: EmbeddingModelTable.load(s, _Loader()))  # type: ignore[arg-type]
+    with caplog.at_level(logging.INFO), TestClient(app) as client:
+        text = client.get("/metrics").text
+    isa = "avx2,avx512f,avx512_vnni,amx_tile"
+    labels = {"family": "", "isa": isa, "model": "Xeon", "model_number": "", "usable_cores": "2"}
+    assert _sample(text, "ortserve_cpu_info", **labels, vendor="GenuineIntel") == 1
+    line = "cpu Xeon (GenuineIntel), ISA avx2 avx512f avx512_vnni amx_tile, 2 usable cores; engine threads 3 "
+    assert line + "(EMBED_ENGINE_THREADS)" in [record.getMessage() for record in caplog.records]
