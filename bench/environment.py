@@ -1,7 +1,9 @@
-"""What a benchmark ran on: the machine, the software versions, the source tree, the date."""
+"""What a benchmark ran on: the machine and its CPU (model, the ISA flags that pick ONNX Runtime's kernels, the usable
+cores), the software versions, the source tree, the date."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import subprocess
@@ -9,14 +11,15 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from ortserve_common.cpu import engine_threads, host_cpu
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
+def cpu() -> dict:
+    """The CPU as the services see it, with the one-line description the reports print."""
+    info = host_cpu()
+    return dataclasses.asdict(info) | {"isa": list(info.isa), "describe": info.describe()}
 
 
 def _memory_gib() -> float:
@@ -57,6 +60,8 @@ def chat_settings() -> dict:
         settings = ChatSettings(model_path=Path("unused")).model_dump()
     except Exception as exc:  # noqa: BLE001 - a description, never a reason to fail the run
         return {"unknown": f"{type(exc).__name__}: {exc}"[:200]}
+    if settings.get("engine_threads") is None:  # what the service resolves it to, and why
+        settings["engine_threads"] = f"{engine_threads(None)} (the usable cores)"
     return {key: settings[key] for key in wanted if key in settings}
 
 
@@ -73,7 +78,8 @@ def describe(llama_bin: Path | None) -> dict:
     nginx = subprocess.run(["nginx", "-v"], capture_output=True, text=True, check=False).stderr.strip()
     return {
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-        "machine": f"{_cpu_model()}, {os.cpu_count()} cores, {_memory_gib():.0f} GiB",
+        "machine": f"{host_cpu().model_name}, {os.cpu_count()} cores, {_memory_gib():.0f} GiB",
+        "cpu": cpu(),
         "kernel": platform.release(),
         "python": platform.python_version(),
         "versions": {name: _version(name) for name in packages} | {"nginx": nginx.split("/")[-1]},

