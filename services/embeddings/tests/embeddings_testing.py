@@ -7,10 +7,12 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 import openai
+from embeddings_service.engine.loader import LoadedModel
 from ortserve_testing.processes import ServiceProcess, free_port
 
 MODELS_DIR = Path(os.environ.get("ORTSERVE_MODELS_DIR", Path.home() / ".cache/ortserve/models/r1"))
@@ -80,6 +82,37 @@ class EmbedServer(ServiceProcess):
         assert response.status_code == 200, response.text
         body = response.json()
         return np.array([d["embedding"] for d in body["data"]], dtype=np.float32), body
+
+
+class FakeTokenizer:
+    """Characters are tokens, at most 16 of them per input."""
+
+    vocab_size = 1000
+    special_count = 0
+    max_length = 16
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [[ord(c) % 1000 for c in text] for text in texts]
+
+    def truncate(self, ids: list[int]) -> list[int]:
+        return ids[: self.max_length]
+
+    def count_plain(self, text: str) -> int:
+        return len(text)
+
+
+class FakeLoader:
+    """Serves `model` (anything with `run_batch` and `close`) as a 4-dimension embedding model behind FakeTokenizer,
+    for create_app's model_table_factory: the HTTP layer in-process, no model files."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def load(self, _path, _kind, _max_length) -> LoadedModel:
+        return LoadedModel("embedding", self.model, FakeTokenizer(), 16, 4)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self.model.close()
 
 
 def decode_base64(text: str) -> np.ndarray:

@@ -9,29 +9,34 @@ import numpy as np
 import pytest
 from embeddings_service.batcher import EmbeddingBatcher
 from embeddings_service.engine.types import EncodedInput
+from ortserve_testing.waiting import DEADLINE_S, eventually
 
 
 class RecordingModel:
-    """Output row = [first id, length]; remembers every batch it ran and on which thread."""
+    """Output row = [first id, length]; remembers every batch it ran and on which thread. `hold` makes each run wait
+    until the test sets `release`, with `running` set meanwhile."""
 
-    def __init__(self, delay_s: float = 0.0, fail: bool = False) -> None:
+    def __init__(self, hold: bool = False, fail: bool = False) -> None:
         self.batches: list[list[int]] = []
         self.threads: set[str] = set()
-        self.delay_s = delay_s
+        self.running = threading.Event()
+        self.release = threading.Event()
+        if not hold:
+            self.release.set()
         self.fail = fail
 
     def run_batch(self, batch: list[EncodedInput]) -> np.ndarray:
-        import time
-
         self.threads.add(threading.current_thread().name)
         self.batches.append([len(item) for item in batch])
-        time.sleep(self.delay_s)
+        self.running.set()
+        if not self.release.wait(DEADLINE_S):
+            raise RuntimeError("the test never released the model")
         if self.fail:
             raise RuntimeError("model exploded")
         return np.array([[item.ids[0], len(item)] for item in batch], dtype=np.float32)
 
     def close(self) -> None:
-        pass
+        self.release.set()
 
 
 def _item(first: int, length: int) -> EncodedInput:
@@ -68,35 +73,38 @@ async def test_concurrent_requests_share_one_sorted_batch(started) -> None:
 
 async def test_max_batch_size_splits_and_full_batch_does_not_wait(started) -> None:
     model = RecordingModel()
-    batcher = started(model, max_batch_size=4, max_wait_s=10.0)
-    rows, _ = await asyncio.wait_for(batcher.submit([_item(i, 1 + i % 3) for i in range(8)]), 5)
+    # A window no test outlives: within the deadline, only batches that are full can have run.
+    batcher = started(model, max_batch_size=4, max_wait_s=60 * DEADLINE_S)
+    rows, _ = await asyncio.wait_for(batcher.submit([_item(i, 1 + i % 3) for i in range(8)]), DEADLINE_S)
     # A large request is queued shortest first, so its batches hold inputs of similar length.
     assert model.batches == [[1, 1, 1, 2], [2, 2, 3, 3]]
     assert rows[:, 0].tolist() == list(range(8))  # and the rows still come back in the request's order
 
 
-async def test_lone_input_waits_at_most_max_wait(started) -> None:
+async def test_lone_input_runs_alone_once_its_window_ends(started) -> None:
     model = RecordingModel()
-    batcher = started(model, max_batch_size=64, max_wait_s=0.02)
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    await batcher.submit([_item(1, 2)])
-    assert loop.time() - start < 1.0
+    batcher = started(model, max_batch_size=64, max_wait_s=0.1)
+    # The deadline only bounds a failure: a batcher that waits for company, or reads the window as milliseconds.
+    _, (stats,) = await asyncio.wait_for(batcher.submit([_item(1, 2)]), DEADLINE_S)
     assert model.batches == [[2]]
+    assert stats.waited_s >= 0.1 - 1e-3  # it did wait its window out (a timer never fires early)
 
 
 async def test_cancelled_request_is_dropped_and_others_served(started) -> None:
-    model = RecordingModel(delay_s=0.1)
+    model = RecordingModel(hold=True)
     batcher = started(model, max_batch_size=1, max_wait_s=0.0)
     first = asyncio.create_task(batcher.submit([_item(1, 1)]))
-    await asyncio.sleep(0.02)  # the first batch is now running
+    await eventually(model.running.is_set, "the first batch running")
     doomed = asyncio.create_task(batcher.submit([_item(2, 2), _item(3, 3)]))
-    await asyncio.sleep(0)
+    await eventually(lambda: len(batcher._pending) == 2, "the doomed inputs queued behind the running batch")
     doomed.cancel()
-    kept = await batcher.submit([_item(4, 4)])
+    kept = asyncio.create_task(batcher.submit([_item(4, 4)]))
+    await eventually(lambda: len(batcher._pending) == 3, "the kept input queued too")
+    model.release.set()
+    rows, _ = await asyncio.wait_for(kept, DEADLINE_S)
     await first
-    assert kept[0][:, 0].tolist() == [4]
-    assert [2] not in model.batches and [3] not in model.batches
+    assert rows[:, 0].tolist() == [4]
+    assert model.batches == [[1], [4]]
 
 
 async def test_model_failure_reaches_every_request_in_the_batch(started) -> None:

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from embeddings_service.engine.loader import LoadedModel
 from embeddings_service.engine.types import EncodedInput
 from embeddings_service.main import create_app
 from embeddings_service.model_table import EmbeddingModelTable
 from embeddings_service.settings import EmbedSettings
+from embeddings_testing import FakeLoader
 from fastapi.testclient import TestClient
 
 
@@ -61,23 +61,6 @@ class FakeModel:
         self.closed = True
 
 
-class FakeTokenizer:
-    """Characters are tokens."""
-
-    vocab_size = 1000
-    special_count = 0
-    max_length = 16
-
-    def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return [[ord(c) % 1000 for c in text] for text in texts]
-
-    def truncate(self, ids: list[int]) -> list[int]:
-        return ids[: self.max_length]
-
-    def count_plain(self, text: str) -> int:
-        return len(text)
-
-
 @pytest.fixture
 def fake() -> FakeModel:
     return FakeModel()
@@ -88,22 +71,11 @@ def http(fake: FakeModel):
     settings = EmbedSettings(models="fake=/unused")
 
     def model_table_factory(settings: EmbedSettings) -> EmbeddingModelTable:
-        return EmbeddingModelTable.load(settings, _FakeLoader(fake))  # type: ignore[arg-type]
+        return EmbeddingModelTable.load(settings, FakeLoader(fake))  # type: ignore[arg-type]
 
     with TestClient(create_app(settings, model_table_factory=model_table_factory)) as client:
         yield client
     assert fake.closed  # the lifespan frees the models
-
-
-class _FakeLoader:
-    def __init__(self, model: FakeModel) -> None:
-        self.model = model
-
-    def load(self, _path, _kind, _max_length) -> LoadedModel:
-        return LoadedModel("embedding", self.model, FakeTokenizer(), 16, 4)  # type: ignore[arg-type]
-
-    def close(self) -> None:
-        self.model.close()
 
 
 def test_fake_model_round_trip_and_readiness(http: TestClient, fake: FakeModel) -> None:

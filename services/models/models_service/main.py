@@ -4,7 +4,8 @@ HTTP client that forwards loads and unloads."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import httpx
@@ -22,13 +23,15 @@ from models_service.settings import ModelsSettings
 logger = logging.getLogger(__name__)
 
 
-def create_app(settings: ModelsSettings) -> FastAPI:
+def create_app(settings: ModelsSettings, clock: Callable[[], float] = time.monotonic) -> FastAPI:
+    """`clock` is the registry's (heartbeat ages and TTLs): a test passes its own to move time on without waiting."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         manifest = load_manifest(settings.manifest)
         key_store = KeyStore(settings.data_dir)
         key_store.seed(settings.api_keys)
-        registry = ModelRegistry(manifest, forget_after_s=settings.forget_after_s)
+        registry = ModelRegistry(manifest, forget_after_s=settings.forget_after_s, clock=clock)
         admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
         # trust_env=False: instances are reached directly inside the stack, never through an outbound proxy.
         async with httpx.AsyncClient(timeout=settings.forward_timeout_s, trust_env=False) as client:

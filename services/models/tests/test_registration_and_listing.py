@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-import time
+import os
+from collections.abc import Iterator
+from pathlib import Path
 
 import openai
 import pytest
-from models_testing import ModelsServer, registration
+from fastapi.testclient import TestClient
+from models_service.main import create_app
+from models_service.settings import ModelsSettings
+from models_testing import BUNDLED_MANIFEST, SEEDED_KEY, ModelsServer, registration
 
 CHAT_URL = "http://127.0.0.1:18101"
 EMBED_URL = "http://127.0.0.1:18102"
@@ -53,22 +58,51 @@ def test_only_models_of_live_instances_are_listed(fresh_registry: ModelsServer) 
     assert (minilm["id"], minilm["kind"], minilm["service"]) == ("all-minilm-l6-v2", "embedding", "embeddings")
 
 
-def test_expired_heartbeat_drops_the_model_and_a_new_one_brings_it_back(fresh_registry: ModelsServer) -> None:
-    body = registration(CHAT_URL, [SMOLLM], ttl_s=0.5)
-    with fresh_registry.http() as http:
-        http.post("/internal/instances", json=body)
-        assert _ids(fresh_registry) == ["smollm2-135m-instruct"]
-        time.sleep(0.8)
-        assert _ids(fresh_registry) == []
-        assert http.get("/v1/models/smollm2-135m-instruct").status_code == 404
-        statuses = {m["id"]: m for m in http.get("/internal/models").json()["data"]}
-        assert statuses["smollm2-135m-instruct"]["status"] == "down"
-        assert statuses["smollm2-135m-instruct"]["instances"] == []
-        (instance,) = http.get("/internal/instances").json()["data"]
-        assert instance["url"] == CHAT_URL and instance["live"] is False
+class _Clock:
+    """The registry's clock, moved on by the test: a TTL passes without waiting for it."""
 
-        http.post("/internal/instances", json=body)
-        assert _ids(fresh_registry) == ["smollm2-135m-instruct"]
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clocked_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestClient, _Clock]]:
+    """The registry app in-process on a clock of the test's own, over HTTP all the same."""
+    for name in [name for name in os.environ if name.startswith("MODELS_")]:
+        monkeypatch.delenv(name)  # the developer's own settings must not reach the registry under test
+    clock = _Clock()
+    settings = ModelsSettings(manifest=BUNDLED_MANIFEST, data_dir=tmp_path / "models-data", api_keys=[SEEDED_KEY])
+    with TestClient(create_app(settings, clock=clock)) as http:
+        yield http, clock
+
+
+def test_expired_heartbeat_drops_the_model_and_a_new_one_brings_it_back(
+    clocked_registry: tuple[TestClient, _Clock],
+) -> None:
+    http, clock = clocked_registry
+
+    def ids() -> list[str]:
+        return [card["id"] for card in http.get("/v1/models").json()["data"]]
+
+    body = registration(CHAT_URL, [SMOLLM], ttl_s=6.0)
+    http.post("/internal/instances", json=body)
+    clock.now += 5.99  # just inside the TTL
+    assert ids() == ["smollm2-135m-instruct"]
+    assert http.get("/internal/instances").json()["data"][0]["last_heartbeat_age_s"] == 5.99
+    clock.now += 0.02  # just past it
+    assert ids() == []
+    assert http.get("/v1/models/smollm2-135m-instruct").status_code == 404
+    statuses = {m["id"]: m for m in http.get("/internal/models").json()["data"]}
+    assert statuses["smollm2-135m-instruct"]["status"] == "down"
+    assert statuses["smollm2-135m-instruct"]["instances"] == []
+    (instance,) = http.get("/internal/instances").json()["data"]
+    assert instance["url"] == CHAT_URL and instance["live"] is False
+
+    http.post("/internal/instances", json=body)
+    assert ids() == ["smollm2-135m-instruct"]
 
 
 def test_heartbeat_replaces_the_model_list_and_delete_deregisters(fresh_registry: ModelsServer) -> None:
