@@ -85,6 +85,12 @@ class ChatContainer:
     def metrics(self) -> str:
         return httpx.get(self.base_url + "/metrics", timeout=10).text
 
+    def cpu_stat(self) -> dict[str, int]:
+        """The container cgroup's CPU accounting (cpu.stat: nr_periods, nr_throttled, ...), cgroup v2 or v1."""
+        read = "cat /sys/fs/cgroup/cpu.stat 2>/dev/null || cat /sys/fs/cgroup/cpu/cpu.stat"
+        out = docker("exec", self.name, "sh", "-c", read, timeout=30)
+        return {key: int(value) for key, value in (line.split() for line in out.splitlines() if len(line.split()) == 2)}
+
     def pids(self) -> set[int]:
         """The container's processes as this host numbers them (for the benchmark's CPU accounting)."""
         out = subprocess.run(
