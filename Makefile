@@ -15,6 +15,7 @@ PYTEST_ARGS ?=
 LOADTEST_ARGS ?=
 BENCH_ARGS ?=
 REAL_SIZE_ARGS ?=
+THREADS_ARGS ?=
 
 # One clear line, naming the target that fixes it, where no Docker engine answers.
 NEED_ENGINE := docker info >/dev/null 2>&1 || { echo "no Docker engine answers here: make docker-engine installs Debian's and starts it" >&2; exit 1; }
@@ -22,7 +23,7 @@ NEED_ENGINE := docker info >/dev/null 2>&1 || { echo "no Docker engine answers h
 export ORTSERVE_MODELS_DIR := $(MODELS_DIR)
 export ORTSERVE_BUILD_PYTHON := $(BUILD_VENV)/bin/python
 
-.PHONY: help install build-venv model model-large convert nginx postgres certs run run-chat up down test test-unit lint typecheck docs clean loadtest loadtest-ui bench bench-small bench-peers bench-real-size \
+.PHONY: help install build-venv model model-large convert nginx postgres certs run run-chat up down test test-unit lint typecheck docs clean loadtest loadtest-ui bench bench-small bench-peers bench-real-size bench-threads \
 	fuzz overload soak docker-engine base-image images compose-up compose-down swarm-up swarm-down
 
 help: ## List the targets
@@ -97,6 +98,12 @@ bench-real-size: install nginx build-venv $(MODEL_STAMPS) model-large ## Qwen2.5
 	  --prompts short long --max-tokens 64 --repeats 2 $(REAL_SIZE_ARGS)
 	ORTSERVE_CACHE_DIR=$(CACHE_DIR) $(PY) -m bench.run --model qwen2.5-coder-1.5b-instruct --peers --no-before --no-shared \
 	  --prompts short --concurrency 1 8 --max-tokens 64 --repeats 2 $(REAL_SIZE_ARGS)
+
+# Needs Docker and the images (built here from the engine's cache); THREADS_ARGS reaches bench/threads_cgroup.py.
+bench-threads: install $(MODEL_STAMPS) ## The chat image under --cpus 1: decode tok/s, default threads vs CHAT_ENGINE_THREADS=4
+	@$(NEED_ENGINE)
+	@tools/docker/images.sh
+	$(PY) -m bench.threads_cgroup $(THREADS_ARGS)
 
 fuzz: install nginx $(MODEL_STAMPS) ## Schemathesis, long: every schema and the proxy, stateful phase, random seed
 	FUZZ_MAX_EXAMPLES=$${FUZZ_MAX_EXAMPLES:-100} FUZZ_MAX_TIME=$${FUZZ_MAX_TIME:-120} FUZZ_SEED= FUZZ_KEEP_REPORTS=1 \

@@ -223,3 +223,23 @@ def test_results_from_before_the_cpu_was_recorded_still_make_a_report(tmp_path: 
         "| cpu | not recorded (a run from before the CPU's flags were recorded) |"
         in (tmp_path / "BENCHMARKS.md").read_text()
     )
+
+
+def test_the_threads_under_a_cpu_limit_table_takes_medians_over_every_reply() -> None:
+    from bench import threads_cgroup
+
+    cpu = {"own_cores": 1.0, "other_cores": 0.1}
+    rows = [
+        {"setting": "default", "engine_threads": 1, "usable_cores": "1", "decode_tok_s": [50.0, 60.0], "cpu": cpu},
+        {"setting": "forced 4", "engine_threads": 4, "usable_cores": "1", "decode_tok_s": [10.0, 30.0], "cpu": cpu},
+        {"setting": "default", "engine_threads": 1, "usable_cores": "1", "decode_tok_s": [40.0], "cpu": cpu},
+    ]
+    environment = {"date": "2026-01-01 00:00 UTC", "git": "abc1234", "cpu": {"describe": EPYC}}
+    results = {"environment": environment, "cpus": 1.0, "image": "ortserve-chat:latest", "max_tokens": 128}
+    lines = threads_cgroup.table(results | {"rows": rows})
+    assert f"CPU: {EPYC} (the host); container: `--cpus 1`" in lines[0]
+    assert "| default | 1 | 1 | 50.0 (40.0–60.0) | 1.00 / 0.10 | — |" in lines  # rows from before cpu.stat was read
+    rows[1] |= {"periods": 100, "throttled": 90}
+    assert "| forced 4 | 4 | 1 | 20.0 (10.0–30.0) | 1.00 / 0.10 | 90 of 100 |" in threads_cgroup.table(
+        results | {"rows": rows}
+    )

@@ -22,6 +22,7 @@ from pathlib import Path
 # The /proc/cpuinfo flags that decide which MLAS kernels run (int4 MatMulNBits, int8 GEMM, bf16).
 ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
 PROC_CPUINFO = Path("/proc/cpuinfo")
+PROC_SELF_CGROUP = Path("/proc/self/cgroup")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 # Where cgroup v1 mounts the cpu controller: alone, or joined with cpuacct (older Debian and RHEL hosts).
 _V1_CPU_DIRS = ("cpu", "cpu,cpuacct", "cpuacct,cpu")
@@ -37,7 +38,8 @@ class CpuInfo:
     usable_cores: int
 
     def describe(self) -> str:
-        """One line for logs and reports: `AMD EPYC 7B12 (AuthenticAMD family 23 model 49), avx2, 2 usable cores`."""
+        """One line for logs and reports: `AMD EPYC 7B12 (AuthenticAMD family 23 model 49), ISA avx2, 2 usable
+        cores`."""
         ids = " ".join(
             part
             for part in (
@@ -107,23 +109,51 @@ def cfs_cores(quota_text: str, period_text: str) -> float | None:
     return quota / period if quota > 0 and period > 0 else None
 
 
-def cgroup_cores(root: Path = CGROUP_ROOT) -> float | None:
-    """The CPU quota of this process's cgroup in cores, from v2's cpu.max or v1's CFS files; None when unlimited or
-    unreadable. Inside a container both are mounted at the container's own cgroup, so the root is the one to read."""
-    try:
-        return cpu_max_cores((root / "cpu.max").read_text())
-    except (OSError, ValueError):
-        pass
-    for name in _V1_CPU_DIRS:
-        folder = root / name
+def cgroup_cores(root: Path = CGROUP_ROOT, proc_cgroup: str | None = None) -> float | None:
+    """The tightest CPU quota over this process's cgroup and its ancestors, in cores, from v2's cpu.max or v1's CFS
+    files; None when none is set or readable. `proc_cgroup` is /proc/self/cgroup's text (read when None).
+
+    Inside a container the mount's root is the container's own cgroup (the path named in /proc/self/cgroup is then
+    missing under it, and the root is what is read); on a host, a service's cgroup (a systemd CPUQuota) sits below
+    the root, and a parent's quota caps its children's."""
+    if proc_cgroup is None:
         try:
-            return cfs_cores((folder / "cpu.cfs_quota_us").read_text(), (folder / "cpu.cfs_period_us").read_text())
-        except (OSError, ValueError):
-            continue
-    return None
+            proc_cgroup = PROC_SELF_CGROUP.read_text()
+        except OSError:
+            proc_cgroup = ""
+    own = {}  # controllers ("" for the v2 hierarchy) -> this process's cgroup path
+    for line in proc_cgroup.splitlines():
+        _, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        own[controllers] = path
+    limits = [_v2_cores(folder) for folder in _ancestors(root, own.get("", "/"))]
+    limits += [_v1_cores(folder) for name in _V1_CPU_DIRS for folder in _ancestors(root / name, own.get(name, "/"))]
+    found = [limit for limit in limits if limit is not None]
+    return min(found) if found else None
 
 
-def usable_cores(root: Path = CGROUP_ROOT, affinity: int | None = None) -> int:
+def _ancestors(base: Path, path: str) -> list[Path]:
+    """base/a/b/c, base/a/b, base/a, base for the cgroup path /a/b/c."""
+    parts = [part for part in path.strip().split("/") if part and part != ".."]
+    return [base.joinpath(*parts[:depth]) for depth in range(len(parts), -1, -1)]
+
+
+# A level or a controller that is not there, or a file we cannot parse, sets no limit.
+def _v2_cores(folder: Path) -> float | None:
+    try:
+        return cpu_max_cores((folder / "cpu.max").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _v1_cores(folder: Path) -> float | None:
+    try:
+        return cfs_cores((folder / "cpu.cfs_quota_us").read_text(), (folder / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def usable_cores(root: Path = CGROUP_ROOT, affinity: int | None = None, proc_cgroup: str | None = None) -> int:
     """min(the CPUs this process may run on, the cgroup quota rounded up), at least 1.
 
     Rounded up: a quota of 1.5 cores lets two threads run for most of each period, and one thread would leave the
@@ -131,7 +161,7 @@ def usable_cores(root: Path = CGROUP_ROOT, affinity: int | None = None) -> int:
     """
     if affinity is None:
         affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    quota = cgroup_cores(root)
+    quota = cgroup_cores(root, proc_cgroup)
     cores = affinity if quota is None else min(affinity, math.ceil(quota))
     return max(1, cores)
 

@@ -84,6 +84,10 @@ def test_cgroup_v1_cfs_quota() -> None:
     assert cfs_cores("200000\n", "100000\n") == 2.0
 
 
+# A container's /proc/self/cgroup (cgroup namespace): its own cgroup is the mount's root.
+IN_CONTAINER = "0::/\n"
+
+
 def _cgroup(root: Path, files: dict[str, str]) -> Path:
     for name, text in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
@@ -93,34 +97,57 @@ def _cgroup(root: Path, files: dict[str, str]) -> Path:
 
 def test_usable_cores_is_the_affinity_capped_by_the_quota_rounded_up(tmp_path: Path) -> None:
     one_cpu = _cgroup(tmp_path / "v2-one", {"cpu.max": "100000 100000\n"})  # docker run --cpus 1
-    assert usable_cores(one_cpu, affinity=64) == 1
+    assert usable_cores(one_cpu, affinity=64, proc_cgroup=IN_CONTAINER) == 1
     half = _cgroup(tmp_path / "v2-half", {"cpu.max": "50000 100000\n"})  # --cpus 0.5: still one thread
-    assert usable_cores(half, affinity=64) == 1
+    assert usable_cores(half, affinity=64, proc_cgroup=IN_CONTAINER) == 1
     one_and_a_half = _cgroup(tmp_path / "v2-1.5", {"cpu.max": "150000 100000\n"})
-    assert usable_cores(one_and_a_half, affinity=64) == 2
+    assert usable_cores(one_and_a_half, affinity=64, proc_cgroup=IN_CONTAINER) == 2
     unlimited = _cgroup(tmp_path / "v2-max", {"cpu.max": "max 100000\n"})
-    assert usable_cores(unlimited, affinity=6) == 6
+    assert usable_cores(unlimited, affinity=6, proc_cgroup=IN_CONTAINER) == 6
     pinned = _cgroup(tmp_path / "v2-pinned", {"cpu.max": "400000 100000\n"})  # --cpus 4 --cpuset-cpus 0,1
-    assert usable_cores(pinned, affinity=2) == 2
+    assert usable_cores(pinned, affinity=2, proc_cgroup=IN_CONTAINER) == 2
 
 
 def test_usable_cores_reads_cgroup_v1_in_either_mount_layout(tmp_path: Path) -> None:
     v1 = _cgroup(tmp_path / "v1", {"cpu/cpu.cfs_quota_us": "300000\n", "cpu/cpu.cfs_period_us": "100000\n"})
-    assert cgroup_cores(v1) == 3.0 and usable_cores(v1, affinity=16) == 3
+    assert cgroup_cores(v1, IN_CONTAINER) == 3.0 and usable_cores(v1, affinity=16, proc_cgroup=IN_CONTAINER) == 3
     joined = _cgroup(
         tmp_path / "joined", {"cpu,cpuacct/cpu.cfs_quota_us": "100000\n", "cpu,cpuacct/cpu.cfs_period_us": "100000\n"}
     )
-    assert usable_cores(joined, affinity=16) == 1
+    assert usable_cores(joined, affinity=16, proc_cgroup=IN_CONTAINER) == 1
     unlimited = _cgroup(tmp_path / "v1-max", {"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"})
-    assert usable_cores(unlimited, affinity=16) == 16
+    assert usable_cores(unlimited, affinity=16, proc_cgroup=IN_CONTAINER) == 16
+
+
+def test_a_host_service_takes_the_tightest_quota_on_its_path_to_the_root(tmp_path: Path) -> None:
+    v2 = _cgroup(
+        tmp_path / "v2",
+        {
+            "cpu.max": "max 100000\n",
+            "system.slice/cpu.max": "200000 100000\n",  # a parent's quota caps its children's
+            "system.slice/ortserve.service/cpu.max": "400000 100000\n",
+            "other.slice/cpu.max": "50000 100000\n",  # not on this process's path
+        },
+    )
+    assert cgroup_cores(v2, "0::/system.slice/ortserve.service\n") == 2.0
+    assert usable_cores(v2, affinity=16, proc_cgroup="0::/system.slice/ortserve.service\n") == 2
+    v1 = _cgroup(
+        tmp_path / "v1",
+        {"cpu,cpuacct/batch/cpu.cfs_quota_us": "150000\n", "cpu,cpuacct/batch/cpu.cfs_period_us": "100000\n"},
+    )
+    hybrid = "12:cpu,cpuacct:/batch\n4:memory:/batch\n0::/batch\n"  # v1 controllers, v2 for the rest
+    assert cgroup_cores(v1, hybrid) == 1.5 and usable_cores(v1, affinity=16, proc_cgroup=hybrid) == 2
+    # A v1 container without a cgroup namespace names its host path, which the container's mount does not have.
+    docker = _cgroup(tmp_path / "docker", {"cpu/cpu.cfs_quota_us": "100000\n", "cpu/cpu.cfs_period_us": "100000\n"})
+    assert usable_cores(docker, affinity=16, proc_cgroup="5:cpu,cpuacct:/docker/0123abcd\n") == 1
 
 
 def test_no_cgroup_files_leave_the_affinity_and_never_less_than_one(tmp_path: Path) -> None:
-    assert cgroup_cores(tmp_path) is None
-    assert usable_cores(tmp_path, affinity=3) == 3
-    assert usable_cores(tmp_path, affinity=0) == 1
+    assert cgroup_cores(tmp_path, IN_CONTAINER) is None
+    assert usable_cores(tmp_path, affinity=3, proc_cgroup=IN_CONTAINER) == 3
+    assert usable_cores(tmp_path, affinity=0, proc_cgroup=IN_CONTAINER) == 1
     garbled = _cgroup(tmp_path / "garbled", {"cpu.max": "lots\n"})
-    assert usable_cores(garbled, affinity=2) == 2
+    assert usable_cores(garbled, affinity=2, proc_cgroup=IN_CONTAINER) == 2
 
 
 def test_engine_threads_are_the_setting_or_else_the_usable_cores(
