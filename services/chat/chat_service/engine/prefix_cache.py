@@ -6,9 +6,12 @@ request's scope (its API key) and runs over every token up to the block's end, s
 very same tokens from the same key (a hash of the block alone would splice caches across different prefixes, and a
 shared cache would tell one key, through its TTFT, what another sent).
 
-A new request copies the longest chain of cached blocks into its KV slot and prefills only the rest. The suffix's
-logits equal a full prefill's bit for bit on this graph (attention reads the same cached values), so greedy output
-does not change. Blocks are evicted least recently used once the cache holds `capacity_bytes`.
+A new request copies the longest chain of cached blocks into its KV slot and prefills only the rest, at least two
+tokens of it: a token run alone (one position, as in a decode step) takes other attention and matmul paths than the
+same token inside a chunk of two or more, and its logits differ in the low bits (up to 1.2 on SmolLM2, measured by
+bench/kernel_numerics.py), while a chunk of two or more gives a cold prefill's logits bit for bit. So a prompt served
+from the cache gives exactly what it gives cold, and a seeded request reproduces whichever way it is served. Blocks
+are evicted least recently used once the cache holds `capacity_bytes`.
 """
 
 from __future__ import annotations
@@ -57,12 +60,12 @@ class PrefixCache:
 
     def load(self, tokens: Sequence[int], slot: int, scope: str = "") -> int:
         """Copy the longest cached prefix of `tokens` stored under `scope` into `slot` (whose KV must already be long
-        enough); returns how many positions it filled. At least the last token is left to compute: its logits give the
-        first output."""
+        enough); returns how many positions it filled. At least the last two tokens are left to compute (see the
+        module's note); the last one's logits give the first output."""
         if not self.enabled:
             return 0
         found: list[_Block] = []
-        chain = self._chain(tokens, (len(tokens) - 1) // self.block_tokens, scope)
+        chain = self._chain(tokens, max(0, len(tokens) - 2) // self.block_tokens, scope)
         for key in chain:
             block = self._blocks.get(key)
             if block is None:
