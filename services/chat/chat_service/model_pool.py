@@ -44,6 +44,8 @@ def load_engine(path: Path, settings: ChatSettings) -> ChatEngine:
             prefix_block_tokens=settings.prefix_block_tokens,
             prefills_per_step=settings.max_prefills_per_step,
             refill_wait_ms=settings.refill_wait_ms,
+            cache_replies=settings.prefix_cache_replies,
+            batch_invariant=settings.batch_invariant,
             capped=settings.max_model_len is not None,
         )
     except EngineLoadError as exc:

@@ -106,7 +106,7 @@ class ChatServing(BaseServing):
         ]
         choices = [ChatChoice(i, plan, vocabulary, logprobs is not None) for i in range(len(generations))]
         if request.stream:
-            return await start_stream(self._stream(turn, generations, choices))
+            return await start_stream(self._stream(turn, generations, choices, engine.system_fingerprint))
         async with self.run(request, [g.stats for g in generations]):
             await run_all(generations, [choice.add for choice in choices])
         response = ChatCompletionResponse(
@@ -115,18 +115,21 @@ class ChatServing(BaseServing):
             model=request.model,
             choices=[c.choice(g.stats.finish_reason) for c, g in zip(choices, generations, strict=True)],
             usage=_usage(generations),
+            system_fingerprint=engine.system_fingerprint,
         )
         await self.record(turn, choices[0])
         return response
 
     async def _stream(
-        self, turn: ChatTurn, generations: list[TextGeneration], choices: list[ChatChoice]
+        self, turn: ChatTurn, generations: list[TextGeneration], choices: list[ChatChoice], fingerprint: str
     ) -> AsyncGenerator[ChatCompletionChunk, None]:
         request = turn.request
         chunk_id, created = new_id("chatcmpl"), now()
 
         def chunk(choice: ChatCompletionChunkChoice) -> ChatCompletionChunk:
-            return ChatCompletionChunk(id=chunk_id, created=created, model=request.model, choices=[choice])
+            return ChatCompletionChunk(
+                id=chunk_id, created=created, model=request.model, choices=[choice], system_fingerprint=fingerprint
+            )
 
         async with self.run(request, [g.stats for g in generations]):
             for choice in choices:
@@ -144,7 +147,12 @@ class ChatServing(BaseServing):
             await self.record(turn, choices[0])
             if request.include_usage():
                 yield ChatCompletionChunk(
-                    id=chunk_id, created=created, model=request.model, choices=[], usage=_usage(generations)
+                    id=chunk_id,
+                    created=created,
+                    model=request.model,
+                    choices=[],
+                    usage=_usage(generations),
+                    system_fingerprint=fingerprint,
                 )
 
 

@@ -85,7 +85,7 @@ class CompletionServing(BaseServing):
         generations = [g for group in groups for g in group]
         texts = [CompletionText(engine.tokenizer.vocabulary, request.logprobs is not None) for _ in generations]
         if request.stream:
-            return await start_stream(self._stream(request, groups, texts))
+            return await start_stream(self._stream(request, groups, texts, engine.system_fingerprint))
         # One slot serves the prompts one after another, so a multi-prompt request cannot starve itself.
         async with self.run(request, [g.stats for g in generations]):
             for start, group in _starts(groups):
@@ -95,17 +95,28 @@ class CompletionServing(BaseServing):
             for i, (t, g) in enumerate(zip(texts, generations, strict=True))
         ]
         return CompletionResponse(
-            id=new_id("cmpl"), created=now(), model=request.model, choices=choices, usage=_usage(groups)
+            id=new_id("cmpl"),
+            created=now(),
+            model=request.model,
+            choices=choices,
+            usage=_usage(groups),
+            system_fingerprint=engine.system_fingerprint,
         )
 
     async def _stream(
-        self, request: CompletionRequest, groups: list[list[TextGeneration]], texts: list[CompletionText]
+        self,
+        request: CompletionRequest,
+        groups: list[list[TextGeneration]],
+        texts: list[CompletionText],
+        fingerprint: str,
     ) -> AsyncGenerator[CompletionChunk, None]:
         chunk_id, created = new_id("cmpl"), now()
 
         def chunk(index: int, text: str, logprobs: CompletionLogprobs | None = None, finish=None) -> CompletionChunk:
             choice = CompletionChoice(index=index, text=text, logprobs=logprobs, finish_reason=finish)
-            return CompletionChunk(id=chunk_id, created=created, model=request.model, choices=[choice])
+            return CompletionChunk(
+                id=chunk_id, created=created, model=request.model, choices=[choice], system_fingerprint=fingerprint
+            )
 
         async with self.run(request, [g.stats for group in groups for g in group]):
             # The first chunk is sent before generation so admission is settled before the status line goes out.
@@ -120,7 +131,12 @@ class CompletionServing(BaseServing):
                             yield chunk(index, piece.text, texts[index].add(piece))
             if request.include_usage():
                 yield CompletionChunk(
-                    id=chunk_id, created=created, model=request.model, choices=[], usage=_usage(groups)
+                    id=chunk_id,
+                    created=created,
+                    model=request.model,
+                    choices=[],
+                    usage=_usage(groups),
+                    system_fingerprint=fingerprint,
                 )
 
 

@@ -92,6 +92,19 @@ class ChatSettings(ModelHostSettings):
         le=1024,
         description="Prefix reuse granularity: prompts share cached KV in whole blocks of this many tokens.",
     )
+    prefix_cache_replies: bool = Field(
+        False,
+        description="Also keep a finished reply's KV, so a conversation's next turn is prefilled only past it. Faster "
+        "turns, but those positions were computed a token at a time and differ in the low bits from a cold prefill: "
+        "a seeded request then no longer reproduces exactly whichever way it is served. Batched engine.",
+    )
+    batch_invariant: bool = Field(
+        False,
+        description="Never decode a row alone (a lone row runs beside a scratch row), so a row's logits do not depend "
+        "on how many requests share its steps, on every CPU: a seeded request then gives the same tokens alone and "
+        "in company. On AVX2-only CPUs one row and several take different int4 kernels; this costs a lone stream "
+        "about one more row per step (docs/ENGINE_DESIGNS.md). Batched engine; needs max_batch_size >= 2.",
+    )
     max_concurrency: int = Field(8, ge=1, description="Requests admitted at once; further ones queue (then 429).")
     unload_grace_s: float = Field(
         30.0,

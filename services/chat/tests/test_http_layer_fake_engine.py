@@ -20,6 +20,7 @@ class FakeEngine:
     """Characters are tokens; generation replays `script` one character per step."""
 
     context_length = 64
+    system_fingerprint = "fp_testdouble"
 
     def __init__(self, script: str) -> None:
         self.script = script

@@ -37,6 +37,7 @@ class ScriptEngine:
     """Characters are tokens; every generation replays SCRIPT one character per step."""
 
     context_length = 64
+    system_fingerprint = "fp_testdouble"
 
     def __init__(self) -> None:
         self.in_flight = InFlight()  # generate() does not count in it: unloading never waits

@@ -54,6 +54,14 @@ class SchedulerConfig:
     batch_wait_s: float = 0.0  # an idle engine waits this long, so that arrivals close together start together
     prefills_per_step: int = 1  # new prompts prefilled between two decode steps
     refill_wait_s: float = 0.0  # after a row finishes, how long the next step waits for a request to take its slot
+    # Keep a finished reply's KV for the next turn. Off by default: those positions were computed one token per decode
+    # step, which differs in the low bits from the chunked prefill a cold request gets (see prefix_cache), so a
+    # seeded request would no longer reproduce whichever way it is served.
+    cache_replies: bool = False
+    # Never decode one row alone: a lone row is run beside a scratch row. On CPUs whose int4 kernels differ between
+    # one row and several (AVX2), a row's logits then no longer depend on how many others share its steps, so a
+    # seeded request gives the same tokens alone and in company. Costs the lone stream one more row per step.
+    batch_invariant: bool = False
 
 
 @dataclass
@@ -239,9 +247,15 @@ class BatchScheduler:
         rows = self._table.rows
         if not rows:
             return
-        self._decoder.cache.ensure(max(row.length for row in rows) + 1, self._table.used())
-        logits = self._decoder.decode([row.next_token for row in rows], [row.length for row in rows])
-        for row, row_logits in zip(rows, logits, strict=True):
+        tokens, lengths = [row.next_token for row in rows], [row.length for row in rows]
+        if self._config.batch_invariant and len(rows) == 1:
+            # The scratch row runs in slot 1 at the position slot 1 writes next (0 when free; a staged prompt's next
+            # chunk overwrites it), so its KV write disturbs nothing; its logits are dropped.
+            tokens.append(tokens[0])
+            lengths.append(self._table.used()[1])
+        self._decoder.cache.ensure(max(lengths) + 1, self._table.used())
+        logits = self._decoder.decode(tokens, lengths)
+        for row, row_logits in zip(rows, logits[: len(rows)], strict=True):
             row.fed.append(row.next_token)
             row.length += 1
             self._advance(row, row_logits)
@@ -280,7 +294,7 @@ class BatchScheduler:
 
     def _keep_reply(self, row: BatchRow, slot: int) -> None:
         # The next turn of a conversation (or a chain of responses) starts with this prompt and this reply.
-        if row.fed and not row.cancelled.is_set():
+        if self._config.cache_replies and row.fed and not row.cancelled.is_set():
             self._prefix.store([*row.request.prompt_ids, *row.fed], slot, row.length, row.request.cache_scope)
 
     def _drop_finished(self) -> None:

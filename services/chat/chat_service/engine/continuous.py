@@ -11,11 +11,12 @@ import logging
 from collections.abc import AsyncGenerator
 
 from chat_service.engine.batch_scheduler import BatchScheduler, SchedulerConfig
+from chat_service.engine.fingerprint import system_fingerprint
 from chat_service.engine.model_folder import ModelFolder
 from chat_service.engine.onnx_decoder import OnnxDecoder
 from chat_service.engine.prefix_cache import PrefixCache
 from chat_service.engine.thread_events import END, InFlight, events_from_thread
-from chat_service.engine.types import GenerationRequest, TokenEvent
+from chat_service.engine.types import EngineLoadError, GenerationRequest, TokenEvent
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,11 @@ class ContinuousBatchingEngine:
         prefix_block_tokens: int = 32,
         prefills_per_step: int = 1,
         refill_wait_ms: float = 0.0,
+        cache_replies: bool = False,
+        batch_invariant: bool = False,
     ) -> None:
+        if batch_invariant and max_batch_size < 2:
+            raise EngineLoadError("batch-invariant decoding needs at least 2 KV slots (max_batch_size >= 2)")
         self._inner = inner
         self.in_flight = InFlight()
         config = json.loads((inner.model_path / "genai_config.json").read_text(encoding="utf-8"))
@@ -45,11 +50,14 @@ class ContinuousBatchingEngine:
         self._decoder = OnnxDecoder(inner.model_path, config, threads, max_batch_size, self.context_length)
         self.prefix_cache = PrefixCache(self._decoder.cache, prefix_block_tokens, prefix_cache_bytes)
         self.tokenizer = inner.tokenizer
+        self._fingerprint = system_fingerprint(inner.model_path, "batched", batch_invariant)
         self._scheduler = BatchScheduler(
             self._decoder,
             inner.tokenizer,
             self.prefix_cache,
-            SchedulerConfig(batch_wait_ms / 1000, prefills_per_step, refill_wait_ms / 1000),
+            SchedulerConfig(
+                batch_wait_ms / 1000, prefills_per_step, refill_wait_ms / 1000, cache_replies, batch_invariant
+            ),
             END,
         )
         self._scheduler.start()
@@ -63,6 +71,10 @@ class ContinuousBatchingEngine:
             self.prefix_cache.capacity_blocks,
             prefix_block_tokens,
         )
+
+    @property
+    def system_fingerprint(self) -> str:
+        return self._fingerprint
 
     @property
     def running(self) -> int:

@@ -19,6 +19,7 @@ import numpy as np
 import onnxruntime_genai as og
 
 from chat_service.engine.detokenizer import IncrementalDetokenizer
+from chat_service.engine.fingerprint import system_fingerprint
 from chat_service.engine.model_folder import ModelFolder
 from chat_service.engine.sampler import TokenSampler
 from chat_service.engine.thread_events import END, InFlight, events_from_thread
@@ -43,6 +44,8 @@ class OrtGenAIEngine:
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="generate")
         self._closing = threading.Event()
         self.in_flight = InFlight()
+        # One request per generator: a row is always alone, so this engine is batch-invariant by construction.
+        self.system_fingerprint = system_fingerprint(model_path, "generator", True)
 
     def close(self) -> None:
         """Generations still running end with EngineClosedError at their next token (queued ones at once)."""

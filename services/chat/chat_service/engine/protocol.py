@@ -48,6 +48,10 @@ class ChatEngine(Protocol):
         """Prompt + completion tokens one request may take."""
 
     @property
+    def system_fingerprint(self) -> str:
+        """Changes whenever the numbers behind a reply may (CPU kernels, runtime, engine, model build)."""
+
+    @property
     def in_flight(self) -> InFlight:
         """The generations running now (unloading the model waits for them)."""
 
