@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime_genai as og
 
+from ortserve_testing.numerics import GreedyReference
+
 
 class PlainGenerator:
     def __init__(self, model_path: Path, threads: int = 2) -> None:
@@ -28,13 +30,22 @@ class PlainGenerator:
 
     def greedy(self, prompt: str, max_tokens: int) -> list[int]:
         """Greedy token ids, EOS included when it ends the sequence."""
+        return self.greedy_with_margins(prompt, max_tokens).tokens
+
+    def greedy_with_margins(self, prompt: str, max_tokens: int) -> GreedyReference:
+        """Greedy token ids (EOS included when it ends the sequence) and, for each, its logit's lead over the
+        runner-up: how close that choice came to flipping."""
         ids = self.encode(prompt)
         params = og.GeneratorParams(self.model)
         params.set_search_options(max_length=len(ids) + max_tokens, do_sample=False)
         generator = og.Generator(self.model, params)
         generator.append_tokens(np.asarray(ids, dtype=np.int32))
         out: list[int] = []
+        margins: list[float] = []
         while not generator.is_done() and len(out) < max_tokens:
+            logits = np.asarray(generator.get_logits(), dtype=np.float32).reshape(-1)
+            top2 = np.partition(logits, -2)[-2:]
+            margins.append(float(top2[1] - top2[0]))
             generator.generate_next_token()
             out.append(int(generator.get_next_tokens()[0]))
-        return out
+        return GreedyReference(out, margins, self.decode)

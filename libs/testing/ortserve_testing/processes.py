@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -33,8 +35,13 @@ class ServiceProcess:
 
     def start(self, timeout_s: float = 60) -> Self:
         self._log = self.log_path.open("ab")
+        # ORTSERVE_TEST_SERVICE_WRAPPER="qemu-x86_64 -cpu Haswell" runs the service as an AVX2-only CPU, as the tests
+        # themselves then should be (docs/TESTING.md); emulation is slow, so the start may take far longer.
+        wrapper = shlex.split(os.environ.get("ORTSERVE_TEST_SERVICE_WRAPPER", ""))
+        if wrapper:
+            timeout_s *= 20
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", self.module], env=self.env, stdout=self._log, stderr=self._log
+            [*wrapper, sys.executable, "-m", self.module], env=self.env, stdout=self._log, stderr=self._log
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -22,9 +22,9 @@ def admin_server(smollm_path):
     server.stop()
 
 
-def _admin(server: ChatServer, path: str, body: dict, key: str | None = ADMIN) -> httpx.Response:
+def _admin(server: ChatServer, path: str, body: dict, key: str | None = ADMIN, timeout: float = 120) -> httpx.Response:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    return httpx.post(server.base_url + path, json=body, headers=headers, timeout=120)
+    return httpx.post(server.base_url + path, json=body, headers=headers, timeout=timeout)
 
 
 def test_load_second_model_serve_both_then_unload(admin_server: ChatServer) -> None:
@@ -90,7 +90,11 @@ def _events(response: httpx.Response):
 
 def _unload_in_background(server: ChatServer, model: str) -> tuple[threading.Thread, list[httpx.Response]]:
     done: list[httpx.Response] = []
-    thread = threading.Thread(target=lambda: done.append(_admin(server, "/admin/models/unload", {"id": model})))
+    # An unload waits for the running streams up to the server's grace (600 s on admin_server): on a busy machine
+    # the 1500-token stream can take minutes, so the call may too.
+    thread = threading.Thread(
+        target=lambda: done.append(_admin(server, "/admin/models/unload", {"id": model}, timeout=660))
+    )
     thread.start()
     return thread, done
 
@@ -117,7 +121,7 @@ def test_unload_lets_running_streams_finish(admin_server: ChatServer, smollm_pat
         assert new.status_code == 404 and new.json()["error"]["code"] == "model_not_found"
         assert thread.is_alive(), "the unload returned while a 1500-token stream was still running"
         rest = list(events)
-    thread.join(timeout=300)
+    thread.join(timeout=660)
     assert not [e for e in rest if "error" in e], rest[-3:]
     assert [e["choices"][0]["finish_reason"] for e in rest if e["choices"]][-1] == "length"
     assert rest[-1]["usage"]["completion_tokens"] == 1500

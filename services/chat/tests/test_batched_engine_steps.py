@@ -15,6 +15,7 @@ from chat_service.engine.kv_cache import INITIAL_LEN
 from chat_service.engine.model_folder import ModelFolder
 from chat_service.engine.thread_events import END, ThreadEmitter, deliver
 from chat_service.engine.types import GenerationRequest, SamplingParams
+from ortserve_testing.numerics import assert_greedy_agrees
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +46,11 @@ def test_rows_joining_leaving_and_growing_kv_equal_plain_engine(engine, plain) -
         return await asyncio.gather(*(_tokens(engine, plain.encode(p), n, d) for p, n, d in jobs))
 
     got = asyncio.run(run_all())
-    expected = [plain.greedy(prompt, n) for prompt, n, _ in jobs]
     assert len(plain.encode(long_prompt)) < INITIAL_LEN < len(plain.encode(long_prompt)) + 30
-    assert got == expected
+    # Several rows per step: exact where the CPU's kernels allow, up to a near-tie everywhere
+    # (ortserve_testing.numerics).
+    for tokens, (prompt, n, _) in zip(got, jobs, strict=True):
+        assert_greedy_agrees(tokens, plain.greedy_with_margins(prompt, n))
 
 
 def test_deliver_hands_a_step_over_in_one_callback_in_order() -> None:
@@ -104,7 +107,8 @@ def test_long_prompt_prefilled_a_chunk_per_turn_between_decode_steps_equals_plai
         return await asyncio.gather(*(_tokens(engine, plain.encode(p), n, d) for p, n, d in jobs))
 
     got = asyncio.run(run_all())
-    assert got == [plain.greedy(prompt, n) for prompt, n, _ in jobs]
+    for tokens, (prompt, n, _) in zip(got, jobs, strict=True):
+        assert_greedy_agrees(tokens, plain.greedy_with_margins(prompt, n))
 
 
 def _arrival_order(engine, plain, prompts: list[str]) -> list[tuple[int, int]]:
@@ -180,5 +184,6 @@ def test_a_request_sent_as_another_ends_is_prefilled_before_the_next_step(smollm
     last_short = len(order) - 1 - order[::-1].index("short")
     # The follow-up's first token (its prefill) comes before the long row's next token (the next decode step).
     assert order[last_short + 1] == "next", order
-    assert long_tokens == plain.greedy("Once upon a time,", 30)
-    assert next_tokens == plain.greedy("Cats like to", 3)
+    # Both decoded beside another row (ortserve_testing.numerics).
+    assert_greedy_agrees(long_tokens, plain.greedy_with_margins("Once upon a time,", 30))
+    assert_greedy_agrees(next_tokens, plain.greedy_with_margins("Cats like to", 3))

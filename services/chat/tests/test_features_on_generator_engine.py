@@ -1,7 +1,9 @@
-"""The same guided, logprob-reporting, multi-choice requests on both engines give the same tokens and logprobs.
+"""The same guided, logprob-reporting requests on both engines give the same tokens and logprobs.
 
 The default server runs the batched engine; this one runs one ONNX Runtime GenAI Generator per request. Both hand
-the same per-request sampler one logits row per step, so guidance and logprobs must agree.
+the same per-request sampler one logits row per step, so guidance and logprobs must agree. A lone request is one
+decode row on both, the same kernels on every CPU, so they agree exactly; several choices are several rows on the
+batched engine, which only batch-invariant mode holds to a lone row's numbers (test_n_choices.py does that).
 """
 
 from __future__ import annotations
@@ -29,13 +31,12 @@ def generator_server(smollm_path):
 
 
 @pytest.mark.parametrize("temperature", [0.0, 0.9])
-def test_guided_logprobs_and_n_agree_across_engines(client, generator_server: ChatServer, temperature: float) -> None:
+def test_guided_logprobs_agree_across_engines(client, generator_server: ChatServer, temperature: float) -> None:
     kwargs = dict(
         model=MODEL_ID,
         messages=[{"role": "user", "content": "Name a fruit and its colour as JSON."}],
         temperature=temperature,
         seed=9,
-        n=2,
         max_tokens=40,
         logprobs=True,
         top_logprobs=3,
@@ -47,9 +48,10 @@ def test_guided_logprobs_and_n_agree_across_engines(client, generator_server: Ch
         jsonschema.validate(json.loads(a.message.content), SCHEMA)
         assert a.message.content == b.message.content
         assert [e.token for e in a.logprobs.content] == [e.token for e in b.logprobs.content]
-        assert [e.logprob for e in a.logprobs.content] == pytest.approx(
-            [e.logprob for e in b.logprobs.content], abs=2e-3
-        )
+        assert [e.logprob for e in a.logprobs.content] == [e.logprob for e in b.logprobs.content]
+        assert [[t.logprob for t in e.top_logprobs] for e in a.logprobs.content] == [
+            [t.logprob for t in e.top_logprobs] for e in b.logprobs.content
+        ]
     # Token counts agree; only the batched engine has a prefix cache (its cached_tokens may be above 0).
     assert batched.usage.model_dump(exclude={"prompt_tokens_details"}) == single.usage.model_dump(
         exclude={"prompt_tokens_details"}

@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import httpx
 import openai
+import pytest
+from chat_testing import ChatServer
 
 MODEL_ID = "smollm2-135m-instruct"
 MESSAGES = [{"role": "user", "content": "Invent a name for a cat."}]
 SAMPLED = dict(model=MODEL_ID, messages=MESSAGES, temperature=1.0, max_tokens=12, seed=42)
+
+
+@pytest.fixture(scope="module")
+def client(smollm_path):
+    """Choice i of n is compared with a lone request seeded seed + i: n rows and one row take the same kernels only
+    in batch-invariant mode, on every CPU (test_seeded_reproducibility.py)."""
+    server = ChatServer(smollm_path, CHAT_MAX_CONCURRENCY="4", CHAT_BATCH_INVARIANT="true").start()
+    yield server.client()
+    server.stop()
 
 
 def test_n_choices_each_reproducible_with_a_seed(client: openai.OpenAI) -> None:
