@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime_genai as og
-from chat_service.engine.onnx_decoder import OnnxDecoder
+from chat_service.engine.batched.decoder import OnnxDecoder
 from ortserve_common.cpu import host_cpu
 
 logger = logging.getLogger("bench.kernel_numerics")

@@ -46,7 +46,7 @@ def child(path: Path, weights_twice: bool) -> dict:
     """Runs in the child process: the measurement for one model, one way of opening it."""
     import chat_service.main  # noqa: F401 - the service's imports, part of the baseline
     import onnxruntime_genai as og
-    from chat_service.engine.continuous import ContinuousBatchingEngine
+    from chat_service.engine.batched.engine import ContinuousBatchingEngine
     from chat_service.engine.model_folder import ModelFolder
     from chat_service.engine.types import GenerationRequest, SamplingParams
 

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import yaml
-from chat_service.observability import ChatMetrics
+from chat_service.serving.observability import ChatMetrics
 from embeddings_service.observability import EmbeddingMetrics
 from ortserve_common.telemetry import ServiceMetrics
 

@@ -11,7 +11,7 @@ from ortserve_common.server import run_service
 from chat_service.engine.model_folder import check_model_folder
 from chat_service.engine.types import EngineLoadError
 from chat_service.main import create_app
-from chat_service.model_config import ModelCatalog
+from chat_service.models.catalog import ModelCatalog
 from chat_service.settings import ChatSettings
 
 

@@ -9,13 +9,13 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from chat_service.model_pool import ModelPool
-from chat_service.serving_chat import ChatServing
-from chat_service.serving_completions import CompletionServing
-from chat_service.serving_conversations import ConversationServing
-from chat_service.serving_responses import ResponsesServing
-from chat_service.serving_templates import PromptTemplateServing
-from chat_service.serving_tokenize import TokenizeServing
+from chat_service.conversations.serving import ConversationServing
+from chat_service.models.pool import ModelPool
+from chat_service.responses.serving import ResponsesServing
+from chat_service.serving.chat import ChatServing
+from chat_service.serving.completions import CompletionServing
+from chat_service.serving.templates import PromptTemplateServing
+from chat_service.serving.tokenize import TokenizeServing
 
 
 async def _chat_serving(request: Request) -> ChatServing:

@@ -15,25 +15,25 @@ from ortserve_common.cpu import log_cpu
 from ortserve_common.registration import RegistrationClient
 from ortserve_common.server import on_drain
 
-from chat_service.chat_context import ChatContext
-from chat_service.conversations_router import conversations_router
-from chat_service.model_config import ModelCatalog
-from chat_service.model_pool import EngineFactory, ModelPool, load_engine
-from chat_service.observability import ChatMetrics, GenerationTelemetry
-from chat_service.responses_router import responses_router
-from chat_service.router import router
-from chat_service.serving_chat import ChatServing
-from chat_service.serving_completions import CompletionServing
-from chat_service.serving_conversations import ConversationServing
-from chat_service.serving_responses import ResponsesServing
-from chat_service.serving_templates import PromptTemplateServing
-from chat_service.serving_tokenize import TokenizeServing
+from chat_service.api.conversations import conversations_router
+from chat_service.api.inference import router
+from chat_service.api.responses import responses_router
+from chat_service.api.templates import templates_router
+from chat_service.conversations.serving import ConversationServing
+from chat_service.conversations.store.conversations import ConversationStore
+from chat_service.conversations.store.database import open_database
+from chat_service.conversations.store.responses import ResponseStore
+from chat_service.conversations.store.templates import PromptTemplateStore
+from chat_service.models.catalog import ModelCatalog
+from chat_service.models.pool import EngineFactory, ModelPool, load_engine
+from chat_service.responses.serving import ResponsesServing
+from chat_service.serving.chat import ChatServing
+from chat_service.serving.chat_context import ChatContext
+from chat_service.serving.completions import CompletionServing
+from chat_service.serving.observability import ChatMetrics, GenerationTelemetry
+from chat_service.serving.templates import PromptTemplateServing
+from chat_service.serving.tokenize import TokenizeServing
 from chat_service.settings import ChatSettings
-from chat_service.store.conversations import ConversationStore
-from chat_service.store.database import open_database
-from chat_service.store.responses import ResponseStore
-from chat_service.store.templates import PromptTemplateStore
-from chat_service.templates_router import templates_router
 
 logger = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ import asyncio
 import threading
 
 import pytest
-from chat_service.engine.batch_scheduler import PREFILL_TOKENS
-from chat_service.engine.continuous import ContinuousBatchingEngine
-from chat_service.engine.kv_cache import INITIAL_LEN
+from chat_service.engine.batched.engine import ContinuousBatchingEngine
+from chat_service.engine.batched.kv_cache import INITIAL_LEN
+from chat_service.engine.batched.scheduler import PREFILL_TOKENS
 from chat_service.engine.model_folder import ModelFolder
 from chat_service.engine.thread_events import END, ThreadEmitter, deliver
 from chat_service.engine.types import GenerationRequest, SamplingParams

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chat_service.conversation_items import items_from_messages, items_from_reply, messages_from_items
+from chat_service.conversations.items import items_from_messages, items_from_reply, messages_from_items
 from ortserve_common.protocol.chat import AssistantMessage, ChatMessage, ResponseFunctionCall, ResponseToolCall
 
 

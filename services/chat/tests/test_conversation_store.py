@@ -8,10 +8,10 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
-from chat_service.store.conversations import ConversationStore, UnknownCursor
-from chat_service.store.database import conversation_items, metadata, open_database
-from chat_service.store.responses import ResponseRecord, ResponseStore
-from chat_service.store.templates import PromptTemplateStore, TemplateExists
+from chat_service.conversations.store.conversations import ConversationStore, UnknownCursor
+from chat_service.conversations.store.database import conversation_items, metadata, open_database
+from chat_service.conversations.store.responses import ResponseRecord, ResponseStore
+from chat_service.conversations.store.templates import PromptTemplateStore, TemplateExists
 from sqlalchemy import Engine, select
 
 APPENDERS = 4

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from chat_service.chat_context import fit_history
 from chat_service.main import create_app
+from chat_service.serving.chat_context import fit_history
 from chat_service.settings import ChatSettings
 from fastapi.testclient import TestClient
 from ortserve_common.protocol.chat import ChatMessage

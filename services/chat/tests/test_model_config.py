@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from chat_service.model_config import ModelCatalog
+from chat_service.models.catalog import ModelCatalog
 from chat_service.settings import ChatSettings
 from ortserve_common.model_manifest import ManifestError
 from ortserve_common.protocol.chat import ChatCompletionRequest

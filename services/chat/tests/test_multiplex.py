@@ -6,7 +6,7 @@ import asyncio
 from contextlib import aclosing
 
 import pytest
-from chat_service.multiplex import interleave, run_all
+from chat_service.serving.multiplex import interleave, run_all
 from ortserve_common.errors import OpenAIError, invalid_request
 
 

@@ -13,8 +13,8 @@ import pytest
 from chat_service.engine import GenerationRequest, TokenEvent
 from chat_service.engine.thread_events import InFlight
 from chat_service.main import create_app
-from chat_service.observability import ChatMetrics, GenerationTelemetry
-from chat_service.request_run import RequestRun
+from chat_service.serving.observability import ChatMetrics, GenerationTelemetry
+from chat_service.serving.request_run import RequestRun
 from chat_service.settings import ChatSettings
 from chat_testing import CharTokenizer
 from fastapi.testclient import TestClient

@@ -37,6 +37,7 @@ class HeldEngine:
     a hold the test forgot to release."""
 
     context_length = 64
+    system_fingerprint = "fp_testdouble"
 
     def __init__(self) -> None:
         self.release = threading.Event()

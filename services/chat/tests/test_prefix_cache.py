@@ -4,8 +4,8 @@ tokens are always left to compute, and eviction takes the newest extensions befo
 from __future__ import annotations
 
 import numpy as np
-from chat_service.engine.kv_cache import SlotKVCache
-from chat_service.engine.prefix_cache import PrefixCache
+from chat_service.engine.batched.kv_cache import SlotKVCache
+from chat_service.engine.batched.prefix_cache import PrefixCache
 
 BLOCK = 4
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from chat_service.engine.batch_scheduler import PREFILL_TOKENS
-from chat_service.engine.continuous import ContinuousBatchingEngine
+from chat_service.engine.batched.engine import ContinuousBatchingEngine
+from chat_service.engine.batched.scheduler import PREFILL_TOKENS
 from chat_service.engine.model_folder import ModelFolder
 from chat_service.engine.types import GenerationRequest, SamplingParams
 from ortserve_testing.numerics import assert_greedy_agrees

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from chat_service.generation import GenerationStats
-from chat_service.response_events import ResponseEvents
-from chat_service.response_items import response_object
+from chat_service.responses.events import ResponseEvents
+from chat_service.responses.items import response_object
+from chat_service.serving.generation import GenerationStats
 from openai.types.responses import Response, ResponseStreamEvent
 from ortserve_common.protocol.chat import DeltaFunctionCall, DeltaToolCall
 from ortserve_common.protocol.responses import ResponsesRequest

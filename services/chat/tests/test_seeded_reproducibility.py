@@ -13,9 +13,9 @@ import asyncio
 
 import numpy as np
 import pytest
-from chat_service.engine.continuous import ContinuousBatchingEngine
+from chat_service.engine.batched.decoder import OnnxDecoder
+from chat_service.engine.batched.engine import ContinuousBatchingEngine
 from chat_service.engine.model_folder import ModelFolder
-from chat_service.engine.onnx_decoder import OnnxDecoder
 from chat_service.engine.types import EngineLoadError, GenerationRequest, SamplingParams
 
 SEEDED = SamplingParams(temperature=1.0, top_p=0.95, seed=1234)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from chat_service.engine.slots import SlotTable
+from chat_service.engine.batched.slots import SlotTable
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from chat_service.engine.detokenizer import IncrementalDetokenizer
-from chat_service.stop import StopStringMatcher
+from chat_service.serving.stop import StopStringMatcher
 
 
 def _run(stops: list[str], pieces: list[str]) -> tuple[list[str], bool]:

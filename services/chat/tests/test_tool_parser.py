@@ -7,10 +7,10 @@ import json
 import random
 
 import pytest
-from chat_service.chat_choices import ChatChoice
-from chat_service.generation import TextPiece
-from chat_service.tool_parser import ToolCallDelta, tool_call_parser
-from chat_service.tools import plan_tools
+from chat_service.serving.chat_choices import ChatChoice
+from chat_service.serving.generation import TextPiece
+from chat_service.tools.parser import ToolCallDelta, tool_call_parser
+from chat_service.tools.request import plan_tools
 from ortserve_common.errors import OpenAIError
 from ortserve_common.protocol.chat import ToolDefinition
 

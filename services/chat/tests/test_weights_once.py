@@ -9,9 +9,9 @@ import asyncio
 
 import onnxruntime_genai as og
 import pytest
-from chat_service.engine.continuous import ContinuousBatchingEngine
+from chat_service.engine.batched.engine import ContinuousBatchingEngine
 from chat_service.engine.types import GenerationRequest, SamplingParams
-from chat_service.model_pool import load_engine
+from chat_service.models.pool import load_engine
 from chat_service.settings import ChatSettings
 from chat_testing import MODELS_DIR
 from ortserve_testing.plain_engine import PlainGenerator

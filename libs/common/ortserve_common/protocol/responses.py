@@ -1,7 +1,7 @@
 """/v1/responses wire models: OpenAI's Responses API request, as far as this server can honour it.
 
 The response objects and stream events are plain dicts built field by field to match the `openai` package's
-`types/responses` models (see chat_service/response_items.py); only the request needs validating here. Fields that
+`types/responses` models (see chat_service/responses/items.py); only the request needs validating here. Fields that
 OpenAI defines but this server cannot honour (built-in tools, background mode, reasoning, images) are declared so
 that the serving layer can refuse them with a 400 naming the field, instead of ignoring them.
 """
@@ -56,7 +56,7 @@ class ResponsesRequest(OpenAIModel):
     previous_response_id: str | None = Field(None, min_length=1)
     conversation: str | ConversationReference | None = None
     truncation: Literal["disabled", "auto"] | None = None
-    # Known to OpenAI, refused here unless they ask for nothing (see serving_responses.refuse_unsupported).
+    # Known to OpenAI, refused here unless they ask for nothing (see chat_service.responses.serving.refuse_unsupported).
     background: bool | None = None
     reasoning: dict[str, Any] | None = None
     include: list[str] | None = None

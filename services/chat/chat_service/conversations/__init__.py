@@ -1,0 +1,1 @@
+"""Conversations, their items, and the stored state (store/: conversations, responses, templates)."""

@@ -1,0 +1,1 @@
+"""The batched engine: continuous batching on onnxruntime (scheduler, KV slots, prefix cache)."""
