@@ -101,6 +101,10 @@ def test_seeded_sampling_is_independent_of_batch_company(invariant_server: ChatS
     }
     # Batch invariance changes the numbers behind a reply, so it changes the fingerprint.
     assert len(fingerprints) == 2 and all(f and f.startswith("fp_") for f in fingerprints)
+    streamed = client.completions.create(model=MODEL_ID, prompt="Hi", max_tokens=2, stream=True)
+    assert {chunk.system_fingerprint for chunk in streamed} == {
+        client.completions.create(model=MODEL_ID, prompt="Hi", max_tokens=2).system_fingerprint
+    }
 
 
 def test_generator_engine_is_still_selectable(smollm_path, plain) -> None:
