@@ -5,7 +5,8 @@ SHELL := /bin/bash
 CACHE_DIR   ?= $(HOME)/.cache/ortserve
 VENV        ?= .venv
 BUILD_VENV  ?= $(CACHE_DIR)/build-venv
-RECIPE      := $(shell sed -n 's/^RECIPE_VERSION = "\(.*\)"/\1/p' tools/model_build/build.py)
+# The one source of the model recipe version, which the services, tools and tests import too.
+RECIPE      := $(shell sed -n 's/^RECIPE_VERSION = "\(.*\)"/\1/p' libs/common/ortserve_common/models_dir.py)
 MODELS_DIR  ?= $(CACHE_DIR)/models/r$(RECIPE)
 CHAT_MODEL  ?= $(MODELS_DIR)/smollm2-135m-instruct
 PY          := $(VENV)/bin/python
