@@ -81,7 +81,7 @@ test: install nginx postgres docker-engine $(MODEL_STAMPS) ## Run every test on 
 loadtest: install nginx postgres $(MODEL_STAMPS) ## Locust, headless, 60 s on a stack of its own; CSV + HTML in results/loadtest/
 	$(PY) -m loadtest.run $(LOADTEST_ARGS)
 
-loadtest-ui: install nginx $(MODEL_STAMPS) ## Locust's web UI on 127.0.0.1:8089 against the local stack (make up)
+loadtest-ui: install nginx $(MODEL_STAMPS) ## Locust's web UI on 127.0.0.1:8089 against the local stack (started and stopped with it if not up)
 	$(PY) -m loadtest.run --ui $(LOADTEST_ARGS)
 
 bench: bench-peers bench-real-size ## Every benchmark: SmolLM2 vs llama-server (docs/BENCHMARKS.md), then Qwen 0.5B and 1.5B at real size
