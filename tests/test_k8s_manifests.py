@@ -443,17 +443,3 @@ def test_the_proxy_start_reads_the_cluster_dns(tmp_path: Path, setting: str, nam
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == expected
-
-
-def test_the_chat_memory_request_is_the_sized_one_in_scaling_md() -> None:
-    """The base's chat memory is what docs/SCALING.md works out from the measured RSS: its parts add up to the worst
-    case, the request leaves headroom above it, and the manifest asks exactly the documented figure."""
-    text = (ROOT / "docs/SCALING.md").read_text(encoding="utf-8")
-    section = text.split("### Memory per replica (`deploy/k8s/base/chat.yaml`)", 1)[1].split("\n\n", 3)[2]
-    rows = {row.split("|")[1].strip(): row.split("|")[3].strip().strip("*") for row in section.splitlines()[2:]}
-    parts = [float(rows[name]) for name in ("weights, tokenizers and runtime", "KV cache", "prefill scratch")]
-    worst, request = float(rows["worst case"]), float(rows["memory request (= limit)"])
-    assert abs(sum(parts) - worst) < 0.05 and request >= 1.1 * worst, rows
-    chat = next(d for d in yaml.safe_load_all((K8S / "base/chat.yaml").read_text()) if d["kind"] == "Deployment")
-    resources = chat["spec"]["template"]["spec"]["containers"][0]["resources"]
-    assert resources["requests"]["memory"] == resources["limits"]["memory"] == f"{request:g}Gi"
