@@ -5,9 +5,10 @@ SHELL := /bin/bash
 CACHE_DIR   ?= $(HOME)/.cache/ortserve
 VENV        ?= .venv
 BUILD_VENV  ?= $(CACHE_DIR)/build-venv
-RECIPE      := $(shell sed -n 's/^RECIPE_VERSION = "\(.*\)"/\1/p' tools/model_build/build.py)
+# The one source of the model recipe version, which the services, tools and tests import too.
+RECIPE      := $(shell sed -n 's/^RECIPE_VERSION = "\(.*\)"/\1/p' libs/common/ortserve_common/models_dir.py)
 MODELS_DIR  ?= $(CACHE_DIR)/models/r$(RECIPE)
-CHAT_MODEL  ?= $(MODELS_DIR)/smollm2-135m-instruct
+CHAT_MODEL  ?= $(MODELS_DIR)/qwen2.5-coder-0.5b-instruct
 PY          := $(VENV)/bin/python
 PACKAGES    := libs/common libs/testing services/chat services/embeddings services/models
 MODEL_STAMPS := $(foreach m,smollm2-135m-instruct smollm2-135m-instruct-hidden phi3-tiny all-minilm-l6-v2 rerank-tiny-random multilingual-e5-small qwen2.5-coder-0.5b-instruct,$(MODELS_DIR)/$(m)/.complete)
@@ -70,8 +71,10 @@ certs: ## A local CA and server certificate in run/tls (make run does this too)
 down: ## Stop the background stack; returns once every process has exited and its ports are free
 	@$(PY) tools/stack.py down
 
-run-chat: install $(MODEL_STAMPS) ## Only the chat service, on port 8000, no proxy
-	CHAT_MODEL_PATH=$${CHAT_MODEL_PATH:-$(CHAT_MODEL)} $(PY) -m chat_service
+# The folder's name is the model id clients send, unless CHAT_MODEL_ID says otherwise.
+run-chat: install $(MODEL_STAMPS) ## Only the chat service (Qwen2.5-Coder-0.5B; CHAT_MODEL_PATH another), on port 8000, no proxy
+	path=$${CHAT_MODEL_PATH:-$(CHAT_MODEL)}; \
+	CHAT_MODEL_PATH=$$path CHAT_MODEL_ID=$${CHAT_MODEL_ID:-$$(basename $$path)} $(PY) -m chat_service
 
 test: install nginx postgres docker-engine $(MODEL_STAMPS) ## Run every test on the real models (compose included)
 	@tools/docker/images.sh
@@ -80,7 +83,7 @@ test: install nginx postgres docker-engine $(MODEL_STAMPS) ## Run every test on 
 loadtest: install nginx postgres $(MODEL_STAMPS) ## Locust, headless, 60 s on a stack of its own; CSV + HTML in results/loadtest/
 	$(PY) -m loadtest.run $(LOADTEST_ARGS)
 
-loadtest-ui: install nginx $(MODEL_STAMPS) ## Locust's web UI on 127.0.0.1:8089 against the local stack (make up)
+loadtest-ui: install nginx $(MODEL_STAMPS) ## Locust's web UI on 127.0.0.1:8089 against the local stack (started and stopped with it if not up)
 	$(PY) -m loadtest.run --ui $(LOADTEST_ARGS)
 
 bench: bench-peers bench-real-size ## Every benchmark: SmolLM2 vs llama-server (docs/BENCHMARKS.md), then Qwen 0.5B and 1.5B at real size

@@ -5,7 +5,7 @@ Every comparison is teacher-forced: both sides are fed the plain engine's greedy
 the report gives the largest |Δ logit| over all steps (0 means bit-identical) beside the smallest top-2 margin of the
 reference, which says how close a greedy choice came to flipping.
 
-    .venv/bin/python -m bench.kernel_numerics --model ~/.cache/ortserve/models/r1/smollm2-135m-instruct
+    .venv/bin/python -m bench.kernel_numerics --model ~/.cache/ortserve/models/r<recipe>/smollm2-135m-instruct
     qemu-x86_64 -cpu Haswell .venv/bin/python -m bench.kernel_numerics --model … --cpu "Haswell (qemu)"  # AVX2 only
 """
 

@@ -22,6 +22,8 @@ import uuid
 from contextlib import ExitStack
 from pathlib import Path
 
+from ortserve_common.models_dir import models_dir
+
 from bench.clients import ChatTarget
 from bench.targets import DIRECT as CACHED
 from bench.targets import NO_REUSE as UNCACHED
@@ -125,7 +127,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "docs/benchmarks/multi-turn.md"))
     args = parser.parse_args()
     cache = Path(os.environ.get("ORTSERVE_CACHE_DIR", Path.home() / ".cache/ortserve"))
-    model = Path(os.environ.get("ORTSERVE_MODELS_DIR", cache / "models/r1")) / "smollm2-135m-instruct"
+    model = models_dir(cache) / "smollm2-135m-instruct"
     run_dir = ROOT / "results/bench" / f"multi-turn-{time.strftime('%Y%m%d-%H%M%S')}"
     with ExitStack() as stack:
         on = stack.enter_context(SoloChat(run_dir / "cache", model, {}))

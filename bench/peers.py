@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 from ortserve_common.cpu import usable_cores
+from ortserve_common.models_dir import models_dir as default_models_dir
 
 from bench.local_stack import free_port
 
@@ -63,7 +64,7 @@ def gguf_files(cache_dir: Path, bin_dir: Path, model: str = SMOLLM2, models_dir:
             source.with_suffix(".tmp").rename(source)
         q4_0 = out / "SmolLM2-135M-Instruct.Q4_0-requantized.gguf"
     else:
-        quant, source = "Q4_K_M", (models_dir or cache_dir / "models/r1") / "_gguf" / model / "model.gguf"
+        quant, source = "Q4_K_M", (models_dir or default_models_dir(cache_dir)) / "_gguf" / model / "model.gguf"
         if not source.exists():
             raise RuntimeError(f"{source} is missing: make model (make model-large for the 1.5B) joins it")
         q4_0 = out / f"{model}.Q4_0-requantized.gguf"

@@ -23,9 +23,9 @@ NOISY_CORES = 0.25  # other processes' median CPU use above which the report war
 LABELS = {ENGINE: "engine limit (plain ORT GenAI loop, in-process)"}
 HOW_TO_READ = """## How to read it
 
-- **engine limit**: the plain ONNX Runtime GenAI loop (`PlainGenerator` in `services/chat/tests/chat_testing.py`) in
-  the bench's own process, no HTTP. At concurrency c it runs static batches of c requests that start together: the
-  engine's best aggregate; at c = 1 it is the plain single-stream loop.
+- **engine limit**: the plain ONNX Runtime GenAI loop (`PlainGenerator` in
+  `libs/testing/ortserve_testing/plain_engine.py`) in the bench's own process, no HTTP. At concurrency c it runs static
+  batches of c requests that start together: the engine's best aggregate; at c = 1 it is the plain single-stream loop.
 - **chat direct**: the chat service on its own port (HTTP/1.1, no proxy). **chat via proxy (TLS)**: through nginx, TLS
   and the API key check, as clients use it. **chat direct, generator engine (before)**: the same service with
   `CHAT_ENGINE=generator` (one ONNX Runtime GenAI Generator per request, no batching across requests), the "before".

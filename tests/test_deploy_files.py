@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -76,3 +77,18 @@ def test_no_service_image_installs_torch() -> None:
     assert requirements and not any(line.startswith(("torch", "sentence-transformers")) for line in requirements)
     for pyproject in ROOT.glob("services/*/pyproject.toml"):
         assert "torch" not in pyproject.read_text().lower(), pyproject
+
+
+def test_the_chat_memory_request_is_the_sized_one_in_scaling_md() -> None:
+    """The base's chat memory is what docs/SCALING.md works out from the measured RSS: its parts add up to the worst
+    case, the request leaves headroom above it, and the manifest asks exactly the documented figure."""
+    text = (ROOT / "docs/SCALING.md").read_text(encoding="utf-8")
+    section = text.split("### Memory per replica (`deploy/k8s/base/chat.yaml`)", 1)[1].split("\n\n", 3)[2]
+    rows = {row.split("|")[1].strip(): row.split("|")[3].strip().strip("*") for row in section.splitlines()[2:]}
+    parts = [float(rows[name]) for name in ("weights, tokenizers and runtime", "KV cache", "prefill scratch")]
+    worst, request = float(rows["worst case"]), float(rows["memory request (= limit)"])
+    assert abs(sum(parts) - worst) < 0.05 and request >= 1.1 * worst, rows
+    manifest = (ROOT / "deploy/k8s/base/chat.yaml").read_text()
+    chat = next(d for d in yaml.safe_load_all(manifest) if d["kind"] == "Deployment")
+    resources = chat["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert resources["requests"]["memory"] == resources["limits"]["memory"] == f"{request:g}Gi"

@@ -7,14 +7,14 @@ the GGUF's own chat template. The 1.5B (make model-large) is checked only where 
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import pytest
+from ortserve_common.models_dir import models_dir
 
 pytestmark = pytest.mark.model
 
-MODELS_DIR = Path(os.environ.get("ORTSERVE_MODELS_DIR", Path.home() / ".cache/ortserve/models/r1"))
+MODELS_DIR = models_dir()
 
 # id -> (GGUF sha256, GGUF bytes, most model.onnx.data may weigh with an int4 table: an fp32 one adds 545/873 MB)
 QWEN = {

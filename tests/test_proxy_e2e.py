@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import time
-from pathlib import Path
 
 import httpx
 import openai
 import pytest
+from ortserve_common.models_dir import models_dir
 from stack_testing import Stack
 
 CHAT_MODEL = "smollm2-135m-instruct"
 QWEN = "qwen2.5-coder-0.5b-instruct"
 EMBED_MODEL = "all-minilm-l6-v2"
-MODELS_DIR = Path(os.environ.get("ORTSERVE_MODELS_DIR", Path.home() / ".cache/ortserve/models/r1"))
+MODELS_DIR = models_dir()
 
 
 def _json_error(response: httpx.Response, status: int, type_: str) -> dict:

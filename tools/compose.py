@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import shutil
 import ssl
 import subprocess
@@ -23,6 +22,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from ortserve_common.models_dir import models_dir
 from stack import _secret_file, banner  # tools/stack.py: this script's own folder is on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,10 +33,7 @@ PROXY_UID = 101  # the proxy image's user: it must be able to read the TLS key
 
 def bundled_models() -> str:
     """Where `make model` puts the models (the Makefile exports it; the same path when run by hand)."""
-    if os.environ.get("ORTSERVE_MODELS_DIR"):
-        return os.environ["ORTSERVE_MODELS_DIR"]
-    recipe = re.search(r'^RECIPE_VERSION = "(.*)"', (ROOT / "tools/model_build/build.py").read_text(), re.MULTILINE)
-    return str(Path.home() / f".cache/ortserve/models/r{recipe.group(1) if recipe else '1'}")
+    return str(models_dir())
 
 
 def engine_answers() -> bool:

@@ -44,6 +44,10 @@ def _default(field: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     text = str(value)
+    if isinstance(value, Path) and value.is_relative_to(Path.home()):
+        # A default under the home directory is written as ~/…: the table then reads the same whoever builds it,
+        # and the check passes for every user, not only the one who last ran `make docs`.
+        text = f"~/{value.relative_to(Path.home())}"
     if hasattr(value, "get_secret_value"):
         text = "(unset)"
     return f"`{text}`" if text else '`""`'

@@ -30,6 +30,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from ortserve_common.models_dir import models_dir as bundled_models_dir
+
 ROOT = Path(__file__).resolve().parent.parent
 logger = logging.getLogger("stack")
 
@@ -72,7 +74,7 @@ def chat_models(models_dir: Path) -> dict[str, str | Path]:
 
 
 def prepare(run_dir: Path) -> dict[str, str]:
-    models_dir = Path(os.environ.get("ORTSERVE_MODELS_DIR", Path.home() / ".cache/ortserve/models/r1"))
+    models_dir = bundled_models_dir()
     ports = {key: os.environ.get(key, default) for key, default in PORTS.items()}
     for sub in ("logs", "models-data"):
         (run_dir / sub).mkdir(parents=True, exist_ok=True)

@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 
 import httpx
+from ortserve_common.models_dir import models_dir
 
-MODELS_DIR = Path(os.environ.get("ORTSERVE_MODELS_DIR", Path.home() / ".cache/ortserve/models/r1"))
+MODELS_DIR = models_dir()
 # A counting prompt keeps a small model going to max_tokens, so every stream decodes the same number of tokens.
 PROMPT = "[{i}] Count upwards, one number per item: 1, 2, 3, 4, 5,"
 # About 900 prompt tokens: fills the KV cache far enough to see its cost per position in the RSS.

