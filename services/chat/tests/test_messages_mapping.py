@@ -110,6 +110,7 @@ def test_an_errored_tool_result_says_so_in_its_text() -> None:
             "Images and documents are not supported yet",
         ),
         ({"thinking": {"type": "enabled", "budget_tokens": 1024}}, "thinking", "thinking"),
+        ({"output_config": {"format": {"type": "json_schema", "schema": {}}}}, "output_config.format", "Structured"),
         ({"tools": [{"name": "web", "type": "web_search_20250305"}]}, "tools[0].type", "Server tool"),
         ({"tools": [{"name": "bad name!"}]}, "tools[0].name", "tools[0].name"),
         ({"tools": [WEATHER_TOOL], "tool_choice": {"type": "tool"}}, "tool_choice.name", "name"),

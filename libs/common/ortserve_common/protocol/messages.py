@@ -112,6 +112,10 @@ class _Prompt(OpenAIModel):
     # Anthropic's hosted features: refused by the serving layer when they ask for anything.
     mcp_servers: list[dict[str, Any]] | None = None
     container: str | dict[str, Any] | None = None
+    # Structured outputs (output_config.format, or the older output_format): refused until mapped onto guidance;
+    # output_config.effort is a hint about reasoning depth, which these models have no knob for.
+    output_config: dict[str, Any] | None = None
+    output_format: dict[str, Any] | None = None
 
 
 class MessagesRequest(_Prompt):

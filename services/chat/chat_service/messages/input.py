@@ -45,6 +45,10 @@ def refuse_unsupported(request: AnyRequest) -> None:
         raise _unsupported("MCP servers are not supported on this server; call the tools yourself.", "mcp_servers")
     if request.container is not None:
         raise _unsupported("Code-execution containers are not supported on this server.", "container")
+    if request.output_format is not None or (request.output_config or {}).get("format") is not None:
+        message = "Structured outputs are not supported on /v1/messages yet; use response_format on chat completions."
+        param = "output_format" if request.output_format is not None else "output_config.format"
+        raise _unsupported(message, param)
     if isinstance(request, MessagesRequest) and request.service_tier not in _SERVICE_TIERS:
         raise _unsupported(f"service_tier '{request.service_tier}' is not offered here; use 'auto'.", "service_tier")
     if request.messages[-1].role == "assistant":
