@@ -15,6 +15,7 @@ from pydantic import Field
 from ortserve_common.protocol.common import OpenAIModel
 
 __all__ = [
+    "ANTHROPIC_ERROR_SCHEMA",
     "CountTokensRequest",
     "InputMessage",
     "MessagesRequest",
@@ -23,6 +24,24 @@ __all__ = [
     "ToolResultBlock",
     "ToolUseBlock",
 ]
+
+
+# Every refusal on /v1/messages, as the OpenAPI schema documents it (Anthropic's SDKs read no other shape).
+ANTHROPIC_ERROR_SCHEMA = {
+    "title": "AnthropicErrorResponse",
+    "type": "object",
+    "required": ["type", "error"],
+    "additionalProperties": False,
+    "properties": {
+        "type": {"const": "error"},
+        "error": {
+            "type": "object",
+            "required": ["type", "message"],
+            "additionalProperties": False,
+            "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
+        },
+    },
+}
 
 
 class TextBlock(OpenAIModel):

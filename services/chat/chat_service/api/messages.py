@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from ortserve_common.errors import OpenAIError
-from ortserve_common.protocol.messages import CountTokensRequest, MessagesRequest
+from ortserve_common.protocol.messages import ANTHROPIC_ERROR_SCHEMA, CountTokensRequest, MessagesRequest
 from ortserve_common.sse import SSE_HEADERS, sse_event_stream
 from ortserve_common.validation import validation_error
 from starlette.exceptions import HTTPException
@@ -51,7 +51,15 @@ class AnthropicErrorRoute(APIRoute):
         return route
 
 
-messages_router = APIRouter(prefix="/v1/messages", tags=["messages"], route_class=AnthropicErrorRoute)
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    "default": {
+        "description": "A refusal or failure, in Anthropic's error shape",
+        "content": {"application/json": {"schema": ANTHROPIC_ERROR_SCHEMA}},
+    }
+}
+messages_router = APIRouter(
+    prefix="/v1/messages", tags=["messages"], route_class=AnthropicErrorRoute, responses=_ERRORS
+)
 
 
 @messages_router.post("", response_model=None)
