@@ -1,6 +1,7 @@
 """Schemathesis hooks for ortserve (loaded with SCHEMATHESIS_HOOKS=schemathesis_hooks, tests/ on PYTHONPATH).
 
-- `openai_error_shape`: every 4xx and 5xx is OpenAI's JSON error, and no error body shows a stack trace or a path.
+- `openai_error_shape`: every 4xx and 5xx is OpenAI's JSON error (Anthropic's on /v1/messages), and no error body
+  shows a stack trace or a path.
 - Generation cost is bounded: a valid request may generate at most a few tokens and choices, so that the fuzzer
   spends its time on inputs, not on decoding. Invalid values (negative, zero, not an integer) are left as they are,
   so the negative cases still reach the server.
@@ -40,6 +41,16 @@ def before_call(context: schemathesis.HookContext, case: schemathesis.Case, kwar
             body["prompt"] = body["prompt"][:MAX_FUZZ_PROMPTS] or body["prompt"]
     elif path == "/v1/responses":
         body["max_output_tokens"] = _bounded(body.get("max_output_tokens", MAX_FUZZ_TOKENS), MAX_FUZZ_TOKENS)
+    elif path == "/v1/messages":
+        body["max_tokens"] = _bounded(body.get("max_tokens", MAX_FUZZ_TOKENS), MAX_FUZZ_TOKENS)
+
+
+def _anthropic_error_shape(status: int, body: Any, text: str) -> None:
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict) or body.get("type") != "error" or set(error) != {"type", "message"}:
+        raise AssertionError(f"{status} not in Anthropic's error shape: {text[:300]}")
+    if not isinstance(error["message"], str) or not error["message"] or not isinstance(error["type"], str):
+        raise AssertionError(f"{status} error without a message or type: {text[:300]}")
 
 
 @schemathesis.check
@@ -56,6 +67,8 @@ def openai_error_shape(
     if not content_type.startswith("application/json"):
         raise AssertionError(f"{response.status_code} with content type {content_type!r}, not JSON: {text[:200]}")
     body = response.json()
+    if case.operation.path.startswith("/v1/messages"):
+        return _anthropic_error_shape(response.status_code, body, text)
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict) or set(error) != ERROR_KEYS or set(body) != {"error"}:
         raise AssertionError(f"{response.status_code} not in OpenAI's error shape: {text[:300]}")

@@ -209,10 +209,14 @@ def _document_openai_errors(app: FastAPI) -> None:
                 for operation in path_item.values():
                     responses = operation.setdefault("responses", {})
                     responses.pop("422", None)
-                    responses["default"] = {
-                        "description": "A refusal or failure, in OpenAI's error shape",
-                        "content": {"application/json": {"schema": error}},
-                    }
+                    # A route that answers in another API's shape (Anthropic's /v1/messages) documents its own.
+                    responses.setdefault(
+                        "default",
+                        {
+                            "description": "A refusal or failure, in OpenAI's error shape",
+                            "content": {"application/json": {"schema": error}},
+                        },
+                    )
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from chat_service.conversations.serving import ConversationServing
+from chat_service.messages.serving import MessagesServing
 from chat_service.models.pool import ModelPool
 from chat_service.responses.serving import ResponsesServing
 from chat_service.serving.chat import ChatServing
@@ -34,6 +35,10 @@ async def _responses_serving(request: Request) -> ResponsesServing:
     return request.app.state.responses_serving
 
 
+async def _messages_serving(request: Request) -> MessagesServing:
+    return request.app.state.messages_serving
+
+
 async def _pool(request: Request) -> ModelPool:
     return request.app.state.pool
 
@@ -42,6 +47,7 @@ ChatServingDep = Annotated[ChatServing, Depends(_chat_serving)]
 CompletionServingDep = Annotated[CompletionServing, Depends(_completion_serving)]
 TokenizeServingDep = Annotated[TokenizeServing, Depends(_tokenize_serving)]
 ResponsesServingDep = Annotated[ResponsesServing, Depends(_responses_serving)]
+MessagesServingDep = Annotated[MessagesServing, Depends(_messages_serving)]
 ModelPoolDep = Annotated[ModelPool, Depends(_pool)]
 
 

@@ -17,6 +17,7 @@ from ortserve_common.server import on_drain
 
 from chat_service.api.conversations import conversations_router
 from chat_service.api.inference import router
+from chat_service.api.messages import messages_router
 from chat_service.api.responses import responses_router
 from chat_service.api.templates import templates_router
 from chat_service.conversations.serving import ConversationServing
@@ -24,6 +25,7 @@ from chat_service.conversations.store.conversations import ConversationStore
 from chat_service.conversations.store.database import open_database
 from chat_service.conversations.store.responses import ResponseStore
 from chat_service.conversations.store.templates import PromptTemplateStore
+from chat_service.messages.serving import MessagesServing
 from chat_service.models.catalog import ModelCatalog
 from chat_service.models.pool import EngineFactory, ModelPool, load_engine
 from chat_service.responses.serving import ResponsesServing
@@ -65,6 +67,7 @@ def create_app(settings: ChatSettings, engine_factory: EngineFactory = load_engi
         app.state.responses_serving = ResponsesServing(
             chat_serving, ResponseStore(database), conversations, settings.conversation_reserve_tokens
         )
+        app.state.messages_serving = MessagesServing(chat_serving)
         app.state.conversation_serving = conversations
         app.state.template_serving = templates
         app.state.completion_serving = CompletionServing(pool, admission, settings, telemetry)
@@ -85,7 +88,7 @@ def create_app(settings: ChatSettings, engine_factory: EngineFactory = load_engi
     return create_service_app(
         "ortserve chat",
         lifespan,
-        [router, admin_models_router, conversations_router, responses_router, templates_router],
+        [router, admin_models_router, conversations_router, responses_router, messages_router, templates_router],
         is_ready=lambda app: getattr(app.state, "ready", False) and len(app.state.pool) > 0,
         service_name="ortserve-chat",
         metrics=metrics,

@@ -1,6 +1,7 @@
 """Tool calls the model chooses by itself (`tool_choice: auto`) on the real Qwen2.5-Coder-0.5B, through the OpenAI SDK:
 its chat template lays out the tools, the model calls get_weather for Paris (in whichever format it writes the call),
-and once given the result it answers in text; in chat completions and in /v1/responses, streamed and not, greedy.
+and once given the result it answers in text; in chat completions, /v1/responses and /v1/messages, streamed and not,
+greedy.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -124,3 +126,39 @@ def test_responses_stream_a_function_call_item_and_take_its_output(client: opena
     )
     assert [item.type for item in answer.output] == ["message"]
     assert "21" in answer.output_text or "sunny" in answer.output_text.lower(), answer.output_text
+
+
+def test_messages_api_a_tool_use_block_then_an_answer_from_its_tool_result(server: ChatServer) -> None:
+    """Anthropic's Messages API, through the `anthropic` SDK: the same choice of get_weather, as a tool_use block
+    (streamed as input_json_delta), and the answer once the result comes back as a tool_result block."""
+    claude = anthropic.Anthropic(base_url=server.base_url, api_key="unused", max_retries=0, timeout=120)
+    tools = [{"name": "get_weather", "description": "Current weather in a city", "input_schema": PARAMETERS}]
+    ask = [{"role": "user", "content": QUESTION}]
+    greedy = {"max_tokens": 128, "extra_body": {"temperature": 0}}  # anthropic 2.x has no temperature argument
+    message = claude.messages.create(model=QWEN_ID, messages=ask, tools=tools, **greedy)
+    assert message.stop_reason == "tool_use", message.content
+    [call] = [block for block in message.content if block.type == "tool_use"]
+    assert call.id.startswith("toolu_") and call.name == "get_weather" and _names_paris(json.dumps(call.input))
+
+    with claude.messages.stream(model=QWEN_ID, messages=ask, tools=tools, **greedy) as stream:
+        kinds = [event.type for event in stream]
+        streamed = stream.get_final_message()
+    assert "input_json" in kinds and streamed.stop_reason == "tool_use"
+    [streamed_call] = [block for block in streamed.content if block.type == "tool_use"]
+    assert (streamed_call.name, streamed_call.input) == (call.name, call.input)
+
+    history = [
+        *ask,
+        {"role": "assistant", "content": [block.model_dump(exclude_none=True) for block in message.content]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": call.id, "content": WEATHER},
+                {"type": "text", "text": THANKS["content"]},
+            ],
+        },
+    ]
+    answer = claude.messages.create(model=QWEN_ID, messages=history, tools=tools, **greedy)
+    assert answer.stop_reason == "end_turn" and [block.type for block in answer.content] == ["text"]
+    text = answer.content[0].text
+    assert "21" in text or "sunny" in text.lower(), text

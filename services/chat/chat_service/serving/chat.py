@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
+from dataclasses import dataclass
 from typing import Any
 
 from ortserve_common.errors import OpenAIError, invalid_request
@@ -19,6 +20,7 @@ from ortserve_common.protocol.common import UsageInfo, new_id, now
 
 from chat_service.engine.protocol import ChatEngine
 from chat_service.engine.types import GuidanceSpec
+from chat_service.models.pool import ServedModel
 from chat_service.serving.base import BaseServing, start_stream
 from chat_service.serving.chat_choices import ChatChoice
 from chat_service.serving.chat_context import ChatContext, ChatTurn
@@ -27,6 +29,24 @@ from chat_service.serving.generation import TextGeneration
 from chat_service.serving.guided import extension_guidance, resolve_guidance, response_format_guidance
 from chat_service.serving.multiplex import interleave, run_all
 from chat_service.tools.request import ToolPlan, blame_parameters, plan_tools
+
+
+@dataclass
+class EncodedChat:
+    model: ServedModel
+    plan: ToolPlan
+    turn: ChatTurn
+    prompt_ids: list[int]
+
+
+@dataclass
+class PreparedChat:
+    """A chat request ready to generate: one generation and one choice per `n`."""
+
+    turn: ChatTurn
+    generations: list[TextGeneration]
+    choices: list[ChatChoice]
+    fingerprint: str
 
 
 class ChatServing(BaseServing):
@@ -77,21 +97,26 @@ class ChatServing(BaseServing):
                 await asyncio.to_thread(blame_parameters, plan.functions, vocabulary)
             raise
 
-    async def create(
-        self, request: ChatCompletionRequest, owner: str = ""
-    ) -> ChatCompletionResponse | AsyncGenerator[ChatCompletionChunk, None]:
-        """`owner` is the API key the proxy vouched for: conversations are visible to their owner only, and cached
-        prompt prefixes are reused for their owner only."""
+    async def encode(self, request: ChatCompletionRequest, owner: str = "") -> EncodedChat:
+        """The request checked and its prompt encoded: what /v1/messages/count_tokens counts, and the first half of
+        `prepare`."""
         model = self.pool.model(request.model)
-        engine = model.engine
         self.check_supported(request)  # the cheap checks before any database read, compilation or tokenizing
         self.chat_logprobs(request)
-        vocabulary = engine.tokenizer.vocabulary
+        vocabulary = model.engine.tokenizer.vocabulary
         # Tool schemas are compiled to be checked: off the event loop, which keeps the other streams going.
         plan = await asyncio.to_thread(
             plan_tools, request.tools, request.tool_choice, vocabulary, request.parallel_tool_calls
         )
-        turn, prompt_ids = await self.chat_turn(engine, request, owner, plan)
+        turn, prompt_ids = await self.chat_turn(model.engine, request, owner, plan)
+        return EncodedChat(model, plan, turn, prompt_ids)
+
+    async def prepare(self, request: ChatCompletionRequest, owner: str = "") -> PreparedChat:
+        """Everything checked, encoded and compiled, before any slot is taken or any byte streamed; other endpoints
+        that speak another wire format (/v1/messages) run the chat pipeline from here."""
+        encoded = await self.encode(request, owner)
+        model, plan, turn, prompt_ids = encoded.model, encoded.plan, encoded.turn, encoded.prompt_ids
+        engine = model.engine
         # The model's defaults after the prompt template's parameters, which are the more specific.
         request = turn.request = model.config.fill(turn.request)
         self.check_supported(request)  # again: a prompt template may have filled in parameters
@@ -104,9 +129,20 @@ class ChatServing(BaseServing):
             TextGeneration(engine, prompt_ids, max_tokens, params, stops, cache_scope=owner)
             for params in self.sampling_params(request, logprobs, guidance, self.logit_bias(request, engine))
         ]
+        vocabulary = engine.tokenizer.vocabulary
         choices = [ChatChoice(i, plan, vocabulary, logprobs is not None) for i in range(len(generations))]
+        return PreparedChat(turn, generations, choices, engine.system_fingerprint)
+
+    async def create(
+        self, request: ChatCompletionRequest, owner: str = ""
+    ) -> ChatCompletionResponse | AsyncGenerator[ChatCompletionChunk, None]:
+        """`owner` is the API key the proxy vouched for: conversations are visible to their owner only, and cached
+        prompt prefixes are reused for their owner only."""
+        prepared = await self.prepare(request, owner)
+        turn, generations, choices = prepared.turn, prepared.generations, prepared.choices
+        request = turn.request
         if request.stream:
-            return await start_stream(self._stream(turn, generations, choices, engine.system_fingerprint))
+            return await start_stream(self._stream(turn, generations, choices, prepared.fingerprint))
         async with self.run(request, [g.stats for g in generations]):
             await run_all(generations, [choice.add for choice in choices])
         response = ChatCompletionResponse(
@@ -115,7 +151,7 @@ class ChatServing(BaseServing):
             model=request.model,
             choices=[c.choice(g.stats.finish_reason) for c, g in zip(choices, generations, strict=True)],
             usage=_usage(generations),
-            system_fingerprint=engine.system_fingerprint,
+            system_fingerprint=prepared.fingerprint,
         )
         await self.record(turn, choices[0])
         return response

@@ -22,6 +22,7 @@ class GenerationStats:
     completion_tokens: int = 0
     cached_tokens: int = 0  # prompt tokens the prefix cache supplied
     finish_reason: FinishReason | None = None
+    stop_sequence: str | None = None  # the stop string that ended it, when one did
     ttft_s: float | None = None
     total_s: float = 0.0
     # For the metrics and the trace (observability.py): the gap before each token after the first, and the text
@@ -93,6 +94,7 @@ class TextGeneration:
                         yield TextPiece(text, tokens)
                     if stopped or event.finish_reason is not None:
                         self.stats.finish_reason = "stop" if stopped else event.finish_reason
+                        self.stats.stop_sequence = matcher.matched
                         return
         except EngineClosedError as exc:
             raise OpenAIError(
