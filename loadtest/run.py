@@ -62,6 +62,7 @@ def locust_command(args: argparse.Namespace, out: Path | None) -> list[str]:
     command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), *args.classes]
     if args.ui:
         return command + ["--web-host", "127.0.0.1", "--web-port", str(args.web_port), "--class-picker"]
+    assert out is not None  # a headless run always has its results folder
     return command + [
         "--headless",
         *("--users", str(args.users), "--spawn-rate", str(args.spawn_rate), "--run-time", args.run_time),
