@@ -82,6 +82,12 @@ def input_names(decoder: dict[str, Any]) -> tuple[str, str, list[tuple[str, str]
     return names.get("input_ids", "input_ids"), names.get("attention_mask", "attention_mask"), past
 
 
+def _some(names: set[str]) -> str:
+    """A few names, so the error stays one readable line."""
+    listed = sorted(names)
+    return ", ".join(listed[:4]) + (f" and {len(listed) - 4} more" if len(listed) > 4 else "")
+
+
 def check_batched_graph(model_path: Path, genai_config: dict[str, Any]) -> None:
     """Raise EngineLoadError, one line naming the file and what does not fit, unless the batched engine can run the
     decoder: past and present KV sharing one buffer, exactly the inputs it feeds, and float32 KV (its cache's type)."""
@@ -99,9 +105,9 @@ def check_batched_graph(model_path: Path, genai_config: dict[str, Any]) -> None:
     ids, mask, past = input_names(decoder)
     expected = {ids, mask, *(name for pair in past for name in pair)}
     if set(inputs) != expected:
-        extra, missing = sorted(set(inputs) - expected), sorted(expected - set(inputs))
-        parts = ([f"inputs {', '.join(extra)} that it does not feed"] if extra else []) + (
-            [f"no inputs {', '.join(missing[:4])}{' …' if len(missing) > 4 else ''}"] if missing else []
+        extra, missing = _some(set(inputs) - expected), _some(expected - set(inputs))
+        parts = ([f"inputs {extra} that it does not feed"] if extra else []) + (
+            [f"no inputs {missing}"] if missing else []
         )
         raise EngineLoadError(
             f"{onnx_path} does not fit the batched engine: the graph has {' and '.join(parts)} (it feeds {ids}, "
