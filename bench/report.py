@@ -204,7 +204,7 @@ def main() -> None:
     parser.add_argument("results", type=Path)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "docs/BENCHMARKS.md")
     args = parser.parse_args()
-    print(write(json.loads(args.results.read_text()), args.out))  # noqa: T201 - the report is the output
+    print(write(json.loads(args.results.read_text()), args.out))  # the report is the output
 
 
 if __name__ == "__main__":

@@ -101,7 +101,7 @@ def _exporters() -> list[SpanExporter]:
             if protocol != "http/protobuf":
                 logger.warning("OTLP protocol %r is not supported here; sending http/protobuf", protocol)
             # Imported here: it pulls in requests, which a service with tracing off never needs.
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter  # noqa: PLC0415
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
             exporters.append(OTLPSpanExporter())
         elif name == "console":
