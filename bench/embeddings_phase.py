@@ -21,7 +21,7 @@ from bench.cpu_monitor import CpuMonitor, wait_for_quiet
 
 if TYPE_CHECKING:
     from bench.local_stack import LocalStack
-    from bench.run import Plan
+    from bench.plan import Plan
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPTS = json.loads((ROOT / "loadtest/prompts.json").read_text())

@@ -55,10 +55,10 @@ def chat_settings() -> dict:
         "engine_threads",
     )
     try:
-        from chat_service.settings import ChatSettings  # noqa: PLC0415 - only to describe the run
+        from chat_service.settings import ChatSettings  # only to describe the run
 
         settings = ChatSettings(model_path=Path("unused")).model_dump()
-    except Exception as exc:  # noqa: BLE001 - a description, never a reason to fail the run
+    except Exception as exc:  # a description, never a reason to fail the run
         return {"unknown": f"{type(exc).__name__}: {exc}"[:200]}
     if settings.get("engine_threads") is None:  # what the service resolves it to, and why
         settings["engine_threads"] = f"{engine_threads(None)} (the usable cores)"

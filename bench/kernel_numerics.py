@@ -151,10 +151,10 @@ def measure(model_path: Path, steps: int, threads: int, cpu_label: str) -> dict:
     rows["plain engine vs cold prefill (long prompt)"] = max_diff(long_ref, cold)
     for remainder in (1, 2, 5, 17):
         cached = len(long) - remainder
-        got = prefix_logits(dec, long, cached, long_tokens)
-        rows[f"cold prefill vs prefix hit, {remainder} token(s) left to prefill"] = max_diff(cold, got)
-    got = chunked_logits(dec, long, 128, long_tokens)
-    rows["whole prompt vs 128-token chunks"] = max_diff(cold, got)
+        hit = prefix_logits(dec, long, cached, long_tokens)
+        rows[f"cold prefill vs prefix hit, {remainder} token(s) left to prefill"] = max_diff(cold, hit)
+    chunks = chunked_logits(dec, long, 128, long_tokens)
+    rows["whole prompt vs 128-token chunks"] = max_diff(cold, chunks)
     margins = [margin(x) for run in [*ref_logits, long_ref] for x in run]
     return {
         "model": model_path.name,

@@ -38,3 +38,9 @@ class SoloChat:
 
     def pids(self) -> set[int]:
         return descendants(self.process.proc.pid) if self.process.proc else set()
+
+    @property
+    def pid(self) -> int:
+        if self.process.proc is None:
+            raise RuntimeError("the chat service is not started (use SoloChat in a with block)")
+        return self.process.proc.pid

@@ -49,15 +49,17 @@ def child(path: Path, weights_twice: bool) -> dict:
     """Runs in the child process: the measurement for one model, one way of opening it."""
     import chat_service.main  # noqa: F401 - the service's imports, part of the baseline
     import onnxruntime_genai as og
-    from chat_service.engine.batched.engine import ContinuousBatchingEngine
+    from chat_service.engine.batched.engine import BatchedEngine
+    from chat_service.engine.config import EngineConfig
     from chat_service.engine.model_folder import ModelFolder
     from chat_service.engine.types import GenerationRequest, SamplingParams
 
     gc.collect()
     baseline = rss_bytes()
-    folder = ModelFolder(path, MAX_LEN)
+    config = EngineConfig(threads=2, max_model_len=MAX_LEN, slots=SLOTS)  # prefix cache off
+    folder = ModelFolder(path, config.max_model_len)
     extra = og.Model(folder.og_config) if weights_twice else None
-    engine = ContinuousBatchingEngine(folder, 2, SLOTS, 0, capped=True)
+    engine = BatchedEngine(folder, config)
     loaded = rss_bytes()
     words = "one two three four five six seven eight nine ten ".split()
     prompts = [engine.tokenizer.encode(f"Row {i}: " + " ".join(words * 20)) for i in range(SLOTS)]
@@ -71,14 +73,14 @@ def child(path: Path, weights_twice: bool) -> dict:
 
     start = time.monotonic()
     tokens = asyncio.run(run_all())
-    cache = engine._decoder.cache  # noqa: SLF001 - what was allocated, before the idle reset gives it back
-    kv = cache.slots * cache.capacity * cache.bytes_per_position
+    stats = engine.stats()  # what was allocated, unless the idle reset already gave it back
+    kv = stats.kv_positions_allocated * stats.kv_bytes_per_position
     result = {
         "baseline": baseline,
         "loaded": loaded,
         "after_generation": rss_bytes(),
         "kv_allocated": kv,
-        "kv_positions": cache.capacity,
+        "kv_positions": stats.kv_positions_allocated // stats.kv_slots,
         "tokens": sum(tokens),
         "seconds": round(time.monotonic() - start, 1),
     }

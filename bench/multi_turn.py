@@ -117,7 +117,7 @@ def section(rows: list[dict]) -> list[str]:
 
 
 def main() -> int:
-    from bench.local_stack import SoloChat  # noqa: PLC0415 - the services start only when run as a script
+    from bench.local_stack import SoloChat  # the services start only when run as a script
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import statistics
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -12,8 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the headless backend
 from matplotlib import ticker  # noqa: E402
 
-if TYPE_CHECKING:
-    from bench.report import ChatTable
+from bench.tables import ChatTable
 
 
 def _lines(ax, table: ChatTable, metric: str, prompt: str, title: str, ylabel: str) -> None:

@@ -7,12 +7,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from bench.report import ChatTable
+from bench.tables import ChatTable
 from bench.targets import (
     DIRECT,
     PROXY,
     Measure,
-    _across_concurrency,  # noqa: PLC2701 - the same pairing as the SmolLM2 scorecard
+    across_concurrency,
     decode_against_engine,
     scorecard_row,
     ttft_across_concurrency,
@@ -66,7 +66,7 @@ def section(table: ChatTable, rss: dict[str, dict[str, float]], prompt: str = "s
             Measure(
                 f"aggregate at {top} concurrent / our own at 1",
                 "≥ 3× at 8",
-                lambda t: _across_concurrency(table, t, top, 1, prompt, "aggregate"),
+                lambda t: across_concurrency(table, t, top, 1, prompt, "aggregate"),
                 lambda v: v >= 3,
             )
         )

@@ -15,12 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import embeddings_phase, multi_turn, plots, targets
+from bench import embeddings_phase, multi_turn, plots, real_size, targets
+from bench.tables import ENGINE, LABELS, METRICS, PEERS, ChatTable
 
-ENGINE = "engine"
-PEERS = ("llama-server Q4_1", "llama-server Q4_0")
 NOISY_CORES = 0.25  # other processes' median CPU use above which the report warns
-LABELS = {ENGINE: "engine limit (plain ORT GenAI loop, in-process)"}
 HOW_TO_READ = """## How to read it
 
 - **engine limit**: the plain ONNX Runtime GenAI loop (`PlainGenerator` in
@@ -47,66 +45,6 @@ HOW_TO_READ = """## How to read it
 - Greedy outputs differ between ONNX Runtime GenAI and llama.cpp (not the same quantized numbers), so completions
   stop at different lengths: compare the per-stream decode rate as well as the aggregate.
 """
-METRICS = {
-    "decode": ("per-stream decode, tok/s", "higher is better"),
-    "aggregate": ("aggregate output, tok/s", "higher is better"),
-    "ttft_p50": ("TTFT p50, ms", "lower is better"),
-    "ttft_p95": ("TTFT p95, ms", "lower is better"),
-}
-
-
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else float("nan")
-
-
-def phase_value(row: dict, metric: str) -> float:
-    if metric == "decode":
-        return statistics.median(row["decode_tok_s"]) if row["decode_tok_s"] else float("nan")
-    if metric == "aggregate":
-        return row["output_tok_s"]
-    return 1000 * percentile(row["ttft_s"], 50 if metric == "ttft_p50" else 95)
-
-
-class ChatTable:
-    """The chat rows indexed by (target, concurrency, prompt, repeat)."""
-
-    def __init__(self, rows: list[dict]) -> None:
-        self.rows = {(r["target"], r["concurrency"], r["prompt"], r["repeat"]): r for r in rows}
-        self.targets = list(dict.fromkeys(r["target"] for r in rows))
-        self.concurrencies = sorted({r["concurrency"] for r in rows})
-        self.repeats = sorted({r["repeat"] for r in rows})
-
-    def values(self, target: str, c: int, prompt: str, metric: str) -> list[float]:
-        return [phase_value(self.rows[k], metric) for k in self._keys(target, c, prompt)]
-
-    def _keys(self, target: str, c: int, prompt: str) -> list[tuple]:
-        return [(target, c, prompt, r) for r in self.repeats if (target, c, prompt, r) in self.rows]
-
-    def figure(self, target: str, c: int, prompt: str, metric: str) -> float:
-        values = [v for v in self.values(target, c, prompt, metric) if not np.isnan(v)]
-        return statistics.median(values) if values else float("nan")
-
-    def ratio(self, target: str, reference: str, c: int, prompt: str, metric: str) -> float:
-        pairs = [
-            phase_value(self.rows[(target, c, prompt, r)], metric)
-            / phase_value(self.rows[(reference, c, prompt, r)], metric)
-            for r in self.repeats
-            if (target, c, prompt, r) in self.rows and (reference, c, prompt, r) in self.rows
-        ]
-        pairs = [p for p in pairs if np.isfinite(p)]
-        return statistics.median(pairs) if pairs else float("nan")
-
-    def others_cpu(self, target: str, prompt: str) -> str:
-        cores = [self.rows[k]["cpu"]["other_cores"] for c in self.concurrencies for k in self._keys(target, c, prompt)]
-        return f"{statistics.median(cores):.2f} / {max(cores):.2f}" if cores else "-"
-
-    def measured(self, target: str, prompt: str) -> bool:
-        return any(self._keys(target, c, prompt) for c in self.concurrencies)
-
-    def tokens(self, target: str, prompt: str, field: str) -> str:
-        values = [v for c in self.concurrencies for k in self._keys(target, c, prompt) for v in self.rows[k][field]]
-        values = [v for v in values if v is not None]
-        return f"{statistics.median(values):.0f}" if values else "-"
 
 
 def _number(value: float) -> str:
@@ -181,16 +119,13 @@ def setup_section(results: dict) -> list[str]:
 
 
 def write(results: dict, out: Path) -> str:
-    from bench.real_size import index_lines as real_size_index  # it builds on this module's ChatTable
-    from bench.real_size import section as real_size_section
-
     table = ChatTable(results["chat"])
     model = results.get("model", "smollm2-135m-instruct")
-    real_size = "embeddings" not in results  # a --model run: the chat model alone, at its size
-    plot_dir = out.parent / (out.stem if real_size else "benchmarks")
+    at_real_size = "embeddings" not in results  # a --model run: the chat model alone, at its size
+    plot_dir = out.parent / (out.stem if at_real_size else "benchmarks")
     plot_files = plots.draw(table, results.get("embeddings"), plot_dir)
     quick = results.get("quick")
-    lines = [f"# Benchmarks: {model}" if real_size else "# Benchmarks", ""]
+    lines = [f"# Benchmarks: {model}" if at_real_size else "# Benchmarks", ""]
     if quick:
         lines += [
             "> **Quick run** (`--quick`: concurrency 1 and 2, few requests, short max_tokens): a smoke test of "
@@ -214,10 +149,10 @@ def write(results: dict, out: Path) -> str:
             "each other at every step) has suffered the most in such runs, so ratios to it understate llama.cpp.",
             "",
         ]
-    lines += real_size_section(table, results.get("rss", {})) if real_size else targets.section(table)
+    lines += real_size.section(table, results.get("rss", {})) if at_real_size else targets.section(table)
     lines += targets.prefix_section(table)
     lines += multi_turn.section(results.get("multi_turn", []))
-    lines += [] if real_size else real_size_index(out.parent / "benchmarks", out.parent)
+    lines += [] if at_real_size else real_size.index_lines(out.parent / "benchmarks", out.parent)
     lines += ["## Setup", "", *setup_section(results)]
     lines += [HOW_TO_READ]
     lines += ["## Chat", ""] + [f"![{p.stem}]({p.relative_to(out.parent)})" for p in plot_files] + [""]
@@ -257,7 +192,7 @@ def write(results: dict, out: Path) -> str:
         f"kept-alive connection (timed from the second send): {retries}.",
         "",
     ]
-    if not real_size:
+    if not at_real_size:
         lines += ["## Embeddings", "", *embeddings_phase.section(results["embeddings"])]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))
@@ -269,7 +204,7 @@ def main() -> None:
     parser.add_argument("results", type=Path)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "docs/BENCHMARKS.md")
     args = parser.parse_args()
-    print(write(json.loads(args.results.read_text()), args.out))  # noqa: T201 - the report is the output
+    print(write(json.loads(args.results.read_text()), args.out))  # the report is the output
 
 
 if __name__ == "__main__":

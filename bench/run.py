@@ -22,7 +22,6 @@ import sys
 import time
 import uuid
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -35,6 +34,8 @@ from bench.cpu_monitor import CpuMonitor, load_average, wait_for_quiet
 from bench.engine_limit import EngineLimit
 from bench.local_stack import LocalStack, SoloChat, descendants
 from bench.peers import LlamaServer, gguf_files, llama_cpp_bin, rss_mb
+from bench.plan import PROMPT_KINDS, Plan
+from bench.tables import ENGINE, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPTS = json.loads((ROOT / "loadtest/prompts.json").read_text())
@@ -42,33 +43,7 @@ CACHE_DIR = Path(os.environ.get("ORTSERVE_CACHE_DIR", Path.home() / ".cache/orts
 MODELS_DIR = models_dir(CACHE_DIR)
 BUILD_PYTHON = Path(os.environ.get("ORTSERVE_BUILD_PYTHON", CACHE_DIR / "build-venv/bin/python"))
 CHAT_MODEL = "smollm2-135m-instruct"
-ENGINE = "engine"  # the plain ONNX Runtime GenAI loop, in this process
 logger = logging.getLogger("bench")
-
-
-PROMPT_KINDS = ("short", "long", "shared")
-
-
-@dataclass(frozen=True)
-class Plan:
-    concurrencies: tuple[int, ...]
-    repeats: int
-    rounds: int  # requests per client in a phase
-    min_requests: int
-    max_tokens: int
-    embed_clients: tuple[int, ...]
-    embed_batches: tuple[int, ...]
-    embed_texts: int
-    quiet_wait_s: float  # longest wait before a phase for other processes to go quiet
-    prompts: tuple[str, ...] = PROMPT_KINDS
-
-    @classmethod
-    def make(cls, quick: bool) -> Plan:
-        if quick:
-            return cls((1, 2), 2, 1, 2, 32, (1, 4), (1, 32), 128, 0)
-        # 8 requests at least: the one-stream phases are the denominators of every ratio the targets set, and at 4
-        # requests (~4 s) one disturbance moved a phase by up to 30 %.
-        return cls((1, 2, 4, 8), 3, 2, 8, 128, (1, 4, 16), (1, 32), 512, 10)
 
 
 def conversation(length: str, index: int) -> list[dict[str, str]]:
@@ -141,7 +116,7 @@ async def measure_chat(plan: Plan, engine: EngineLimit, chat_targets: list[ChatT
                         length,
                         name,
                         result["output_tok_s"],
-                        1000 * report.percentile(result["ttft_s"], 50),
+                        1000 * percentile(result["ttft_s"], 50),
                         cpu.other_cores,
                         f"  ERRORS {len(result['errors'])}" if result["errors"] else "",
                     )
@@ -179,7 +154,7 @@ async def main_async(args: argparse.Namespace) -> int:
         else:  # the model alone in a chat service of its own, so that its memory is its own
             alone = stack.enter_context(SoloChat(results_dir / "alone", MODELS_DIR / model, model_env))
             chat_targets = [ChatTarget(targets.DIRECT, alone.url + "/v1", model)]
-            servers[targets.DIRECT] = alone.process.proc.pid
+            servers[targets.DIRECT] = alone.pid
         if model in served_models(local.chat_url):
             chat_targets.append(ChatTarget(targets.PROXY, local.proxy_url + "/v1", model, local.api_key, local.ca))
         before = None

@@ -5,12 +5,10 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from bench.report import ChatTable
+from bench.tables import ChatTable, phase_value
 
 PROXY = "chat via proxy (TLS)"
 BEFORE = "chat direct, generator engine (before)"
@@ -18,8 +16,7 @@ DIRECT = "chat direct"
 NO_REUSE = "chat direct, no prefix reuse"
 
 
-def _across_concurrency(table: ChatTable, target: str, high: int, low: int, prompt: str, metric: str) -> float:
-    from bench.report import phase_value
+def across_concurrency(table: ChatTable, target: str, high: int, low: int, prompt: str, metric: str) -> float:
 
     pairs = []
     for repeat in table.repeats:
@@ -60,7 +57,7 @@ def ttft_across_concurrency(table: ChatTable, top: int, prompt: str) -> Measure:
     return Measure(
         f"TTFT p50 at {top} concurrent / at 1",
         "≤ 2× at 8",
-        lambda t: _across_concurrency(table, t, top, 1, prompt, "ttft_p50"),
+        lambda t: across_concurrency(table, t, top, 1, prompt, "ttft_p50"),
         lambda v: v <= 2,
     )
 
@@ -94,30 +91,29 @@ def section(table: ChatTable, prompt: str = "short") -> list[str]:
             Measure(
                 f"aggregate tok/s at {top} concurrent / at 1",
                 "≥ 2.4× at 8",
-                lambda t: _across_concurrency(table, t, top, 1, prompt, "aggregate"),
+                lambda t: across_concurrency(table, t, top, 1, prompt, "aggregate"),
                 lambda v: v >= 2.4,
             )
         ),
         row(ttft_across_concurrency(table, top, prompt)),
         row(decode_against_engine(table, prompt)),
     ]
+
+    def against(peer: str) -> Callable[[str], float]:
+        return lambda target: table.ratio(target, peer, top, prompt, "aggregate")
+
     for peer in ("llama-server Q4_1", "llama-server Q4_0"):
         if peer in table.targets:
             lines.append(
                 row(
-                    Measure(
-                        f"aggregate at {top} concurrent / {peer}",
-                        "≥ 1.0× at 8",
-                        lambda t, peer=peer: table.ratio(t, peer, top, prompt, "aggregate"),
-                        lambda v: v >= 1.0,
-                    )
+                    Measure(f"aggregate at {top} concurrent / {peer}", "≥ 1.0× at 8", against(peer), lambda v: v >= 1.0)
                 )
             )
     if "engine" in table.targets:
         # What the kernels give on this machine in this run: the 8/1 targets are set against the same one-stream
         # figure, and a batch-8 step's cost bounds them whatever the scheduler does.
-        agg = _across_concurrency(table, "engine", top, 1, prompt, "aggregate")
-        ttft = _across_concurrency(table, "engine", top, 1, prompt, "ttft_p50")
+        agg = across_concurrency(table, "engine", top, 1, prompt, "aggregate")
+        ttft = across_concurrency(table, "engine", top, 1, prompt, "ttft_p50")
         lines += [
             "",
             f"For scale, the plain engine in the same run (static batches of {top} that start together, no HTTP): "
@@ -152,7 +148,7 @@ def prefix_section(table: ChatTable) -> list[str]:
     )
     lines.append(
         f"| TTFT p50 at {top} concurrent / at 1 | "
-        f"{_across_concurrency(table, DIRECT, top, 1, 'shared', 'ttft_p50'):.2f}× with reuse, "
-        f"{_across_concurrency(table, NO_REUSE, top, 1, 'shared', 'ttft_p50'):.2f}× without |"
+        f"{across_concurrency(table, DIRECT, top, 1, 'shared', 'ttft_p50'):.2f}× with reuse, "
+        f"{across_concurrency(table, NO_REUSE, top, 1, 'shared', 'ttft_p50'):.2f}× without |"
     )
     return [*lines, ""]

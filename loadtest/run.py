@@ -93,7 +93,7 @@ def locust_command(args: argparse.Namespace, out: Path | None) -> list[str]:
         # every class, and users split by weight across six classes leave some with none.
         picker = ["--class-picker"] if args.class_picker else []
         return command + ["--web-host", "127.0.0.1", "--web-port", str(args.web_port), *picker]
-    assert out is not None
+    assert out is not None  # a headless run always has its results folder
     return command + [
         "--headless",
         *("--run-time", args.run_time, "--stop-timeout", "30"),

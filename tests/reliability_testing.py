@@ -245,5 +245,5 @@ class Figures:
         path = RESULTS_DIR / f"{self.name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
         data = {**asdict(self), "load_average_1m": round(load_average(), 2), "time": time.strftime("%F %T")}
         path.write_text(json.dumps(data, indent=2) + "\n")
-        print(f"\n{self.name}: {json.dumps(data['figures'])}\n(written to {path})")  # noqa: T201 - the run's report
+        print(f"\n{self.name}: {json.dumps(data['figures'])}\n(written to {path})")  # the run's report
         return path

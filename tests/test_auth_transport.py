@@ -129,7 +129,7 @@ def test_the_default_client_timeouts(stack: Stack) -> None:
     assert spec is not None and spec.loader is not None
     render = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(render)
-    DEFAULTS = render.DEFAULTS  # noqa: N806
+    DEFAULTS = render.DEFAULTS
 
     config = (stack.run_dir / "proxy/conf/conf.d/ortserve.conf").read_text()
     assert DEFAULTS["PROXY_CLIENT_HEADER_TIMEOUT"] == "15s" and DEFAULTS["PROXY_CLIENT_BODY_TIMEOUT"] == "30s"

@@ -133,7 +133,7 @@ def test_prefix_reuse_is_scored_against_the_same_service_without_it(tmp_path: Pa
 
 
 def test_multi_turn_section_reports_each_turn_with_and_without_the_cache() -> None:
-    from bench import multi_turn  # noqa: PLC0415
+    from bench import multi_turn
 
     rows = [
         {"target": multi_turn.CACHED, "turn": 1, "ttft_s": 0.8, "input_tokens": 200, "cached_tokens": 0, "repeat": 0},

@@ -304,7 +304,7 @@ def test_drain_waits_for_requests_in_flight_and_no_longer() -> None:
     state = {"running": 1, "scrapes": 0}
 
     class Metrics(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             state["scrapes"] += 1
             if state["scrapes"] >= 3:
                 state["running"] = 0  # the last stream ends

@@ -51,5 +51,11 @@ def test_dashboard_queries_only_exported_metrics() -> None:
     titles = " ".join(panel["title"] for panel in dashboard["panels"]).lower()
     for topic in ("requests per second", "time to first token", "inter-token", "queue depth", "errors", "batch size"):
         assert topic in titles
+    # The engines' own series, per model: the batch the scheduler runs, which the admission gauges are not.
+    for topic in ("rows decoding and waiting", "decode steps per second", "kv slots and positions", "prefix cache"):
+        assert topic in titles
+    engine_series = {name for name in _exported_names() if name.startswith("ortserve_engine_")}
+    assert engine_series and engine_series <= used, engine_series - used
+    assert all("by (model)" in expr for expr in exprs if "ortserve_engine_" in expr)
     datasource = yaml.safe_load((DEPLOY / "grafana/provisioning/datasources/prometheus.yaml").read_text())
     assert {panel["datasource"]["uid"] for panel in dashboard["panels"]} == {datasource["datasources"][0]["uid"]}

@@ -43,7 +43,7 @@ def engine_answers() -> bool:
 
 
 def dotenv() -> dict[str, str]:
-    from dotenv import dotenv_values  # noqa: PLC0415 - only here; python-dotenv is a dev tool
+    from dotenv import dotenv_values  # only here; python-dotenv is a dev tool
 
     path = ROOT / ".env"
     return {k: v for k, v in dotenv_values(path).items() if v is not None} if path.exists() else {}
@@ -77,7 +77,7 @@ def compose_env(state: Path) -> dict[str, str]:
 def wait_serving(base: str, ca: str, api_key: str, timeout_s: float = 180) -> None:
     """`up --wait` saw every container healthy; wait until the proxy also lists a chat and an embeddings model
     (each replica registers with the registry by heartbeat, a moment after it is ready)."""
-    import json  # noqa: PLC0415
+    import json
 
     context = ssl.create_default_context(cafile=ca)
     request = urllib.request.Request(f"{base}/models", headers={"Authorization": f"Bearer {api_key}"})

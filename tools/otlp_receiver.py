@@ -122,10 +122,10 @@ class Receiver(ThreadingHTTPServer):
 class Handler(BaseHTTPRequestHandler):
     server: Receiver
 
-    def do_GET(self) -> None:  # noqa: N802 - the http.server API
+    def do_GET(self) -> None:  # the http.server API
         self._reply(200 if self.path == "/health" else 404, b'{"status":"ok"}', "application/json")
 
-    def do_POST(self) -> None:  # noqa: N802 - the http.server API
+    def do_POST(self) -> None:  # the http.server API
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         encoding = (self.headers.get("Content-Encoding") or "").lower()
         content_type = self.headers.get("Content-Type") or "application/x-protobuf"
@@ -138,7 +138,7 @@ class Handler(BaseHTTPRequestHandler):
                 self._reply(200, b"", content_type)  # metrics and logs: accepted, not kept
                 return
             lines = span_lines(parse(body, content_type))
-        except Exception as exc:  # noqa: BLE001 - a bad body is the sender's problem: answer 400, keep serving
+        except Exception as exc:  # a bad body is the sender's problem: answer 400, keep serving
             logger.warning("bad export from %s: %r", self.client_address[0], exc)
             self._reply(400, str(exc).encode(), "text/plain")
             return
@@ -155,7 +155,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the http.server signature
+    def log_message(self, format: str, *args: Any) -> None:  # the http.server signature
         logger.debug(format, *args)
 
 

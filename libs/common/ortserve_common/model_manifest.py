@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ortserve_common.protocol.registry import ModelKind, ServiceName
+from ortserve_common.protocol.sampling import check_stop_sequences
 
 # Which service runs each kind; a manifest that says otherwise is a mistake worth stopping on.
 SERVICE_OF_KIND: dict[str, ServiceName] = {"chat": "chat", "embedding": "embeddings", "rerank": "embeddings"}
@@ -44,8 +45,7 @@ class SamplingDefaults(BaseModel):
 
     @model_validator(mode="after")
     def _no_empty_stop(self) -> SamplingDefaults:
-        if self.stop is not None and any(s == "" for s in self.stop):
-            raise ValueError("stop sequences must not be empty")
+        check_stop_sequences(self.stop)
         return self
 
 

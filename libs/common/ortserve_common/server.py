@@ -79,9 +79,9 @@ def run_service(
 ) -> int:
     """What every `python -m <service>` does: read the settings, check what the service needs (one clear log line
     and exit status 2 when something is wrong), then serve with the graceful drain."""
-    from pydantic import ValidationError  # noqa: PLC0415 - only the entry point needs it
+    from pydantic import ValidationError  # only the entry point needs it
 
-    from ortserve_common.logs import configure_logging  # noqa: PLC0415
+    from ortserve_common.logs import configure_logging
 
     try:
         settings = settings_class()

@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -35,7 +35,6 @@ from prometheus_client import (
     generate_latest,
 )
 
-from ortserve_common.admission import AdmissionController
 from ortserve_common.cpu import host_cpu
 
 logger = logging.getLogger(__name__)
@@ -102,7 +101,7 @@ def _exporters() -> list[SpanExporter]:
             if protocol != "http/protobuf":
                 logger.warning("OTLP protocol %r is not supported here; sending http/protobuf", protocol)
             # Imported here: it pulls in requests, which a service with tracing off never needs.
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter  # noqa: PLC0415
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
             exporters.append(OTLPSpanExporter())
         elif name == "console":
@@ -165,6 +164,16 @@ def started_ns_ago(seconds: float) -> int:
     return time.time_ns() - int(seconds * 1e9)
 
 
+class AdmissionCounts(Protocol):
+    """Requests holding an admission slot, and requests queued for one (an AdmissionController has both)."""
+
+    @property
+    def running(self) -> int: ...
+
+    @property
+    def waiting(self) -> int: ...
+
+
 class ServiceMetrics:
     """A service's Prometheus metrics, in a registry of its own; subclasses add their own families."""
 
@@ -192,7 +201,7 @@ class ServiceMetrics:
             "ONNX Runtime's kernels, and the usable cores (affinity and cgroup quota) engine threads default to.",
             registry=self.registry,
         ).info(host_cpu().labels())
-        self._admission: AdmissionController | None = None
+        self._admission: AdmissionCounts | None = None
         self.queue_seconds: Histogram | None = None
         if admission:
             self.queue_seconds = Histogram(
@@ -207,8 +216,9 @@ class ServiceMetrics:
             running.set_function(lambda: self._admission.running if self._admission else 0)
             waiting.set_function(lambda: self._admission.waiting if self._admission else 0)
 
-    def track_admission(self, admission: AdmissionController) -> None:
-        """The controller the running/waiting gauges read (the lifespan makes it after the app exists)."""
+    def track_admission(self, admission: AdmissionCounts) -> None:
+        """What the running/waiting gauges read (the lifespan makes it after the app exists): one controller, or
+        an object summing several (chat admits per model)."""
         self._admission = admission
 
     def observe_queue(self, queued_s: float) -> None:

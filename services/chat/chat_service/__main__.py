@@ -8,6 +8,7 @@ import sys
 from ortserve_common.model_manifest import ManifestError
 from ortserve_common.server import run_service
 
+from chat_service.engine.batched.graph import check_batched_graph
 from chat_service.engine.model_folder import check_model_folder
 from chat_service.engine.types import EngineLoadError
 from chat_service.main import create_app
@@ -17,7 +18,9 @@ from chat_service.settings import ChatSettings
 
 def _check(settings: ChatSettings) -> None:
     for config in ModelCatalog(settings).startup():
-        check_model_folder(config.path)
+        genai_config = check_model_folder(config.path)
+        if config.settings.engine == "batched":  # before any weights load: one line, exit status 2
+            check_batched_graph(config.path, genai_config)
 
 
 def main() -> int:

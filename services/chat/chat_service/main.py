@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from anyio import to_thread
 from fastapi import FastAPI
 from ortserve_common.admin_models import admin_models_router
-from ortserve_common.admission import AdmissionController
 from ortserve_common.app import create_service_app
 from ortserve_common.cpu import log_cpu
 from ortserve_common.registration import RegistrationClient
@@ -54,15 +53,14 @@ def create_app(settings: ChatSettings, engine_factory: EngineFactory = load_engi
         pool = ModelPool(catalog, engine_factory)
         for config in catalog.startup():
             await pool.load(config)
-        admission = AdmissionController(settings.max_concurrency, settings.max_queue, settings.queue_timeout_s)
-        metrics.track_admission(admission)
+        metrics.track_admission(pool)  # each model admits its own requests; the service-wide gauges sum them
+        metrics.track_engines(pool)
         telemetry = GenerationTelemetry(metrics, settings.trace_content)
         app.state.settings = settings
         app.state.pool = pool
         app.state.model_host = pool
-        app.state.admission = admission
         context = ChatContext(conversations, templates, settings.conversation_reserve_tokens)
-        chat_serving = ChatServing(pool, admission, settings, telemetry, context=context)
+        chat_serving = ChatServing(pool, settings, telemetry, context=context)
         app.state.chat_serving = chat_serving
         app.state.responses_serving = ResponsesServing(
             chat_serving, ResponseStore(database), conversations, settings.conversation_reserve_tokens
@@ -70,7 +68,7 @@ def create_app(settings: ChatSettings, engine_factory: EngineFactory = load_engi
         app.state.messages_serving = MessagesServing(chat_serving)
         app.state.conversation_serving = conversations
         app.state.template_serving = templates
-        app.state.completion_serving = CompletionServing(pool, admission, settings, telemetry)
+        app.state.completion_serving = CompletionServing(pool, settings, telemetry)
         app.state.tokenize_serving = TokenizeServing(pool)
         registration = RegistrationClient(settings.registry_url, "chat", settings.public_url(), pool.registrations)
         app.state.registration = registration

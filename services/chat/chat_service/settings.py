@@ -45,10 +45,11 @@ class ChatSettings(ModelHostSettings):
         description="Cap on prompt + completion tokens; defaults to the model's context length. A models_file "
         "entry's context_length takes its place for that model.",
     )
-    engine: Literal["batched", "generator"] = Field(
+    engine: Literal["batched", "generator", "auto"] = Field(
         "batched",
-        description="batched: continuous batching on onnxruntime (falls back to generator for graphs that do not "
-        "fit); generator: one ONNX Runtime GenAI Generator per request.",
+        description="batched: continuous batching on onnxruntime; a graph it cannot run stops the load with one line "
+        "naming the file and what does not fit. generator: one ONNX Runtime GenAI Generator per request. auto: "
+        "batched where the graph fits, else generator (a warning says why); /v1/models names each model's engine.",
     )
     max_batch_size: int = Field(
         8,
@@ -104,7 +105,12 @@ class ChatSettings(ModelHostSettings):
         "in company. On AVX2-only CPUs one row and several take different int4 kernels; this costs a lone stream "
         "about one more row per step (docs/ENGINE_DESIGNS.md). Batched engine; needs max_batch_size >= 2.",
     )
-    max_concurrency: int = Field(8, ge=1, description="Requests admitted at once; further ones queue (then 429).")
+    max_concurrency: int = Field(
+        8,
+        ge=1,
+        description="Requests admitted at once per model (each model has its own admission and queue); further ones "
+        "queue (then 429). The generator engine runs this many generations at once.",
+    )
     unload_grace_s: float = Field(
         30.0,
         ge=0,

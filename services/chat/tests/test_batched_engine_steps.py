@@ -9,9 +9,10 @@ import asyncio
 import threading
 
 import pytest
-from chat_service.engine.batched.engine import ContinuousBatchingEngine
+from chat_service.engine.batched.engine import BatchedEngine
 from chat_service.engine.batched.kv_cache import INITIAL_LEN
 from chat_service.engine.batched.scheduler import PREFILL_TOKENS
+from chat_service.engine.config import EngineConfig
 from chat_service.engine.model_folder import ModelFolder
 from chat_service.engine.thread_events import END, ThreadEmitter, deliver
 from chat_service.engine.types import GenerationRequest, SamplingParams
@@ -20,8 +21,8 @@ from ortserve_testing.numerics import assert_greedy_agrees
 
 @pytest.fixture(scope="module")
 def engine(smollm_path):
-    inner = ModelFolder(smollm_path, max_model_len=2048)
-    engine = ContinuousBatchingEngine(inner, threads=2, max_batch_size=3, batch_wait_ms=0, capped=True)
+    config = EngineConfig(threads=2, max_model_len=2048, slots=3)
+    engine = BatchedEngine(ModelFolder(smollm_path, config.max_model_len), config)
     yield engine
     engine.close()
 
@@ -130,11 +131,9 @@ def _arrival_order(engine, plain, prompts: list[str]) -> list[tuple[int, int]]:
 
 
 def _burst_order(smollm_path, plain, prefills_per_step: int) -> list[tuple[int, int]]:
-    inner = ModelFolder(smollm_path, max_model_len=512)
     # The idle engine waits 200 ms, so all three are waiting when it starts admitting them.
-    engine = ContinuousBatchingEngine(
-        inner, threads=2, max_batch_size=3, batch_wait_ms=200, capped=True, prefills_per_step=prefills_per_step
-    )
+    config = EngineConfig(threads=2, max_model_len=512, slots=3, batch_wait_s=0.2, prefills_per_step=prefills_per_step)
+    engine = BatchedEngine(ModelFolder(smollm_path, config.max_model_len), config)
     try:
         return _arrival_order(engine, plain, ["The sky is", "Cats like to", "My name is"])
     finally:
@@ -154,11 +153,9 @@ def test_several_prefills_per_step_admit_a_burst_before_decoding(smollm_path, pl
 
 
 def test_a_request_sent_as_another_ends_is_prefilled_before_the_next_step(smollm_path, plain) -> None:
-    inner = ModelFolder(smollm_path, max_model_len=512)
     # A generous wait, so that the follow-up (sent 50 ms after the first one ends) always falls inside it.
-    engine = ContinuousBatchingEngine(
-        inner, threads=2, max_batch_size=2, batch_wait_ms=0, capped=True, refill_wait_ms=1000
-    )
+    config = EngineConfig(threads=2, max_model_len=512, slots=2, refill_wait_s=1.0)
+    engine = BatchedEngine(ModelFolder(smollm_path, config.max_model_len), config)
     order: list[str] = []
 
     async def stream(name: str, prompt: str, max_tokens: int) -> list[int]:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from chat_service.engine import GenerationRequest, TokenEvent
 from chat_service.engine.thread_events import InFlight
+from chat_service.engine.types import EngineStats
 from chat_service.main import create_app
 from chat_service.settings import ChatSettings
 from chat_testing import CharTokenizer
@@ -19,6 +20,7 @@ from fastapi.testclient import TestClient
 class FakeEngine:
     """Characters are tokens; generation replays `script` one character per step."""
 
+    name = "fake"
     context_length = 64
     system_fingerprint = "fp_testdouble"
 
@@ -39,6 +41,9 @@ class FakeEngine:
                 yield TokenEvent(ord(char), char, finish)
         finally:
             self.active -= 1
+
+    def stats(self) -> EngineStats:
+        return EngineStats(rows_decoding=self.active, rows_waiting=0)
 
     def close(self) -> None:
         self.closed = True

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from chat_service.engine import GenerationRequest, TokenEvent
 from chat_service.engine.thread_events import InFlight
+from chat_service.engine.types import EngineStats
 from chat_service.main import create_app
 from chat_service.serving.observability import ChatMetrics, GenerationTelemetry
 from chat_service.serving.request_run import RequestRun
@@ -36,6 +37,7 @@ _EXPORTER = InMemorySpanExporter()
 class ScriptEngine:
     """Characters are tokens; every generation replays SCRIPT one character per step."""
 
+    name = "script"
     context_length = 64
     system_fingerprint = "fp_testdouble"
 
@@ -49,6 +51,9 @@ class ScriptEngine:
             await asyncio.sleep(0.001)
             finish = None if i + 1 < steps else ("length" if steps == request.max_tokens else "stop")
             yield TokenEvent(ord(char), char, finish)
+
+    def stats(self) -> EngineStats:
+        return EngineStats(rows_decoding=0, rows_waiting=0)
 
     def close(self) -> None:
         pass

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from chat_service.engine import GenerationRequest, TokenEvent
 from chat_service.engine.thread_events import InFlight
+from chat_service.engine.types import EngineStats
 from chat_service.main import create_app
 from chat_service.settings import ChatSettings
 from chat_testing import CharTokenizer, ChatServer
@@ -36,6 +37,7 @@ class HeldEngine:
     """Gives one token, then holds (its request keeps its slot) until the test releases it; `DEADLINE_S` only ends
     a hold the test forgot to release."""
 
+    name = "held"
     context_length = 64
     system_fingerprint = "fp_testdouble"
 
@@ -48,6 +50,9 @@ class HeldEngine:
         yield TokenEvent(ord("a"), "a")
         await eventually(self.release.is_set, "the test releasing the engine", poll_s=0.005)
         yield TokenEvent(ord("b"), "b", "length" if request.max_tokens == 2 else "stop")
+
+    def stats(self) -> EngineStats:
+        return EngineStats(rows_decoding=self.in_flight.count, rows_waiting=0)
 
     def close(self) -> None:
         self.release.set()

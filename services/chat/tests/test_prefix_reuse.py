@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from chat_service.engine.batched.engine import ContinuousBatchingEngine
+from chat_service.engine.batched.engine import BatchedEngine
 from chat_service.engine.batched.scheduler import PREFILL_TOKENS
+from chat_service.engine.config import EngineConfig
 from chat_service.engine.model_folder import ModelFolder
 from chat_service.engine.types import GenerationRequest, SamplingParams
 from ortserve_testing.numerics import assert_greedy_agrees
@@ -21,16 +22,10 @@ SYSTEM = (
 
 @pytest.fixture(scope="module")
 def engine(smollm_path):
-    inner = ModelFolder(smollm_path, max_model_len=2048)
-    engine = ContinuousBatchingEngine(
-        inner,
-        threads=2,
-        max_batch_size=3,
-        batch_wait_ms=0,
-        capped=True,
-        prefix_cache_bytes=64 * 2**20,
-        prefix_block_tokens=BLOCK,
+    config = EngineConfig(
+        threads=2, max_model_len=2048, slots=3, prefix_cache_bytes=64 * 2**20, prefix_block_tokens=BLOCK
     )
+    engine = BatchedEngine(ModelFolder(smollm_path, config.max_model_len), config)
     yield engine
     engine.close()
 
@@ -98,17 +93,15 @@ def _two_turns(engine, plain, question: str) -> tuple[list[int], list[int], list
 def test_a_finished_reply_is_cached_after_its_prompt_when_asked(smollm_path, plain) -> None:
     """With CHAT_PREFIX_CACHE_REPLIES the next turn of a conversation, which starts with the last prompt and its
     reply, finds both in the cache."""
-    inner = ModelFolder(smollm_path, max_model_len=2048)
-    engine = ContinuousBatchingEngine(
-        inner,
+    config = EngineConfig(
         threads=2,
-        max_batch_size=2,
-        batch_wait_ms=0,
-        capped=True,
+        max_model_len=2048,
+        slots=2,
         prefix_cache_bytes=64 * 2**20,
         prefix_block_tokens=BLOCK,
         cache_replies=True,
     )
+    engine = BatchedEngine(ModelFolder(smollm_path, config.max_model_len), config)
     try:
         reply, follow_up, tokens, hit = _two_turns(engine, plain, "Which aisle has the garden hoses?")
     finally:

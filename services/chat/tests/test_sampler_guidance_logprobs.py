@@ -111,10 +111,10 @@ def test_logprobs_are_finite_and_not_positive_even_for_a_certain_token(vocabular
 
 async def test_a_forced_tool_calls_grammar_is_compiled_once_per_request(vocabulary: Vocabulary, monkeypatch) -> None:
     """Checked before the stream starts, then used by every choice's matcher: compiled once, not per step of the way."""
-    from chat_service.engine import guidance as guidance_module  # noqa: PLC0415
-    from chat_service.serving.guided import resolve_guidance  # noqa: PLC0415
-    from chat_service.tools.request import plan_tools  # noqa: PLC0415
-    from ortserve_common.protocol.chat import NamedToolChoice, ToolDefinition  # noqa: PLC0415
+    from chat_service.engine import guidance as guidance_module
+    from chat_service.serving.guided import resolve_guidance
+    from chat_service.tools.request import plan_tools
+    from ortserve_common.protocol.chat import NamedToolChoice, ToolDefinition
 
     compiled: list[str] = []
     original = guidance_module.llguidance.LLMatcher.grammar_from_json_schema

@@ -14,7 +14,8 @@ import asyncio
 import numpy as np
 import pytest
 from chat_service.engine.batched.decoder import OnnxDecoder
-from chat_service.engine.batched.engine import ContinuousBatchingEngine
+from chat_service.engine.batched.engine import BatchedEngine
+from chat_service.engine.config import EngineConfig
 from chat_service.engine.model_folder import ModelFolder
 from chat_service.engine.types import EngineLoadError, GenerationRequest, SamplingParams
 
@@ -22,17 +23,11 @@ SEEDED = SamplingParams(temperature=1.0, top_p=0.95, seed=1234)
 COMPANY = ["The quick brown fox", "1, 2, 3, 4,", "def fibonacci(n):"]
 
 
-def _engine(smollm_path, invariant: bool) -> ContinuousBatchingEngine:
-    inner = ModelFolder(smollm_path, max_model_len=1024)
-    return ContinuousBatchingEngine(
-        inner,
-        threads=2,
-        max_batch_size=4,
-        batch_wait_ms=0,
-        capped=True,
-        prefix_cache_bytes=16 * 2**20,
-        batch_invariant=invariant,
+def _engine(smollm_path, invariant: bool) -> BatchedEngine:
+    config = EngineConfig(
+        threads=2, max_model_len=1024, slots=4, prefix_cache_bytes=16 * 2**20, batch_invariant=invariant
     )
+    return BatchedEngine(ModelFolder(smollm_path, config.max_model_len), config)
 
 
 async def _tokens(engine, prompt: list[int], sampling: SamplingParams, max_tokens: int, delay: float = 0.0):
@@ -74,7 +69,7 @@ def test_a_seeded_request_alone_reproduces_cold_and_from_the_cache(smollm_path, 
             return [await _tokens(engine, prompt, SEEDED, 32) for _ in range(3)]
 
         cold, warm, again = asyncio.run(three())
-        assert engine.prefix_cache.hit_tokens > 0  # the second and third were served from the cache
+        assert engine.stats().prefix_cache_hit_tokens > 0  # the second and third were served from the cache
     finally:
         engine.close()
     assert cold == warm == again
@@ -105,6 +100,6 @@ def test_without_batch_invariance_company_changes_nothing_where_the_kernels_are_
 
 
 def test_batch_invariant_mode_needs_two_slots(smollm_path) -> None:
-    inner = ModelFolder(smollm_path, max_model_len=256)
+    config = EngineConfig(threads=1, max_model_len=256, slots=1, batch_invariant=True)
     with pytest.raises(EngineLoadError, match="at least 2 KV slots"):
-        ContinuousBatchingEngine(inner, threads=1, max_batch_size=1, batch_wait_ms=0, capped=True, batch_invariant=True)
+        BatchedEngine(ModelFolder(smollm_path, config.max_model_len), config)

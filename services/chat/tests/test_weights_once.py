@@ -9,7 +9,7 @@ import asyncio
 
 import onnxruntime_genai as og
 import pytest
-from chat_service.engine.batched.engine import ContinuousBatchingEngine
+from chat_service.engine.batched.engine import BatchedEngine
 from chat_service.engine.types import GenerationRequest, SamplingParams
 from chat_service.models.pool import load_engine
 from chat_service.settings import ChatSettings
@@ -41,7 +41,7 @@ def test_the_batched_engine_loads_no_og_model_and_matches_the_plain_engine(model
     monkeypatch.setattr(og, "Model", no_weights_here)
     engine = load_engine(path, ChatSettings(model_path=path, max_model_len=1024, max_batch_size=2))
     try:
-        assert isinstance(engine, ContinuousBatchingEngine)
+        assert isinstance(engine, BatchedEngine)
         for question in ("What is the capital of France?", "Write a Python function that reverses a string."):
             prompt = plain.chat_prompt([{"role": "user", "content": question}])
             ids = engine.tokenizer.encode(prompt)

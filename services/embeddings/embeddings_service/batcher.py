@@ -129,7 +129,7 @@ class EmbeddingBatcher:
                 outputs = await loop.run_in_executor(self._executor, self._model.run_batch, [p.item for p in batch])
                 if len(outputs) != len(batch):
                     raise RuntimeError(f"model {self.name} gave {len(outputs)} rows for a batch of {len(batch)}")
-            except Exception as exc:  # noqa: BLE001 - handed to every request in the batch, which re-raise it
+            except Exception as exc:  # handed to every request in the batch, which re-raise it
                 logger.exception("model %s failed on a batch of %d", self.name, len(batch))
                 for pending in batch:
                     if not pending.future.done():

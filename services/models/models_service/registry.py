@@ -144,6 +144,7 @@ class ModelRegistry:
             # model as its manifest kind, so only the entry's own service makes it live and counts as a replica.
             live = [(instance, model) for instance, model in live if instance.service == entry.service]
             registered_context = next((m.context_length for _, m in live if m.context_length), None)
+            engine = next((m.engine for _, m in live if m.engine), None)
             return ModelStatus(
                 id=entry.id,
                 created=entry.created,
@@ -154,6 +155,7 @@ class ModelRegistry:
                 service=entry.service,
                 aliases=entry.aliases,
                 defaults=entry.defaults_dict(),
+                engine=engine,
                 in_manifest=True,
                 instances=[instance.url for instance, _ in live],
                 replicas=len(live),
@@ -166,6 +168,7 @@ class ModelRegistry:
             status="live" if live else "down",
             context_length=model.context_length,
             service=instance.service,
+            engine=model.engine,
             in_manifest=False,
             instances=[instance.url for instance, _ in live],
             replicas=len(live),

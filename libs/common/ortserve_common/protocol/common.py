@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 
 class OpenAIModel(BaseModel):
@@ -45,6 +45,17 @@ class ModelCard(BaseModel):
     object: Literal["model"] = "model"
     created: int = Field(default_factory=lambda: int(time.time()))
     owned_by: str = "ortserve"
+    # An extension, as the registry's fields are (the OpenAI SDK keeps it as an attribute it does not declare).
+    engine: str | None = Field(None, description="The chat engine serving the model: batched or generator.")
+
+    @model_serializer(mode="wrap")
+    def _without_unknown_engine(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Left out where no engine is known (embeddings, a registry card of an instance that did not say), so
+        # cards carry no field that says nothing.
+        data: dict[str, Any] = handler(self)
+        if data.get("engine") is None:
+            data.pop("engine", None)
+        return data
 
 
 class ModelList(BaseModel):

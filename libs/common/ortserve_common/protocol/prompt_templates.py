@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator
 
 from ortserve_common.protocol.common import OpenAIModel
-from ortserve_common.protocol.sampling import MAX_STOP_STRINGS
+from ortserve_common.protocol.sampling import MAX_STOP_STRINGS, check_stop_sequences
 
 TEMPLATE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -26,8 +26,7 @@ class TemplateParameters(OpenAIModel):
     @field_validator("stop")
     @classmethod
     def _no_empty_stop(cls, value: list[str] | None) -> list[str] | None:
-        if value and any(s == "" for s in value):
-            raise ValueError("stop sequences must not be empty")
+        check_stop_sequences(value)
         return value
 
 

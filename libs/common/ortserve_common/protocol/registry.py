@@ -26,6 +26,7 @@ class RegisteredModel(OpenAIModel):
     id: str = Field(min_length=1, max_length=256)
     kind: ModelKind
     context_length: int | None = Field(None, ge=1)
+    engine: str | None = Field(None, max_length=32, description="The chat engine serving it (batched, generator).")
 
 
 class InstanceRegistration(OpenAIModel):

@@ -9,6 +9,14 @@ from pydantic.json_schema import SkipJsonSchema
 
 from ortserve_common.protocol.common import OpenAIModel, StreamOptions
 
+
+def check_stop_sequences(stop: list[str] | None) -> None:
+    """An empty stop string would end every generation at once: requests, templates and model defaults refuse it
+    alike (a ValueError, which pydantic reports on the field)."""
+    if stop is not None and any(s == "" for s in stop):
+        raise ValueError("stop sequences must not be empty")
+
+
 MAX_STOP_STRINGS = 4
 # Samplers other servers (llama.cpp, vLLM, Ollama) know and this one does not implement: refused by name, never
 # ignored in silence, so a client that relies on one learns it here.
@@ -75,13 +83,9 @@ class SamplingRequest(OpenAIModel):
     @field_validator("stop")
     @classmethod
     def _stop_list(cls, value: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(value, list):
-            if len(value) > MAX_STOP_STRINGS:
-                raise ValueError(f"at most {MAX_STOP_STRINGS} stop sequences are allowed")
-            if any(s == "" for s in value):
-                raise ValueError("stop sequences must not be empty")
-        elif value == "":
-            raise ValueError("stop sequences must not be empty")
+        if isinstance(value, list) and len(value) > MAX_STOP_STRINGS:
+            raise ValueError(f"at most {MAX_STOP_STRINGS} stop sequences are allowed")
+        check_stop_sequences([value] if isinstance(value, str) else value)
         return value
 
     def stop_list(self) -> list[str]:

@@ -1,4 +1,5 @@
-"""The generation engine: ONNX Runtime GenAI behind an async interface. Knows nothing of HTTP."""
+"""The generation engines, which know nothing of HTTP: batched (continuous batching on onnxruntime, the default) and
+generator (one ONNX Runtime GenAI Generator per request)."""
 
 from chat_service.engine.types import EngineLoadError, FinishReason, GenerationRequest, SamplingParams, TokenEvent
 

@@ -1,4 +1,4 @@
-"""ONNX Runtime GenAI behind an async interface.
+"""The generator engine: one ONNX Runtime GenAI Generator per request, behind an async interface.
 
 Each generation runs its token loop on a worker thread (ONNX Runtime releases the GIL), so the event loop keeps
 serving other requests and /health. Sampling is ours (see sampler.py) so penalties and seeds behave as OpenAI's.
@@ -12,40 +12,52 @@ import logging
 import threading
 from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime_genai as og
 
+from chat_service.engine.config import EngineConfig
 from chat_service.engine.detokenizer import IncrementalDetokenizer
 from chat_service.engine.fingerprint import system_fingerprint
 from chat_service.engine.model_folder import ModelFolder
 from chat_service.engine.sampler import TokenSampler
 from chat_service.engine.thread_events import END, InFlight, events_from_thread
-from chat_service.engine.types import EngineClosedError, EngineLoadError, GenerationRequest, TokenEvent
+from chat_service.engine.types import EngineClosedError, EngineLoadError, EngineStats, GenerationRequest, TokenEvent
 
 logger = logging.getLogger(__name__)
 
 
-class OrtGenAIEngine:
-    def __init__(self, model_path: Path, threads: int, max_model_len: int | None, max_workers: int) -> None:
-        folder = ModelFolder(model_path, max_model_len)
-        self.model_path = model_path
+class GeneratorEngine:
+    name = "generator"
+
+    def __init__(self, folder: ModelFolder, config: EngineConfig) -> None:
+        """`folder` is opened with config.max_model_len; config.workers generations run at once."""
+        model_path = self.model_path = folder.model_path
         self.context_length = folder.context_length
         self.tokenizer = folder.tokenizer
         try:
             folder.og_config.overlay(
-                json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}})
+                json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": config.threads}}}})
             )
             self._model = og.Model(folder.og_config)
         except Exception as exc:  # og raises RuntimeError with its own text; keep it, name the path
             raise EngineLoadError(f"model path {model_path} could not be loaded by ONNX Runtime GenAI: {exc}") from exc
-        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="generate")
+        self._executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="generate")
         self._closing = threading.Event()
         self.in_flight = InFlight()
+        self._stats_lock = threading.Lock()  # the counts below are written by every worker thread
+        self._running = self._steps = 0
         # One request per generator: a row is always alone, so this engine is batch-invariant by construction.
         self.system_fingerprint = system_fingerprint(model_path, "generator", True)
+
+    def stats(self) -> EngineStats:
+        with self._stats_lock:
+            running, steps = self._running, self._steps
+        # Waiting: started on the event loop (in flight) but not yet on a worker thread.
+        return EngineStats(
+            rows_decoding=running, rows_waiting=max(0, self.in_flight.count - running), decode_steps=steps
+        )
 
     def close(self) -> None:
         """Generations still running end with EngineClosedError at their next token (queued ones at once)."""
@@ -68,11 +80,15 @@ class OrtGenAIEngine:
         return events_from_thread(start, self.in_flight)
 
     def _run(self, request: GenerationRequest, emit: Callable[[Any], None], cancelled: threading.Event) -> None:
+        with self._stats_lock:
+            self._running += 1
         try:
             self._loop(request, emit, cancelled)
-        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine, which re-raises it
+        except BaseException as exc:  # handed to the awaiting coroutine, which re-raises it
             emit(exc)
         finally:
+            with self._stats_lock:
+                self._running -= 1
             emit(END)
 
     def _loop(self, request: GenerationRequest, emit: Callable[[Any], None], cancelled: threading.Event) -> None:
@@ -91,6 +107,8 @@ class OrtGenAIEngine:
                 if self._closing.is_set():
                     raise EngineClosedError("the model was unloaded while this generation was running")
                 logits = generator.get_logits()
+                with self._stats_lock:
+                    self._steps += 1
                 token = sampler.sample(logits.reshape(-1, logits.shape[-1])[-1])
                 if token in tokenizer.eos_token_ids:
                     emit(TokenEvent(token, detok.flush(), "stop", sampler.logprobs))

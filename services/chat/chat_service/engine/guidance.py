@@ -80,8 +80,3 @@ class GuidanceMatcher:
     def accept(self, token_id: int) -> None:
         if not self._matcher.consume_token(token_id):
             raise GuidanceError(f"guided decoding failed on token {token_id}: {self._matcher.get_error()}")
-
-    @property
-    def complete(self) -> bool:
-        """The output so far satisfies the grammar (it may end here)."""
-        return self._matcher.is_accepting()

@@ -50,6 +50,3 @@ class ModelFolder:
             self.tokenizer = ModelTokenizer(self.og_config, model_path, int(model_cfg["vocab_size"]))
         except Exception as exc:  # og raises RuntimeError with its own text; keep it, name the path
             raise EngineLoadError(f"model path {model_path} could not be loaded by ONNX Runtime GenAI: {exc}") from exc
-
-    def close(self) -> None:
-        """Nothing to free but the tokenizer, which the garbage collector takes with this object."""

@@ -7,7 +7,7 @@ from collections.abc import AsyncGenerator, Sequence
 from typing import Any, Protocol
 
 from chat_service.engine.thread_events import InFlight
-from chat_service.engine.types import GenerationRequest, TokenEvent
+from chat_service.engine.types import EngineStats, GenerationRequest, TokenEvent
 from chat_service.engine.vocabulary import Vocabulary
 
 
@@ -41,6 +41,10 @@ class Tokenizer(Protocol):
 
 class ChatEngine(Protocol):
     @property
+    def name(self) -> str:
+        """batched or generator: the CHAT_ENGINE value, the model card's `engine`, the log's word."""
+
+    @property
     def tokenizer(self) -> Tokenizer: ...
 
     @property
@@ -54,6 +58,9 @@ class ChatEngine(Protocol):
     @property
     def in_flight(self) -> InFlight:
         """The generations running now (unloading the model waits for them)."""
+
+    def stats(self) -> EngineStats:
+        """Rows decoding and waiting, KV and prefix-cache use, steps so far; callable from any thread."""
 
     def generate(self, request: GenerationRequest) -> AsyncGenerator[TokenEvent, None]:
         """One event per generated token; leaving the iterator early stops the generation within one step."""

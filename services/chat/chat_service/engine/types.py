@@ -77,3 +77,19 @@ class TokenEvent:
     logprobs: TokenLogprobs | None = None
     # On the first token only: how many prompt positions came from the prefix cache rather than being computed.
     cached_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class EngineStats:
+    """An engine's state now, for /metrics (read at scrape time) and the benchmarks."""
+
+    rows_decoding: int  # rows in the running batch (a generation the generator engine runs)
+    rows_waiting: int  # submitted, not yet given a KV slot
+    kv_slots: int = 0  # KV slots the engine has (the batched engine's max_batch_size)
+    kv_slots_used: int = 0  # decoding rows and a long prompt being prefilled in chunks
+    kv_positions_used: int = 0  # positions cached in the slots in use
+    kv_positions_allocated: int = 0  # slots × the slots' current length (they grow on demand, shrink when idle)
+    kv_bytes_per_position: int = 0  # one position of one slot, every layer's key and value
+    prefix_cache_hit_tokens: int = 0  # prompt tokens whose KV was copied from the prefix cache, since the start
+    prefix_cache_blocks: int = 0  # blocks the prefix cache holds now
+    decode_steps: int = 0  # batched decode calls since the start (generator: tokens generated)

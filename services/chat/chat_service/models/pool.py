@@ -10,13 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ortserve_common.admission import AdmissionController
 from ortserve_common.cpu import engine_threads
 from ortserve_common.errors import OpenAIError, invalid_request, model_not_found
 from ortserve_common.protocol.admin import ModelLoadRequest
 from ortserve_common.protocol.common import ModelCard
 
-from chat_service.engine.batched.engine import ContinuousBatchingEngine
-from chat_service.engine.generator import OrtGenAIEngine
+from chat_service.engine.batched.engine import BatchedEngine
+from chat_service.engine.config import EngineConfig
+from chat_service.engine.generator import GeneratorEngine
 from chat_service.engine.model_folder import ModelFolder
 from chat_service.engine.protocol import ChatEngine
 from chat_service.engine.types import EngineLoadError
@@ -29,34 +31,27 @@ EngineFactory = Callable[[Path, ChatSettings], ChatEngine]
 
 
 def load_engine(path: Path, settings: ChatSettings) -> ChatEngine:
-    """`settings` are the model's own (ModelConfig.settings): its slots, context and threads."""
-    threads = engine_threads(settings.engine_threads)
-    if settings.engine == "generator":
-        return OrtGenAIEngine(path, threads, settings.max_model_len, settings.max_concurrency)
-    folder = ModelFolder(path, settings.max_model_len)  # a folder that is not a model folder stops here
+    """`settings` are the model's own (ModelConfig.settings): its engine, slots, context and threads. The batched
+    engine refuses a graph it cannot run (EngineLoadError naming the file and what does not fit) before it reads any
+    weights; only CHAT_ENGINE=auto then serves the model on the generator engine, and says so."""
+    config = EngineConfig.from_settings(settings)
+    folder = ModelFolder(path, config.max_model_len)  # a folder that is not a model folder stops here
+    if config.engine == "generator":
+        return GeneratorEngine(folder, config)
     try:
-        return ContinuousBatchingEngine(
-            folder,
-            threads,
-            settings.max_batch_size,
-            settings.batch_wait_ms,
-            prefix_cache_bytes=settings.prefix_cache_mb * 2**20,
-            prefix_block_tokens=settings.prefix_block_tokens,
-            prefills_per_step=settings.max_prefills_per_step,
-            refill_wait_ms=settings.refill_wait_ms,
-            cache_replies=settings.prefix_cache_replies,
-            batch_invariant=settings.batch_invariant,
-            capped=settings.max_model_len is not None,
-        )
+        return BatchedEngine(folder, config)
     except EngineLoadError as exc:
-        logger.warning("continuous batching unavailable, one generator per request instead: %s", exc)
-        return OrtGenAIEngine(path, threads, settings.max_model_len, settings.max_concurrency)
+        if config.engine != "auto":
+            raise
+        logger.warning("%s; CHAT_ENGINE=auto serves it on the generator engine", exc)
+        return GeneratorEngine(folder, config)
 
 
 @dataclass(frozen=True)
 class ServedModel:
     config: ModelConfig
     engine: ChatEngine
+    admission: AdmissionController  # this model's requests running and queued (its own slots)
 
     @property
     def id(self) -> str:
@@ -79,9 +74,6 @@ class ModelPool:
             raise model_not_found(name)
         return self._models[model_id]
 
-    def get(self, name: str) -> ChatEngine:
-        return self.model(name).engine
-
     def first(self) -> ServedModel:
         """The model that requests naming none are for (/tokenize): the first one loaded and still served."""
         if not self._models:
@@ -91,13 +83,25 @@ class ModelPool:
     def __len__(self) -> int:
         return len(self._models)
 
+    def models(self) -> list[ServedModel]:
+        return list(self._models.values())
+
     def cards(self) -> list[ModelCard]:
-        return [ModelCard(id=model_id) for model_id in self._models]
+        return [ModelCard(id=model.id, engine=model.engine.name) for model in self._models.values()]
+
+    # Service-wide admission counts (the ortserve_requests_running/waiting gauges): every model's, summed.
+    @property
+    def running(self) -> int:
+        return sum(model.admission.running for model in self.models())
+
+    @property
+    def waiting(self) -> int:
+        return sum(model.admission.waiting for model in self.models())
 
     def registrations(self) -> list[dict[str, Any]]:
         """What the registry is told this instance serves (by id: the registry knows aliases from its manifest)."""
         return [
-            {"id": model_id, "kind": "chat", "context_length": model.engine.context_length}
+            {"id": model_id, "kind": "chat", "context_length": model.engine.context_length, "engine": model.engine.name}
             for model_id, model in self._models.items()
         ]
 
@@ -117,17 +121,22 @@ class ModelPool:
                 engine = await asyncio.to_thread(self._factory, config.path, config.settings)
             except EngineLoadError as exc:
                 raise OpenAIError(400, str(exc), param="path", code="model_load_failed") from exc
-            self._models[config.id] = ServedModel(config, engine)
+            settings = config.settings
+            admission = AdmissionController(settings.max_concurrency, settings.max_queue, settings.queue_timeout_s)
+            self._models[config.id] = ServedModel(config, engine, admission)
             self._names.update(dict.fromkeys(config.names, config.id))
-        settings = config.settings
+        batched = engine.name == "batched"
         logger.info(
-            "loaded %s%s from %s: context %d tokens, %d slots, %d threads, defaults %s",
+            "loaded %s%s from %s: %s engine, context %d tokens, %d %s, %d threads, %d requests at once, defaults %s",
             config.id,
             f" (aliases {', '.join(config.aliases)})" if config.aliases else "",
             config.path,
+            engine.name,
             engine.context_length,
-            settings.max_batch_size,
+            settings.max_batch_size if batched else settings.max_concurrency,
+            "KV slots" if batched else "workers",
             engine_threads(settings.engine_threads),
+            settings.max_concurrency,
             {**config.defaults, "max_tokens": config.max_tokens},
         )
 

@@ -7,7 +7,6 @@ from contextlib import aclosing
 from dataclasses import replace
 from typing import TypeVar
 
-from ortserve_common.admission import AdmissionController
 from ortserve_common.errors import OpenAIError, invalid_request
 from ortserve_common.protocol.sampling import SamplingRequest
 
@@ -41,15 +40,8 @@ async def _prepend(first: T, rest: AsyncGenerator[T, None]) -> AsyncGenerator[T,
 
 
 class BaseServing:
-    def __init__(
-        self,
-        pool: ModelPool,
-        admission: AdmissionController,
-        settings: ChatSettings,
-        telemetry: GenerationTelemetry,
-    ) -> None:
+    def __init__(self, pool: ModelPool, settings: ChatSettings, telemetry: GenerationTelemetry) -> None:
         self.pool = pool
-        self.admission = admission
         self.settings = settings
         self.telemetry = telemetry
 
@@ -143,6 +135,8 @@ class BaseServing:
         return [replace(base, seed=None if request.seed is None else request.seed + i) for i in range(n)]
 
     def run(self, request: SamplingRequest, stats: list[GenerationStats], operation: str | None = None) -> RequestRun:
-        """`async with` it around the generations: it holds their slot and span, and reports `stats` at the end.
+        """`async with` it around the generations: it holds their slot among the model's admitted requests (each
+        model admits its own, since each has its own slots) and their span, and reports `stats` at the end.
         `operation` names the span for an endpoint that runs on a chat request of its own making (responses)."""
-        return RequestRun(request, stats, self.admission, self.telemetry, self.settings, operation)
+        admission = self.pool.model(request.model).admission  # request.model is the model's id (ModelConfig.fill)
+        return RequestRun(request, stats, admission, self.telemetry, self.settings, operation)

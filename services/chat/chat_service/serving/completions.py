@@ -6,6 +6,7 @@ the prompts one after another.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
@@ -61,7 +62,8 @@ class CompletionServing(BaseServing):
             param = "prompt" if isinstance(request.prompt, str) else f"prompt[{i}]"
             if not prompt:
                 raise invalid_request("The prompt must not be empty.", param)
-            prompt_ids = engine.tokenizer.encode(prompt)
+            # Off the event loop, as chat encodes: a long prompt takes milliseconds that other streams would wait.
+            prompt_ids = await asyncio.to_thread(engine.tokenizer.encode, prompt)
             max_tokens = self.resolve_max_tokens(model, len(prompt_ids), request.max_tokens, param)
             stops = request.stop_list()
             groups.append([TextGeneration(engine, prompt_ids, max_tokens, s, stops, owner) for s in samplings])

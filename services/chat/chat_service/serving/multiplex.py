@@ -30,7 +30,7 @@ async def interleave(streams: Sequence[AsyncGenerator[T, None]]) -> AsyncGenerat
             await queue.put((index, _DONE))
         except asyncio.CancelledError:
             raise
-        except BaseException as exc:  # noqa: BLE001 - re-raised by the consumer below
+        except BaseException as exc:  # re-raised by the consumer below
             await queue.put((index, exc))
 
     tasks = [asyncio.create_task(pump(i, stream)) for i, stream in enumerate(streams)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,10 @@ from ortserve_common.protocol.chat import ChatCompletionRequest
 from ortserve_common.protocol.completions import CompletionRequest
 from ortserve_common.protocol.sampling import SamplingRequest
 from ortserve_common.telemetry import ServiceMetrics
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
+from chat_service.models.pool import ModelPool
 from chat_service.serving.generation import GenerationStats
 from chat_service.settings import ChatSettings
 
@@ -58,6 +62,71 @@ class ChatMetrics(ServiceMetrics):
             "Generations ended, by finish reason (abort: cancelled or failed).",
             ["model", "finish_reason"],
         )
+        self._engines = EngineCollector()
+        self.registry.register(self._engines)
+
+    def track_engines(self, pool: ModelPool) -> None:
+        """The models whose engines /metrics reports (the lifespan makes the pool after the app exists)."""
+        self._engines.pool = pool
+
+
+# Each engine's state, per model, read from engine.stats() when /metrics is scraped (never pushed from the scheduler
+# thread, which must not wait on anything but its decoder): (name, help, counter or gauge, EngineStats field).
+ENGINE_SERIES = (
+    (
+        "ortserve_engine_rows_decoding",
+        "Rows in the model's running batch (generator: generations running).",
+        "gauge",
+        "rows_decoding",
+    ),
+    (
+        "ortserve_engine_rows_waiting",
+        "Generations submitted to the model's engine and not yet in a KV slot.",
+        "gauge",
+        "rows_waiting",
+    ),
+    ("ortserve_engine_kv_slots", "KV slots the model's batched engine has (max_batch_size).", "gauge", "kv_slots"),
+    (
+        "ortserve_engine_kv_slots_used",
+        "KV slots in use: decoding rows and a long prompt being prefilled.",
+        "gauge",
+        "kv_slots_used",
+    ),
+    ("ortserve_engine_kv_positions_used", "Positions cached in the KV slots in use.", "gauge", "kv_positions_used"),
+    (
+        "ortserve_engine_prefix_cache_hit_tokens",
+        "Prompt tokens whose KV the prefix cache supplied.",
+        "counter",
+        "prefix_cache_hit_tokens",
+    ),
+    ("ortserve_engine_prefix_cache_blocks", "Blocks the model's prefix cache holds.", "gauge", "prefix_cache_blocks"),
+    (
+        "ortserve_engine_decode_steps",
+        "Batched decode steps (generator: tokens generated); its rate is steps/s.",
+        "counter",
+        "decode_steps",
+    ),
+)
+
+
+class EngineCollector(Collector):
+    def __init__(self) -> None:
+        self.pool: ModelPool | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        families: list[tuple[GaugeMetricFamily | CounterMetricFamily, str]] = [
+            (
+                (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(name, text, labels=["model"]),
+                field,
+            )
+            for name, text, kind, field in ENGINE_SERIES
+        ]
+        for model in self.pool.models() if self.pool is not None else []:
+            stats = model.engine.stats()
+            for family, field in families:
+                family.add_metric([model.id], getattr(stats, field))
+        for family, _ in families:
+            yield family
 
 
 @dataclass

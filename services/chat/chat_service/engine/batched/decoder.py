@@ -13,17 +13,15 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from chat_service.engine.batched.graph import input_names
 from chat_service.engine.batched.kv_cache import SlotKVCache
-from chat_service.engine.types import EngineLoadError
 
 
 class OnnxDecoder:
     def __init__(self, model_path: Path, genai_config: dict[str, Any], threads: int, slots: int, max_len: int) -> None:
+        """`genai_config` must have passed check_batched_graph: the graph's inputs are not checked again here."""
         decoder = genai_config["model"]["decoder"]
-        names = decoder.get("inputs", {})
         outputs = decoder.get("outputs", {})
-        if not genai_config.get("search", {}).get("past_present_share_buffer", False):
-            raise EngineLoadError(f"{model_path}: the graph does not share past and present KV buffers")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -34,18 +32,9 @@ class OnnxDecoder:
         self.session = ort.InferenceSession(
             str(model_path / decoder["filename"]), options, providers=["CPUExecutionProvider"]
         )
-        graph_inputs = {i.name for i in self.session.get_inputs()}
         self.layers = int(decoder["num_hidden_layers"])
-        self._ids = names.get("input_ids", "input_ids")
-        self._mask = names.get("attention_mask", "attention_mask")
+        self._ids, self._mask, self._past = input_names(decoder)
         self._logits = outputs.get("logits", "logits")
-        self._past = [
-            (
-                names.get("past_key_names", "past_key_values.%d.key") % i,
-                names.get("past_value_names", "past_key_values.%d.value") % i,
-            )
-            for i in range(self.layers)
-        ]
         self._present = [
             (
                 outputs.get("present_key_names", "present.%d.key") % i,
@@ -53,11 +42,6 @@ class OnnxDecoder:
             )
             for i in range(self.layers)
         ]
-        expected = {self._ids, self._mask, *(name for pair in self._past for name in pair)}
-        if graph_inputs != expected:
-            raise EngineLoadError(
-                f"{model_path}: decoder inputs {sorted(graph_inputs - expected) or ''} do not fit continuous batching"
-            )
         self.cache = SlotKVCache(
             self.layers, int(decoder["num_key_value_heads"]), int(decoder["head_size"]), slots, max_len
         )

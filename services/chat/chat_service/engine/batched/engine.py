@@ -1,4 +1,5 @@
-"""The chat engine with continuous batching, for graphs that fit it (SmolLM2, Phi-3 and other builder outputs).
+"""The batched engine: continuous batching on onnxruntime, for graphs that fit it (SmolLM2, Phi-3, Qwen2.5 and other
+builder outputs; graph.py says what fits).
 
 Generation runs in the BatchScheduler on plain onnxruntime; the tokenizer and chat template come from the folder
 opened by ONNX Runtime GenAI without its weights (ModelFolder), so the weights are in memory once.
@@ -6,17 +7,18 @@ opened by ONNX Runtime GenAI without its weights (ModelFolder), so the weights a
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncGenerator
 
 from chat_service.engine.batched.decoder import OnnxDecoder
+from chat_service.engine.batched.graph import check_batched_graph
 from chat_service.engine.batched.prefix_cache import PrefixCache
-from chat_service.engine.batched.scheduler import BatchScheduler, SchedulerConfig
+from chat_service.engine.batched.scheduler import BatchScheduler
+from chat_service.engine.config import EngineConfig
 from chat_service.engine.fingerprint import system_fingerprint
 from chat_service.engine.model_folder import ModelFolder
 from chat_service.engine.thread_events import END, InFlight, events_from_thread
-from chat_service.engine.types import EngineLoadError, GenerationRequest, TokenEvent
+from chat_service.engine.types import EngineLoadError, EngineStats, GenerationRequest, TokenEvent
 
 logger = logging.getLogger(__name__)
 
@@ -25,67 +27,46 @@ logger = logging.getLogger(__name__)
 DEFAULT_SLOT_LEN_CAP = 8192
 
 
-class ContinuousBatchingEngine:
-    def __init__(
-        self,
-        inner: ModelFolder,
-        threads: int,
-        max_batch_size: int,
-        batch_wait_ms: float,
-        capped: bool,
-        prefix_cache_bytes: int = 0,
-        prefix_block_tokens: int = 32,
-        prefills_per_step: int = 1,
-        refill_wait_ms: float = 0.0,
-        cache_replies: bool = False,
-        batch_invariant: bool = False,
-    ) -> None:
-        if batch_invariant and max_batch_size < 2:
+class BatchedEngine:
+    name = "batched"
+
+    def __init__(self, folder: ModelFolder, config: EngineConfig) -> None:
+        """`folder` is opened with config.max_model_len. EngineLoadError, naming the file and what does not fit,
+        before any weights are read when the graph does not fit this engine."""
+        if config.batch_invariant and config.slots < 2:
             raise EngineLoadError("batch-invariant decoding needs at least 2 KV slots (max_batch_size >= 2)")
-        self._inner = inner
+        check_batched_graph(folder.model_path, folder.config)
+        self._folder = folder
         self.in_flight = InFlight()
-        config = json.loads((inner.model_path / "genai_config.json").read_text(encoding="utf-8"))
         # One KV region per slot, as long as the longest request allowed (prompt + max_tokens ≤ context_length).
-        self.context_length = inner.context_length if capped else min(inner.context_length, DEFAULT_SLOT_LEN_CAP)
-        self._decoder = OnnxDecoder(inner.model_path, config, threads, max_batch_size, self.context_length)
-        self.prefix_cache = PrefixCache(self._decoder.cache, prefix_block_tokens, prefix_cache_bytes)
-        self.tokenizer = inner.tokenizer
-        self._fingerprint = system_fingerprint(inner.model_path, "batched", batch_invariant)
-        self._scheduler = BatchScheduler(
-            self._decoder,
-            inner.tokenizer,
-            self.prefix_cache,
-            SchedulerConfig(
-                batch_wait_ms / 1000, prefills_per_step, refill_wait_ms / 1000, cache_replies, batch_invariant
-            ),
-            END,
-        )
+        capped = config.max_model_len is not None
+        self.context_length = folder.context_length if capped else min(folder.context_length, DEFAULT_SLOT_LEN_CAP)
+        decoder = OnnxDecoder(folder.model_path, folder.config, config.threads, config.slots, self.context_length)
+        self._prefix_cache = PrefixCache(decoder.cache, config.prefix_block_tokens, config.prefix_cache_bytes)
+        self.tokenizer = folder.tokenizer
+        self._fingerprint = system_fingerprint(folder.model_path, "batched", config.batch_invariant)
+        self._scheduler = BatchScheduler(decoder, folder.tokenizer, self._prefix_cache, config, END)
         self._scheduler.start()
         logger.info(
-            "continuous batching on %s: %d slots of up to %d positions (%.1f MB of KV per 1k positions per slot); "
+            "batched engine on %s: %d slots of up to %d positions (%.1f MB of KV per 1k positions per slot); "
             "prefix cache of %d blocks of %d tokens",
-            inner.model_path,
-            max_batch_size,
+            folder.model_path,
+            config.slots,
             self.context_length,
-            self._decoder.cache.bytes_per_position * 1000 / 2**20,
-            self.prefix_cache.capacity_blocks,
-            prefix_block_tokens,
+            decoder.cache.bytes_per_position * 1000 / 2**20,
+            self._prefix_cache.capacity_blocks,
+            config.prefix_block_tokens,
         )
 
     @property
     def system_fingerprint(self) -> str:
         return self._fingerprint
 
-    @property
-    def running(self) -> int:
-        return self._scheduler.active
-
-    @property
-    def waiting(self) -> int:
-        return self._scheduler.waiting
+    def stats(self) -> EngineStats:
+        return self._scheduler.stats()
 
     def generate(self, request: GenerationRequest) -> AsyncGenerator[TokenEvent, None]:
-        """Same contract as OrtGenAIEngine.generate: leaving early frees the row within one step."""
+        """Same contract as the generator engine's generate: leaving early frees the row within one step."""
         return events_from_thread(
             lambda emit, cancelled: self._scheduler.submit(request, emit, cancelled), self.in_flight
         )
@@ -93,4 +74,3 @@ class ContinuousBatchingEngine:
     def close(self) -> None:
         """Generations still running or queued end with EngineClosedError."""
         self._scheduler.stop()
-        self._inner.close()

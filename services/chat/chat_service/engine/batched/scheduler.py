@@ -35,33 +35,19 @@ import numpy as np
 from chat_service.engine.batched.decoder import OnnxDecoder
 from chat_service.engine.batched.prefix_cache import PrefixCache
 from chat_service.engine.batched.slots import SlotTable
+from chat_service.engine.config import EngineConfig
 from chat_service.engine.detokenizer import IncrementalDetokenizer
 from chat_service.engine.guidance import GuidanceError
 from chat_service.engine.protocol import Tokenizer
 from chat_service.engine.sampler import TokenSampler
 from chat_service.engine.thread_events import Emit, deliver
-from chat_service.engine.types import EngineClosedError, FinishReason, GenerationRequest, TokenEvent
+from chat_service.engine.types import EngineClosedError, EngineStats, FinishReason, GenerationRequest, TokenEvent
 
 logger = logging.getLogger(__name__)
 
 # The graph returns logits for every prompt position (vocab floats each): a prefill call takes at most this many
 # tokens, so a long prompt costs ~100 MB of logits per call rather than gigabytes.
 PREFILL_TOKENS = 512
-
-
-@dataclass(frozen=True)
-class SchedulerConfig:
-    batch_wait_s: float = 0.0  # an idle engine waits this long, so that arrivals close together start together
-    prefills_per_step: int = 1  # new prompts prefilled between two decode steps
-    refill_wait_s: float = 0.0  # after a row finishes, how long the next step waits for a request to take its slot
-    # Keep a finished reply's KV for the next turn. Off by default: those positions were computed one token per decode
-    # step, which differs in the low bits from the chunked prefill a cold request gets (see prefix_cache), so a
-    # seeded request would no longer reproduce whichever way it is served.
-    cache_replies: bool = False
-    # Never decode one row alone: a lone row is run beside a scratch row. On CPUs whose int4 kernels differ between
-    # one row and several (AVX2), a row's logits then no longer depend on how many others share its steps, so a
-    # seeded request gives the same tokens alone and in company. Costs the lone stream one more row per step.
-    batch_invariant: bool = False
 
 
 @dataclass
@@ -85,7 +71,7 @@ class BatchScheduler:
         decoder: OnnxDecoder,
         tokenizer: Tokenizer,
         prefix_cache: PrefixCache,
-        config: SchedulerConfig,
+        config: EngineConfig,
         end_marker: object,
     ) -> None:
         self._decoder = decoder
@@ -99,6 +85,7 @@ class BatchScheduler:
         self._outbox: list[tuple[Emit, Any]] = []  # this step's events, handed over together (see _flush)
         self._wakeup = threading.Condition()
         self._stopping = False
+        self.steps = 0  # decode calls so far (written by the scheduler thread only)
         self._thread = threading.Thread(target=self._loop, name="batch-scheduler", daemon=True)
 
     def start(self) -> None:
@@ -133,6 +120,24 @@ class BatchScheduler:
     @property
     def waiting(self) -> int:
         return len(self._pending)
+
+    def stats(self) -> EngineStats:
+        """Read from another thread while this one runs: each figure is read once, so they may be a step apart
+        from one another, never torn."""
+        rows, staged, cache = list(self._table.rows), self._table.staged, self._decoder.cache
+        used = sum(row.length for row in rows) + (staged.length if staged is not None else 0)
+        return EngineStats(
+            rows_decoding=len(rows),
+            rows_waiting=len(self._pending),
+            kv_slots=cache.slots,
+            kv_slots_used=len(rows) + (staged is not None),
+            kv_positions_used=used,
+            kv_positions_allocated=cache.slots * cache.capacity,
+            kv_bytes_per_position=cache.bytes_per_position,
+            prefix_cache_hit_tokens=self._prefix.hit_tokens,
+            prefix_cache_blocks=len(self._prefix),
+            decode_steps=self.steps,
+        )
 
     # The scheduler thread -----------------------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -255,6 +260,7 @@ class BatchScheduler:
             lengths.append(self._table.used()[1])
         self._decoder.cache.ensure(max(lengths) + 1, self._table.used())
         logits = self._decoder.decode(tokens, lengths)
+        self.steps += 1
         for row, row_logits in zip(rows, logits[: len(rows)], strict=True):
             row.fed.append(row.next_token)
             row.length += 1
