@@ -68,7 +68,10 @@ def _token_rates_tab(environment: Environment, **_kwargs: object) -> None:
     environment.web_ui.template_args["extendedTabs"] = [{"title": "Token rates", "key": TOKEN_RATES_KEY}]
     environment.web_ui.template_args["extendedTables"] = [{"key": TOKEN_RATES_KEY, "structure": structure}]
 
-    @environment.web_ui.app.after_request
+    app = environment.web_ui.app
+    assert app is not None  # a web UI always has its Flask app
+
+    @app.after_request
     def _with_token_rates(response: Response) -> Response:
         if request.path == "/stats/requests" and response.is_json:
             body = {**response.get_json(), "extended_stats": [{"key": TOKEN_RATES_KEY, "data": token_rate_rows()}]}

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from chat_service.engine import GenerationRequest, TokenEvent
 from chat_service.engine.thread_events import InFlight
+from chat_service.engine.types import EngineStats
 from chat_service.main import create_app
 from chat_service.settings import ChatSettings
 from chat_testing import CharTokenizer
@@ -23,6 +24,7 @@ TOOLS = [{"name": "get_weather", "input_schema": {"type": "object", "properties"
 class ScriptedEngine:
     """Characters are tokens; generation replays `script` one character per step."""
 
+    name = "scripted"
     context_length = 4096
     system_fingerprint = "fp_testdouble"
 
@@ -41,6 +43,9 @@ class ScriptedEngine:
                 char,
                 None if not last else ("length" if last and len(script) == request.max_tokens else "stop"),
             )
+
+    def stats(self) -> EngineStats:
+        return EngineStats(rows_decoding=0, rows_waiting=0)
 
     def close(self) -> None:
         pass
