@@ -17,7 +17,7 @@ def test_penalties_follow_openai_formula() -> None:
     logits = np.array([5.0, 4.0, 0.0], dtype=np.float32)
     assert sampler.sample(logits) == 0  # counts are zero: no change
     assert sampler.sample(logits) == 1  # token 0: 5 - 1*0.5 - 1.0 = 3.5 < 4
-    np.testing.assert_allclose(sampler.apply_penalties(logits), [5.0 - 0.5 - 1.0, 4.0 - 0.5 - 1.0, 0.0])
+    np.testing.assert_allclose(sampler.model_logits(logits), [5.0 - 0.5 - 1.0, 4.0 - 0.5 - 1.0, 0.0])
 
 
 def test_top_p_keeps_only_the_nucleus() -> None:

@@ -1,0 +1,125 @@
+"""What sampling costs a real model's throughput: the batched engine in-process (no HTTP), Qwen2.5-Coder-0.5B, with
+the model's default samplers (temperature 0.7, top_p 0.8, top_k 20, repetition_penalty 1.05) against greedy, with
+this tree's sampler against a baseline commit's (bench.sampler_cost loads it from git), at 1 and 8 streams.
+
+Every configuration runs once per round, in an order rotated round to round, so a neighbour's load falls on all of
+them; the report gives each one's median aggregate tok/s (tokens over the wall time from the first request sent to
+the last token) and the ratios that matter: sampled over greedy with each sampler, and new over old.
+
+    .venv/bin/python -m bench.sampler_e2e
+    .venv/bin/python -m bench.sampler_e2e --rounds 5 --max-tokens 128
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from chat_service.engine.batched import scheduler
+from chat_service.engine.batched.engine import ContinuousBatchingEngine
+from chat_service.engine.model_folder import ModelFolder
+from chat_service.engine.sampler import TokenSampler
+from chat_service.engine.types import GenerationRequest, SamplingParams
+from ortserve_common.cpu import engine_threads, host_cpu
+
+from bench.sampler_cost import BASELINE, QWEN, baseline_sampler
+
+logger = logging.getLogger("bench.sampler_e2e")
+
+MODEL = Path.home() / ".cache/ortserve/models/r1/qwen2.5-coder-0.5b-instruct"
+PROMPTS = [
+    "Write a Python class for a bank account with deposit, withdraw, transfer and a history of transactions.",
+    "Implement a linked list in Python with insert, delete, reverse and search, with docstrings.",
+    "Write a JavaScript function that debounces another function, and explain how it works step by step.",
+    "Write a SQL schema for a library: books, authors, members and loans, with indexes, then three queries.",
+    "Implement binary search, merge sort and quicksort in Python, each with a short explanation.",
+    "Write a Rust program that reads a file line by line and counts the words, with error handling.",
+    "Write a small Flask application with routes to create, list, update and delete todo items.",
+    "Explain the difference between processes and threads, then show a Python example of each.",
+]
+
+
+async def _one(engine: ContinuousBatchingEngine, prompt: list[int], sampling: SamplingParams, max_tokens: int) -> int:
+    return len([e async for e in engine.generate(GenerationRequest(prompt, max_tokens, sampling))])
+
+
+def run_once(engine, prompts: list[list[int]], sampling: SamplingParams | None, max_tokens: int) -> float:
+    """Aggregate tok/s of len(prompts) concurrent streams; sampled streams seeded, so each round repeats its work."""
+
+    async def together() -> int:
+        jobs = [
+            _one(engine, p, SamplingParams(temperature=0.0) if sampling is None else _seeded(sampling, i), max_tokens)
+            for i, p in enumerate(prompts)
+        ]
+        return sum(await asyncio.gather(*jobs))
+
+    start = time.perf_counter()
+    tokens = asyncio.run(together())
+    return tokens / (time.perf_counter() - start)
+
+
+def _seeded(sampling: SamplingParams, seed: int) -> SamplingParams:
+    return replace(sampling, seed=seed)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=MODEL)
+    parser.add_argument("--baseline", default=BASELINE)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--max-tokens", type=int, default=96)
+    parser.add_argument("--streams", type=int, nargs="+", default=[1, 8])
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    samplers = {"old": baseline_sampler(args.baseline), "new": TokenSampler}
+    inner = ModelFolder(args.model, max_model_len=1024)
+    threads = engine_threads(None)
+    engine = ContinuousBatchingEngine(
+        inner, threads=threads, max_batch_size=max(args.streams), batch_wait_ms=0, capped=True
+    )
+    tokenizer = inner.tokenizer
+    prompts = [tokenizer.encode(tokenizer.apply_chat_template([{"role": "user", "content": p}])) for p in PROMPTS]
+    configs = [(n, mode, side) for n in args.streams for mode in ("greedy", "defaults") for side in ("old", "new")]
+    results: dict[tuple[int, str, str], list[float]] = {c: [] for c in configs}
+    logger.info("CPU: %s; %d engine threads", host_cpu().describe(), threads)
+    logger.info(
+        "model %s, %d tokens a stream, %d rounds; old: TokenSampler at %s",
+        args.model.name,
+        args.max_tokens,
+        args.rounds,
+        args.baseline,
+    )
+    try:
+        run_once(engine, prompts[:1], None, 8)  # warm-up: sessions, allocator, KV growth
+        for round_ in range(args.rounds):
+            shift = round_ % len(configs)
+            for n, mode, side in configs[shift:] + configs[:shift]:
+                scheduler.TokenSampler = samplers[side]  # type: ignore[misc]  # read at each request's admission
+                tok_s = run_once(engine, prompts[:n], None if mode == "greedy" else QWEN, args.max_tokens)
+                results[(n, mode, side)].append(tok_s)
+                logger.info("round %d: %d streams, %s, %s sampler: %.1f tok/s", round_, n, mode, side, tok_s)
+    finally:
+        scheduler.TokenSampler = TokenSampler  # type: ignore[misc]
+        engine.close()
+    median = {c: statistics.median(v) for c, v in results.items()}
+    logger.info("| streams | sampler | greedy tok/s | defaults tok/s | defaults / greedy |")
+    logger.info("|---|---|---|---|---|")
+    for n in args.streams:
+        for side in ("old", "new"):
+            g, d = median[(n, "greedy", side)], median[(n, "defaults", side)]
+            logger.info("| %d | %s | %.1f | %.1f | %.2f× |", n, side, g, d, d / g)
+        logger.info(
+            "| %d | new / old | %.2f× | %.2f× | |",
+            n,
+            median[(n, "greedy", "new")] / median[(n, "greedy", "old")],
+            median[(n, "defaults", "new")] / median[(n, "defaults", "old")],
+        )
+
+
+if __name__ == "__main__":
+    main()
