@@ -35,6 +35,12 @@ def test_engine_invariance_and_model_build_change_it(folder: Path) -> None:
     assert fingerprint.system_fingerprint(folder, "batched", False) not in {base, rebuilt}
 
 
+def test_a_new_sampler_version_changes_it(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    base = fingerprint.system_fingerprint(folder, "batched", False)
+    monkeypatch.setattr(fingerprint, "SAMPLER_VERSION", fingerprint.SAMPLER_VERSION + 1)
+    assert fingerprint.system_fingerprint(folder, "batched", False) != base
+
+
 def test_the_cpus_kernel_flags_change_it(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     avx2_only = replace(host_cpu(), isa=("avx2",))
     monkeypatch.setattr(fingerprint, "host_cpu", lambda: avx2_only)

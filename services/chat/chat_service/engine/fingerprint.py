@@ -4,7 +4,8 @@ OpenAI returns one so that a client knows when the same seeded request may stop 
 numerics follow the CPU's kernel-selecting ISA flags (MLAS picks its int4 and attention kernels by them), the
 onnxruntime and onnxruntime-genai versions, the engine, whether the batched engine runs batch-invariant, and the model
 build itself (its genai_config.json and the size of its weights). The thread count is left out: it splits work
-between threads without changing any sum (bench/kernel_numerics.py --threads 1 and 2 give the same logits).
+between threads without changing any sum (bench/kernel_numerics.py --threads 1 and 2 give the same logits). The
+sampler's version is in too: the same seed draws other tokens when the sampling code draws differently.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from importlib import metadata
 from pathlib import Path
 
 from ortserve_common.cpu import host_cpu
+
+# Bump when the sampler maps (logits, seed) to other tokens: 2 is the candidates-first sampler (engine/candidates.py).
+SAMPLER_VERSION = 2
 
 
 def _version(package: str) -> str:
@@ -41,6 +45,7 @@ def system_fingerprint(model_path: Path, engine: str, batch_invariant: bool) -> 
         "onnxruntime": _version("onnxruntime"),
         "onnxruntime-genai": _version("onnxruntime-genai"),
         "engine": engine,
+        "sampler": SAMPLER_VERSION,
         "batch_invariant": batch_invariant,
         "model": model_build_id(model_path),
     }
