@@ -8,11 +8,14 @@ machine. The figure is the best of a few rounds, since a shared machine only eve
 from __future__ import annotations
 
 import argparse
+import logging
 import tempfile
 import time
 from pathlib import Path
 
 from models_service.keys import KeyStore, new_secret
+
+logger = logging.getLogger("bench.key_check")
 
 
 def microseconds_per_check(keys: int, checks: int, rounds: int) -> float:
@@ -31,13 +34,14 @@ def microseconds_per_check(keys: int, checks: int, rounds: int) -> float:
 
 
 def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keys", type=int, nargs="+", default=[10, 100, 1000])
     parser.add_argument("--checks", type=int, default=2000, help="checks per round")
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     for keys in args.keys:
-        print(f"{keys:>6} keys: {microseconds_per_check(keys, args.checks, args.rounds):8.1f} µs per check")
+        logger.info("%6d keys: %8.1f µs per check", keys, microseconds_per_check(keys, args.checks, args.rounds))
 
 
 if __name__ == "__main__":
