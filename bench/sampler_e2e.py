@@ -21,17 +21,19 @@ from dataclasses import replace
 from pathlib import Path
 
 from chat_service.engine.batched import scheduler
-from chat_service.engine.batched.engine import ContinuousBatchingEngine
+from chat_service.engine.batched.engine import BatchedEngine
+from chat_service.engine.config import EngineConfig
 from chat_service.engine.model_folder import ModelFolder
 from chat_service.engine.sampler import TokenSampler
 from chat_service.engine.types import GenerationRequest, SamplingParams
 from ortserve_common.cpu import engine_threads, host_cpu
+from ortserve_common.models_dir import models_dir
 
 from bench.sampler_cost import BASELINE, QWEN, baseline_sampler
 
 logger = logging.getLogger("bench.sampler_e2e")
 
-MODEL = Path.home() / ".cache/ortserve/models/r1/qwen2.5-coder-0.5b-instruct"
+MODEL = models_dir() / "qwen2.5-coder-0.5b-instruct"
 PROMPTS = [
     "Write a Python class for a bank account with deposit, withdraw, transfer and a history of transactions.",
     "Implement a linked list in Python with insert, delete, reverse and search, with docstrings.",
@@ -44,7 +46,7 @@ PROMPTS = [
 ]
 
 
-async def _one(engine: ContinuousBatchingEngine, prompt: list[int], sampling: SamplingParams, max_tokens: int) -> int:
+async def _one(engine: BatchedEngine, prompt: list[int], sampling: SamplingParams, max_tokens: int) -> int:
     return len([e async for e in engine.generate(GenerationRequest(prompt, max_tokens, sampling))])
 
 
@@ -77,11 +79,10 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     samplers = {"old": baseline_sampler(args.baseline), "new": TokenSampler}
-    inner = ModelFolder(args.model, max_model_len=1024)
     threads = engine_threads(None)
-    engine = ContinuousBatchingEngine(
-        inner, threads=threads, max_batch_size=max(args.streams), batch_wait_ms=0, capped=True
-    )
+    config = EngineConfig(threads=threads, max_model_len=1024, slots=max(args.streams))
+    inner = ModelFolder(args.model, config.max_model_len)
+    engine = BatchedEngine(inner, config)
     tokenizer = inner.tokenizer
     prompts = [tokenizer.encode(tokenizer.apply_chat_template([{"role": "user", "content": p}])) for p in PROMPTS]
     configs = [(n, mode, side) for n in args.streams for mode in ("greedy", "defaults") for side in ("old", "new")]
@@ -99,7 +100,7 @@ def main() -> None:
         for round_ in range(args.rounds):
             shift = round_ % len(configs)
             for n, mode, side in configs[shift:] + configs[:shift]:
-                scheduler.TokenSampler = samplers[side]  # type: ignore[misc]  # read at each request's admission
+                scheduler.TokenSampler = samplers[side]  # type: ignore[misc,assignment]  # read at each admission
                 tok_s = run_once(engine, prompts[:n], None if mode == "greedy" else QWEN, args.max_tokens)
                 results[(n, mode, side)].append(tok_s)
                 logger.info("round %d: %d streams, %s, %s sampler: %.1f tok/s", round_, n, mode, side, tok_s)

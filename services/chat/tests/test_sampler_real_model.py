@@ -9,8 +9,9 @@ import asyncio
 import numpy as np
 import onnxruntime_genai as og
 import pytest
-from chat_service.engine.batched.engine import ContinuousBatchingEngine
+from chat_service.engine.batched.engine import BatchedEngine
 from chat_service.engine.candidates import nucleus
+from chat_service.engine.config import EngineConfig
 from chat_service.engine.model_folder import ModelFolder
 from chat_service.engine.sampler import TokenSampler
 from chat_service.engine.types import GenerationRequest, SamplingParams
@@ -23,9 +24,8 @@ PROMPT = "Write a short poem about the sea."
 
 @pytest.fixture(scope="module")
 def engine(smollm_path):
-    engine = ContinuousBatchingEngine(
-        ModelFolder(smollm_path, max_model_len=512), threads=2, max_batch_size=2, batch_wait_ms=0, capped=True
-    )
+    config = EngineConfig(threads=2, max_model_len=512, slots=2)
+    engine = BatchedEngine(ModelFolder(smollm_path, config.max_model_len), config)
     yield engine
     engine.close()
 
