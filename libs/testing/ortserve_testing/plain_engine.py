@@ -13,7 +13,10 @@ from ortserve_testing.numerics import GreedyReference
 
 
 class PlainGenerator:
-    def __init__(self, model_path: Path, threads: int = 2) -> None:
+    def __init__(self, model_path: Path, threads: int = 2, row_tolerance: float = 0.0) -> None:
+        """`row_tolerance`: how far a batched engine's rows may differ from this loop's logits on this CPU (the
+        greedy references carry it; ortserve_testing.numerics)."""
+        self.row_tolerance = row_tolerance
         config = og.Config(str(model_path))
         config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}))
         self.model = og.Model(config)
@@ -48,4 +51,4 @@ class PlainGenerator:
             margins.append(float(top2[1] - top2[0]))
             generator.generate_next_token()
             out.append(int(generator.get_next_tokens()[0]))
-        return GreedyReference(out, margins, self.decode)
+        return GreedyReference(out, margins, self.decode, self.row_tolerance)

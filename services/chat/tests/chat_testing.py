@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import openai
+from chat_service.engine.batched.decoder import OnnxDecoder
+from chat_service.engine.model_folder import ModelFolder
 from ortserve_common.models_dir import models_dir
+from ortserve_testing.numerics import SAFETY
 from ortserve_testing.plain_engine import PlainGenerator
 from ortserve_testing.processes import ServiceProcess, free_port
 
@@ -14,6 +18,12 @@ MODELS_DIR = models_dir()
 SMOLLM = MODELS_DIR / "smollm2-135m-instruct"
 PHI3_TINY = MODELS_DIR / "phi3-tiny"
 MODEL_ID = "smollm2-135m-instruct"
+ROW_PROMPTS = [
+    "Once upon a time, in a land far away,",
+    "def fibonacci(n):",
+    "The three primary colours are",
+    "1, 2, 3,",
+]
 
 
 class ChatServer(ServiceProcess):
@@ -37,6 +47,30 @@ class ChatServer(ServiceProcess):
         return openai.OpenAI(base_url=self.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
 
 
+def row_tolerance(model_path: Path, plain: PlainGenerator, steps: int = 16) -> float:
+    """How far this CPU's kernels move a decode row's logits between running it alone and beside three other rows:
+    the largest |Δ logit| over `steps` teacher-forced steps of four prompts, times numerics.SAFETY (0 where the
+    kernels are row-count-invariant, as on AVX-512 VNNI; docs/ENGINE_DESIGNS.md, "Numerics by CPU")."""
+    folder = ModelFolder(model_path, max_model_len=256)
+    decoder = OnnxDecoder(model_path, folder.config, 2, 4, 256)
+    prompts = [plain.encode(p) for p in ROW_PROMPTS]
+    tokens = [plain.greedy(p, steps) for p in ROW_PROMPTS]
+    steps = min(len(t) for t in tokens)  # a reference may end early at end-of-sequence
+
+    def run(rows: int) -> list[np.ndarray]:
+        for slot in range(rows):
+            decoder.prefill([prompts[slot]], slot)
+        lengths, first = [len(p) for p in prompts[:rows]], []
+        for step in range(steps - 1):
+            logits = decoder.decode([tokens[r][step] for r in range(rows)], lengths)
+            first.append(logits[0].astype(np.float32).copy())
+            lengths = [n + 1 for n in lengths]
+        return first
+
+    alone, beside = run(1), run(4)
+    return SAFETY * max(float(np.max(np.abs(a - b))) for a, b in zip(alone, beside, strict=True))
+
+
 class CharTokenizer:
     """The tests' tokenizer: characters are tokens, and the chat template is one tag per message."""
 
@@ -55,4 +89,4 @@ class CharTokenizer:
         return "".join(f"<{m['role']}>{m['content']}" for m in messages) + "<assistant>"
 
 
-__all__ = ["CharTokenizer", "ChatServer", "PlainGenerator"]
+__all__ = ["CharTokenizer", "ChatServer", "PlainGenerator", "row_tolerance"]
