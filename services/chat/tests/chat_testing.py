@@ -71,6 +71,20 @@ def row_tolerance(model_path: Path, plain: PlainGenerator, steps: int = 16) -> f
     return SAFETY * max(float(np.max(np.abs(a - b))) for a, b in zip(alone, beside, strict=True))
 
 
+def several_rows_invariant(model_path: Path, plain: PlainGenerator) -> bool:
+    """Whether a decode row's logits stay the same, bit for bit, beside one, two or three other rows: what
+    CHAT_BATCH_INVARIANT relies on (it never runs a row alone, so only several-row steps remain)."""
+    folder = ModelFolder(model_path, max_model_len=256)
+    decoder = OnnxDecoder(model_path, folder.config, 2, 4, 256)
+    prompts = [plain.encode(p) for p in ROW_PROMPTS]
+    for slot, prompt in enumerate(prompts):
+        decoder.prefill([prompt], slot)
+    # Each call feeds every row the same token at the same position, so only the company changes between calls.
+    tokens, lengths = [p[-1] for p in prompts], [len(p) for p in prompts]
+    two, three, four = (decoder.decode(tokens[:n], lengths[:n])[:n].copy() for n in (2, 3, 4))
+    return bool(np.array_equal(two[:2], three[:2]) and np.array_equal(three, four[:3]))
+
+
 class CharTokenizer:
     """The tests' tokenizer: characters are tokens, and the chat template is one tag per message."""
 
@@ -89,4 +103,4 @@ class CharTokenizer:
         return "".join(f"<{m['role']}>{m['content']}" for m in messages) + "<assistant>"
 
 
-__all__ = ["CharTokenizer", "ChatServer", "PlainGenerator", "row_tolerance"]
+__all__ = ["CharTokenizer", "ChatServer", "PlainGenerator", "row_tolerance", "several_rows_invariant"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import openai
 import pytest
-from chat_testing import PHI3_TINY, SMOLLM, ChatServer, PlainGenerator, row_tolerance
+from chat_testing import PHI3_TINY, SMOLLM, ChatServer, PlainGenerator, row_tolerance, several_rows_invariant
 from ortserve_testing.postgres import TemporaryPostgres
 
 
@@ -51,6 +51,13 @@ def plain(smollm_path: Path) -> PlainGenerator:
     plain.row_tolerance = row_tolerance(smollm_path, plain)
     logging.getLogger(__name__).info("decode rows beside others may move a logit by %.4g here", plain.row_tolerance)
     return plain
+
+
+@pytest.fixture(scope="session")
+def rows_invariant(smollm_path: Path, plain: PlainGenerator) -> bool:
+    """Whether this CPU's several-row kernels give a row the same logits in any company (batch-invariant mode's
+    premise): measured on AVX-512 VNNI; where it does not hold, the tests of that mode's exactness are skipped."""
+    return several_rows_invariant(smollm_path, plain)
 
 
 @pytest.fixture(scope="session")

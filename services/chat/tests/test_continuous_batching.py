@@ -82,9 +82,13 @@ def invariant_server(smollm_path):
     server.stop()
 
 
-def test_seeded_sampling_is_independent_of_batch_company(invariant_server: ChatServer, batched_server) -> None:
-    """Exact on every CPU in batch-invariant mode (without it only where the kernels allow: see
-    test_seeded_reproducibility.py)."""
+def test_seeded_sampling_is_independent_of_batch_company(
+    invariant_server: ChatServer, batched_server, rows_invariant
+) -> None:
+    """Exact in batch-invariant mode wherever the several-row kernels are (without it only where the one-row kernel
+    agrees too: see test_seeded_reproducibility.py)."""
+    if not rows_invariant:
+        pytest.skip("this CPU's several-row kernels give a row other logits in other company: no mode is exact here")
     client = invariant_server.client()
     seeded = dict(temperature=0.9, top_p=0.95, seed=42)
     alone = _ask(client, "chat", CHATS[1], 32, 0, **seeded)

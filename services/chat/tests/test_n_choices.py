@@ -21,7 +21,9 @@ def client(smollm_path):
     server.stop()
 
 
-def test_n_choices_each_reproducible_with_a_seed(client: openai.OpenAI) -> None:
+def test_n_choices_each_reproducible_with_a_seed(client: openai.OpenAI, rows_invariant) -> None:
+    if not rows_invariant:
+        pytest.skip("this CPU's several-row kernels give a row other logits in other company: no mode is exact here")
     response = client.chat.completions.create(n=3, **SAMPLED)
     assert [c.index for c in response.choices] == [0, 1, 2]
     texts = [c.message.content for c in response.choices]
@@ -57,7 +59,9 @@ def test_n_with_structured_output_and_logprobs(client: openai.OpenAI) -> None:
         assert choice.message.content[0].isupper()
 
 
-def test_completions_n_with_several_prompts(client: openai.OpenAI) -> None:
+def test_completions_n_with_several_prompts(client: openai.OpenAI, rows_invariant) -> None:
+    if not rows_invariant:
+        pytest.skip("this CPU's several-row kernels give a row other logits in other company: no mode is exact here")
     prompts = ["A cat is", "A dog is"]
     kwargs = dict(model=MODEL_ID, prompt=prompts, temperature=1.0, max_tokens=6, seed=5, n=2)
     response = client.completions.create(**kwargs)

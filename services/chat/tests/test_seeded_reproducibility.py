@@ -75,7 +75,11 @@ def test_a_seeded_request_alone_reproduces_cold_and_from_the_cache(smollm_path, 
     assert cold == warm == again
 
 
-def test_batch_invariant_mode_gives_a_seeded_request_the_same_tokens_in_company(smollm_path, plain) -> None:
+def test_batch_invariant_mode_gives_a_seeded_request_the_same_tokens_in_company(
+    smollm_path, plain, rows_invariant
+) -> None:
+    if not rows_invariant:
+        pytest.skip("this CPU's several-row kernels give a row other logits in other company: no mode is exact here")
     engine = _engine(smollm_path, invariant=True)
     prompt = plain.encode(plain.chat_prompt([{"role": "user", "content": "Write a short poem about the sea."}]))
     try:
