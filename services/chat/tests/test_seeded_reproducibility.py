@@ -47,6 +47,15 @@ def _alone_and_in_company(engine, plain, prompt: list[int]) -> tuple[list[int], 
     return asyncio.run(scenario())
 
 
+def _poem_alone_and_in_company(smollm_path, plain, invariant: bool) -> tuple[list[int], list[int]]:
+    engine = _engine(smollm_path, invariant)
+    prompt = plain.encode(plain.chat_prompt([{"role": "user", "content": "Write a short poem about the sea."}]))
+    try:
+        return _alone_and_in_company(engine, plain, prompt)
+    finally:
+        engine.close()
+
+
 def _rows_are_invariant(smollm_path, plain) -> bool:
     """Whether this CPU's kernels give a decode row the same logits alone and beside another row."""
     folder = ModelFolder(smollm_path, max_model_len=256)
@@ -80,12 +89,7 @@ def test_batch_invariant_mode_gives_a_seeded_request_the_same_tokens_in_company(
 ) -> None:
     if not rows_invariant:
         pytest.skip("this CPU's several-row kernels give a row other logits in other company: no mode is exact here")
-    engine = _engine(smollm_path, invariant=True)
-    prompt = plain.encode(plain.chat_prompt([{"role": "user", "content": "Write a short poem about the sea."}]))
-    try:
-        alone, together = _alone_and_in_company(engine, plain, prompt)
-    finally:
-        engine.close()
+    alone, together = _poem_alone_and_in_company(smollm_path, plain, invariant=True)
     assert together == alone
 
 
@@ -94,12 +98,7 @@ def test_without_batch_invariance_company_changes_nothing_where_the_kernels_are_
 ) -> None:
     if not _rows_are_invariant(smollm_path, plain):
         pytest.skip("this CPU's kernels differ between one decode row and two: only batch-invariant mode is exact")
-    engine = _engine(smollm_path, invariant=False)
-    prompt = plain.encode(plain.chat_prompt([{"role": "user", "content": "Write a short poem about the sea."}]))
-    try:
-        alone, together = _alone_and_in_company(engine, plain, prompt)
-    finally:
-        engine.close()
+    alone, together = _poem_alone_and_in_company(smollm_path, plain, invariant=False)
     assert together == alone
 
 
