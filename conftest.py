@@ -15,6 +15,7 @@ STACK_FIXTURES = {"stack", "reliability_stack", "soak_stack"}
 MODEL_FIXTURES = {
     "smollm_path",  # chat: the real SmolLM2 (and every fixture built on it: chat_server, client, plain)
     "postgres_url",  # a real PostgreSQL server
+    "redis_server",  # a real Redis server (the per-key limits counters)
     "real_models",  # embeddings: the real encoders (server, client, minilm_tokenizer build on it)
     "shared_registry",  # models: the registry as a process
     "fresh_registry",

@@ -5,6 +5,14 @@ from __future__ import annotations
 import hmac
 
 from ortserve_common.errors import OpenAIError
+from ortserve_common.limits.model import (
+    DEFAULT_PRIORITY,
+    KEY_ID_HEADER,
+    KEY_LIMITS_HEADER,
+    KEY_PRIORITY_HEADER,
+    KeyLimits,
+)
+from ortserve_common.model_manifest import Manifest
 from pydantic import SecretStr
 
 from models_service.keys import ApiKeyRecord, KeyStore
@@ -65,3 +73,25 @@ def require_admin_key(token: str | None, admin_key: SecretStr | None, key_store:
             "insufficient_permissions",
         )
     raise invalid_api_key()
+
+
+def key_check_headers(record: ApiKeyRecord, manifest: Manifest) -> dict[str, str]:
+    """What a successful key check tells nginx about the key. A key without a priority is interactive."""
+    limits = record.limits
+    headers = {KEY_ID_HEADER: record.id, KEY_PRIORITY_HEADER: (limits and limits.priority) or DEFAULT_PRIORITY}
+    if limits is not None:
+        headers[KEY_LIMITS_HEADER] = with_aliases(limits, manifest).to_header()
+    return headers
+
+
+def with_aliases(limits: KeyLimits, manifest: Manifest) -> KeyLimits:
+    """The allow-list names a model by its id or any alias; the services compare names as sent, so every other name
+    of an allowed manifest model is allowed too."""
+    if limits.models is None:
+        return limits
+    names = list(limits.models)
+    for name in limits.models:
+        entry = manifest.entry(name)
+        if entry is not None:
+            names += [other for other in (entry.id, *entry.aliases) if other not in names]
+    return limits.model_copy(update={"models": names})

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 from ortserve_common.admin_auth import bearer_token
+from ortserve_common.limits.store import LimitsStore
 
 from models_service.auth import require_admin_key
 from models_service.keys import KeyStore
@@ -22,6 +23,10 @@ def _key_store(request: Request) -> KeyStore:
     return request.app.state.key_store
 
 
+def _limits_store(request: Request) -> LimitsStore:
+    return request.app.state.limits_store
+
+
 def _load_forwarder(request: Request) -> LoadForwarder:
     return request.app.state.load_forwarder
 
@@ -36,6 +41,7 @@ def _bearer(authorization: Annotated[str | None, Header()] = None) -> str | None
 
 RegistryDep = Annotated[ModelRegistry, Depends(_registry)]
 KeyStoreDep = Annotated[KeyStore, Depends(_key_store)]
+LimitsStoreDep = Annotated[LimitsStore, Depends(_limits_store)]
 LoadForwarderDep = Annotated[LoadForwarder, Depends(_load_forwarder)]
 SettingsDep = Annotated[ModelsSettings, Depends(_settings)]
 BearerTokenDep = Annotated[str | None, Depends(_bearer)]

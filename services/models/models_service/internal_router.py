@@ -13,7 +13,7 @@ from ortserve_common.protocol.registry import (
     normalize_instance_url,
 )
 
-from models_service.auth import authenticate
+from models_service.auth import authenticate, key_check_headers
 from models_service.dependencies import BearerTokenDep, KeyStoreDep, RegistryDep
 
 router = APIRouter(prefix="/internal", tags=["internal"])
@@ -50,8 +50,9 @@ async def list_model_statuses(registry: RegistryDep) -> ModelStatusList:
 
 
 @router.api_route("/auth", methods=_ANY_METHOD, status_code=204, response_class=Response)
-async def check_api_key(token: BearerTokenDep, key_store: KeyStoreDep) -> Response:
+async def check_api_key(token: BearerTokenDep, key_store: KeyStoreDep, registry: RegistryDep) -> Response:
     record = authenticate(token, key_store)
     record_request_fields(api_key_id=record.id)
-    # nginx passes the key's id on to the services (auth_request_set), which keep per-key state such as conversations.
-    return Response(status_code=204, headers={"X-Ortserve-Api-Key-Id": record.id})
+    # nginx passes these on to the services (auth_request_set): the key's id (per-key state such as conversations),
+    # its priority (the chat scheduler) and its limits (counted by the services, since this answer is cached).
+    return Response(status_code=204, headers=key_check_headers(record, registry.manifest))

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ortserve_common.limits.model import KeyLimits
+
 logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "sk-ortserve-"
@@ -50,9 +52,11 @@ class ApiKeyRecord:
     revoked: bool
     prefix: str
     sha256: str
+    limits: KeyLimits | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ApiKeyRecord:
+        limits = data.get("limits")  # absent in files written before keys had limits
         return cls(
             id=str(data["id"]),
             name=str(data["name"]),
@@ -60,7 +64,13 @@ class ApiKeyRecord:
             revoked=bool(data["revoked"]),
             prefix=str(data["prefix"]),
             sha256=str(data["sha256"]),
+            limits=KeyLimits.model_validate(limits) if limits else None,
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["limits"] = self.limits.model_dump(exclude_none=True) if self.limits is not None else None
+        return data
 
 
 class KeyStore:
@@ -72,9 +82,10 @@ class KeyStore:
             raise KeyStoreError(f"cannot create data folder {data_dir}: {exc.strerror or exc}") from None
         self._records = self._read()
 
-    def create(self, name: str) -> tuple[ApiKeyRecord, str]:
+    def create(self, name: str, limits: KeyLimits | None = None) -> tuple[ApiKeyRecord, str]:
         secret = new_secret()
         record = self._new_record(name, secret)
+        record.limits = None if limits is None or limits.is_empty() else limits
         self._records.append(record)
         self._write()
         logger.info("created API key %s (%s) named %r", record.id, record.prefix, name)
@@ -114,6 +125,23 @@ class KeyStore:
                 return record
         return None
 
+    def update(self, key_id: str, changes: dict[str, Any]) -> ApiKeyRecord | None:
+        """Apply `name` and/or `limits` (a KeyLimits, or None to remove them) to the key; None if it is unknown."""
+        for record in self._records:
+            if record.id == key_id:
+                if "name" in changes and changes["name"] is not None:
+                    record.name = changes["name"]
+                if "limits" in changes:
+                    limits = changes["limits"]
+                    record.limits = None if limits is None or limits.is_empty() else limits
+                self._write()
+                logger.info("updated API key %s (%s): %s", record.id, record.prefix, ", ".join(sorted(changes)))
+                return record
+        return None
+
+    def find(self, key_id: str) -> ApiKeyRecord | None:
+        return next((record for record in self._records if record.id == key_id), None)
+
     def verify(self, secret: str) -> ApiKeyRecord | None:
         """The valid, unrevoked key with this secret, or None; exact (case-sensitive) match only."""
         candidate = hash_secret(secret)
@@ -140,12 +168,12 @@ class KeyStore:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             return [ApiKeyRecord.from_dict(item) for item in data["keys"]]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # ValidationError is a ValueError
             raise KeyStoreError(f"cannot read API keys from {self.path}: {exc!r}") from None
 
     def _write(self) -> None:
         """Write a temp file and rename it over the old one, so a crash leaves either the old or the new file."""
-        payload = json.dumps({"version": FILE_VERSION, "keys": [asdict(r) for r in self._records]}, indent=2)
+        payload = json.dumps({"version": FILE_VERSION, "keys": [r.to_dict() for r in self._records]}, indent=2)
         fd, temp_path = tempfile.mkstemp(dir=self.path.parent, prefix=f".{KEYS_FILE}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 from ortserve_common.app import create_service_app
+from ortserve_common.limits.store import LimitsStore
 from ortserve_common.model_manifest import load_manifest
 from ortserve_common.telemetry import trace_httpx
 
@@ -34,12 +35,14 @@ def create_app(settings: ModelsSettings, clock: Callable[[], float] = time.monot
         registry = ModelRegistry(manifest, forget_after_s=settings.forget_after_s, clock=clock)
         admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
         # trust_env=False: instances are reached directly inside the stack, never through an outbound proxy.
+        limits_store = LimitsStore(settings.limits_store_url, settings.limits_store_timeout_s)
         async with httpx.AsyncClient(timeout=settings.forward_timeout_s, trust_env=False) as client:
             trace_httpx(client)  # forwarded loads join the admin request's trace
             app.state.settings = settings
             app.state.registry = registry
             app.state.key_store = key_store
             app.state.load_forwarder = LoadForwarder(registry, client, admin_key)
+            app.state.limits_store = limits_store
             logger.info(
                 "registry up: manifest %s (%d models), %d API keys in %s, admin API %s",
                 settings.manifest,
@@ -52,6 +55,7 @@ def create_app(settings: ModelsSettings, clock: Callable[[], float] = time.monot
                 yield
             finally:
                 app.state.registry = None
+                await limits_store.close()
 
     return create_service_app(
         "ortserve models",

@@ -39,6 +39,14 @@ class ModelsSettings(ServiceSettings):
     forward_timeout_s: float = Field(
         120.0, gt=0, description="Timeout for a load or unload forwarded to an instance (loads take seconds)."
     )
+    limits_store_url: str | None = Field(
+        None,
+        description="Redis URL of the per-key limits counters the services share (redis://host:6379/0), read by "
+        "GET /admin/keys/{id}/usage; unset, that route answers 503.",
+    )
+    limits_store_timeout_s: float = Field(
+        0.5, gt=0, description="Longest wait for the limits store per call before it counts as down."
+    )
     forget_after_s: float = Field(
         600.0, gt=0, description="An instance down for this long is dropped from /internal views."
     )

@@ -134,7 +134,8 @@ def test_key_lifecycle(shared_registry: ModelsServer) -> None:
         created = admin.post("/admin/keys", json={"name": "lifecycle"})
         assert created.status_code == 201
         body = created.json()
-        assert set(body) == {"id", "name", "key", "created"} and body["name"] == "lifecycle"
+        assert set(body) == {"id", "name", "key", "created", "limits"} and body["name"] == "lifecycle"
+        assert body["limits"] is None  # keys without limits behave as before
         secret = body["key"]
         assert KEY_FORMAT.match(secret)
 
@@ -147,6 +148,7 @@ def test_key_lifecycle(shared_registry: ModelsServer) -> None:
             "created": body["created"],
             "revoked": False,
             "prefix": secret[:16],
+            "limits": None,
         }
         assert secret not in json.dumps(listing) and "sha256" not in json.dumps(listing)
 
