@@ -24,7 +24,7 @@ NEED_ENGINE := docker info >/dev/null 2>&1 || { echo "no Docker engine answers h
 export ORTSERVE_MODELS_DIR := $(MODELS_DIR)
 export ORTSERVE_BUILD_PYTHON := $(BUILD_VENV)/bin/python
 
-.PHONY: help install build-venv model model-large convert nginx postgres certs run run-chat up down test test-unit lint typecheck docs clean loadtest loadtest-ui bench bench-small bench-peers bench-real-size bench-threads \
+.PHONY: help install build-venv model model-large convert nginx redis postgres certs run run-chat up down test test-unit lint typecheck docs clean loadtest loadtest-ui bench bench-small bench-peers bench-real-size bench-threads \
 	fuzz overload soak docker-engine base-image images compose-up compose-down swarm-up swarm-down
 
 help: ## List the targets
@@ -54,15 +54,19 @@ convert: build-venv ## Your own GGUF into a model folder: make convert GGUF=file
 nginx: ## Install nginx from Debian's packages when it is missing
 	@command -v nginx >/dev/null || { echo ">> installing nginx"; apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx; }
 
+redis: ## Install Debian's Redis server when it is missing (the per-key limits counters of make run and the tests)
+	@command -v redis-server >/dev/null || { echo ">> installing redis-server"; apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server; }
+
 postgres: ## Install Debian's PostgreSQL server when it is missing, for the tests that run on a real one (best effort)
 	@command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { echo ">> installing postgresql"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; } \
 	  || echo ">> no PostgreSQL server: its tests will be skipped"
 
-run: install nginx $(MODEL_STAMPS) ## The whole stack (registry, chat, embeddings, nginx) in the foreground; Ctrl-C stops it
+run: install nginx redis $(MODEL_STAMPS) ## The whole stack (registry, chat, embeddings, nginx) in the foreground; Ctrl-C stops it
 	$(PY) tools/stack.py run
 
-up: install nginx $(MODEL_STAMPS) ## The whole stack in the background
+up: install nginx redis $(MODEL_STAMPS) ## The whole stack in the background
 	$(PY) tools/stack.py up
 
 certs: ## A local CA and server certificate in run/tls (make run does this too)
@@ -76,14 +80,14 @@ run-chat: install $(MODEL_STAMPS) ## Only the chat service (Qwen2.5-Coder-0.5B; 
 	path=$${CHAT_MODEL_PATH:-$(CHAT_MODEL)}; \
 	CHAT_MODEL_PATH=$$path CHAT_MODEL_ID=$${CHAT_MODEL_ID:-$$(basename $$path)} $(PY) -m chat_service
 
-test: install nginx postgres docker-engine $(MODEL_STAMPS) ## Run every test on the real models (compose included)
+test: install nginx redis postgres docker-engine $(MODEL_STAMPS) ## Run every test on the real models (compose included)
 	@tools/docker/images.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-loadtest: install nginx postgres $(MODEL_STAMPS) ## Locust, headless, 60 s on a stack of its own; CSV + HTML in results/loadtest/
+loadtest: install nginx redis postgres $(MODEL_STAMPS) ## Locust, headless, 60 s on a stack of its own; CSV + HTML in results/loadtest/
 	$(PY) -m loadtest.run $(LOADTEST_ARGS)
 
-loadtest-ui: install nginx $(MODEL_STAMPS) ## Locust's web UI on 127.0.0.1:8089 against the local stack (started and stopped with it if not up)
+loadtest-ui: install nginx redis $(MODEL_STAMPS) ## Locust's web UI on 127.0.0.1:8089 against the local stack (started and stopped with it if not up)
 	$(PY) -m loadtest.run --ui $(LOADTEST_ARGS)
 
 bench: bench-peers bench-real-size ## Every benchmark: SmolLM2 vs llama-server (docs/BENCHMARKS.md), then Qwen 0.5B and 1.5B at real size

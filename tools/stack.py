@@ -23,6 +23,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -41,6 +42,7 @@ PORTS = {
     "MODELS_PORT": "8002",
     "PROXY_HTTPS_PORT": "8443",
     "OTLP_RECEIVER_PORT": "4318",
+    "LIMITS_STORE_PORT": "6379",
 }
 
 
@@ -97,6 +99,10 @@ def prepare(run_dir: Path) -> dict[str, str]:
     spec.loader.exec_module(renderer)
     nginx_conf = renderer.render(run_dir / "proxy")
     python = sys.executable
+    redis_server = shutil.which("redis-server")
+    limits_store = f"redis://127.0.0.1:{ports['LIMITS_STORE_PORT']}/0" if redis_server else ""
+    if not redis_server:
+        logger.warning("no redis-server (make redis installs it): per-key limits go uncounted (fail open)")
     programs = {
         "registry": (
             f"{python} -m models_service",
@@ -104,6 +110,7 @@ def prepare(run_dir: Path) -> dict[str, str]:
                 "MODELS_DATA_DIR": run_dir / "models-data",
                 "MODELS_API_KEYS": api_key,
                 "MODELS_ADMIN_KEY": admin_key,
+                "MODELS_LIMITS_STORE_URL": limits_store,
             },
         ),
         "chat": (
@@ -113,14 +120,26 @@ def prepare(run_dir: Path) -> dict[str, str]:
                 "CHAT_REGISTRY_URL": registry,
                 "CHAT_ADMIN_KEY": admin_key,
                 "CHAT_DATA_DIR": os.environ.get("CHAT_DATA_DIR", run_dir / "chat-data"),
+                "CHAT_LIMITS_STORE_URL": limits_store,
             },
         ),
         "embeddings": (
             f"{python} -m embeddings_service",
-            {"EMBED_MODELS_DIR": models_dir, "EMBED_REGISTRY_URL": registry, "EMBED_ADMIN_KEY": admin_key},
+            {
+                "EMBED_MODELS_DIR": models_dir,
+                "EMBED_REGISTRY_URL": registry,
+                "EMBED_ADMIN_KEY": admin_key,
+                "EMBED_LIMITS_STORE_URL": limits_store,
+            },
         ),
         "proxy": (f"{shutil.which('nginx') or 'nginx'} -p {run_dir / 'proxy'} -c {nginx_conf} -g 'daemon off;'", {}),
     }
+    if redis_server:
+        # The per-key limits counters: in memory only (they are per minute and per day; a restart starts them afresh).
+        programs["limits-store"] = (
+            f"{redis_server} --port {ports['LIMITS_STORE_PORT']} --bind 127.0.0.1 --save '' --appendonly no",
+            {},
+        )
     for name, service_name in (
         ("registry", "ortserve-models"),
         ("chat", "ortserve-chat"),
@@ -166,6 +185,7 @@ def prepare(run_dir: Path) -> dict[str, str]:
         ]
     (run_dir / "supervisord.conf").write_text("\n".join(sections) + "\n")
     info = {"api_key": api_key, "admin_key": admin_key, "ca": str(run_dir / "tls/ca.pem"), **ports}
+    info["limits_store"] = limits_store
     if traces_on():
         info["traces"] = str(run_dir / "traces.jsonl")
     return info
@@ -178,6 +198,8 @@ def wait_healthy(info: dict[str, str], run_dir: Path, timeout_s: float = 120) ->
         "embeddings": f"http://127.0.0.1:{info['EMBED_PORT']}/ready",
         "proxy": f"https://localhost:{info['PROXY_HTTPS_PORT']}/health",
     }
+    if info.get("limits_store"):
+        checks["limits-store"] = info["limits_store"]
     if "traces" in info:
         checks["otlp-receiver"] = f"http://127.0.0.1:{info['OTLP_RECEIVER_PORT']}/health"
     context = ssl.create_default_context(cafile=info["ca"])
@@ -186,14 +208,27 @@ def wait_healthy(info: dict[str, str], run_dir: Path, timeout_s: float = 120) ->
     while pending and time.monotonic() < deadline:
         for name, url in list(pending.items()):
             try:
-                with urllib.request.urlopen(url, timeout=2, context=context if url.startswith("https") else None):
-                    pending.pop(name)
-                    logger.info("%s is ready", name)
+                if url.startswith("redis://"):
+                    _redis_ping(url)
+                else:
+                    with urllib.request.urlopen(url, timeout=2, context=context if url.startswith("https") else None):
+                        pass
+                pending.pop(name)
+                logger.info("%s is ready", name)
             except OSError:
                 pass
         time.sleep(0.5)
     if pending:
         raise SystemExit(f"not healthy after {timeout_s:.0f}s: {', '.join(pending)} (logs in {run_dir / 'logs'})")
+
+
+def _redis_ping(url: str) -> None:
+    """Raises OSError until the Redis at `url` (redis://host:port/db) answers PING."""
+    host, port = url.removeprefix("redis://").split("/")[0].split(":")
+    with socket.create_connection((host, int(port)), timeout=2) as conn:
+        conn.sendall(b"PING\r\n")
+        if not conn.recv(16).startswith(b"+PONG"):
+            raise OSError("no PONG yet")
 
 
 def banner(info: dict[str, str]) -> str:

@@ -13,12 +13,15 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
+from opentelemetry import trace
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ortserve_common.errors import OpenAIError, error_body
+from ortserve_common.limits.limiter import KeyLimiter
+from ortserve_common.limits.middleware import KeyLimitsMiddleware
 from ortserve_common.logs import request_fields_var, request_id_var
 from ortserve_common.server import is_draining
 from ortserve_common.telemetry import QUIET_PATHS, ServiceMetrics, current_trace_ids, setup_tracing
@@ -99,6 +102,14 @@ class RequestContextMiddleware:
         request_id_var.set(request_id)
         fields: dict[str, Any] = {}
         request_fields_var.set(fields)
+        # Whose request this is, as the proxy's key check found (never the secret): on the access line and the span.
+        key_id = headers.get(b"x-ortserve-api-key-id", b"").decode("latin-1")[:64]
+        if key_id:
+            fields["api_key_id"] = key_id
+            trace.get_current_span().set_attribute("ortserve.api_key_id", key_id)
+        priority = headers.get(b"x-ortserve-key-priority", b"").decode("latin-1")[:16]
+        if priority:
+            fields["key_priority"] = priority
         start = time.perf_counter()
         status = {"code": 500, "started": False}
 
@@ -230,8 +241,10 @@ def create_service_app(
     is_ready: Callable[[FastAPI], bool],
     service_name: str,
     metrics: ServiceMetrics | None = None,
+    key_limiter: KeyLimiter | None = None,
 ) -> FastAPI:
-    """`service_name` names the traces unless OTEL_SERVICE_NAME does; `metrics` defaults to the shared set only."""
+    """`service_name` names the traces unless OTEL_SERVICE_NAME does; `metrics` defaults to the shared set only;
+    `key_limiter` enforces per-key limits on the inference routes."""
     tracer_provider = setup_tracing(service_name)
     metrics = metrics or ServiceMetrics()
     app = FastAPI(title=title, lifespan=lifespan)
@@ -240,6 +253,9 @@ def create_service_app(
     app.add_exception_handler(OpenAIError, _openai_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_handler)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error_handler)  # type: ignore[arg-type]
+    if key_limiter is not None:
+        # Added first, so it runs inside the request-context middleware: its refusals get an access line too.
+        app.add_middleware(KeyLimitsMiddleware, limiter=key_limiter)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     app.include_router(health_router(is_ready))
     app.include_router(metrics_router(metrics))

@@ -43,6 +43,23 @@ class ModelHostSettings(ServiceSettings):
         None, description="URL the registry and proxy use to reach this instance; defaults to http://host:port."
     )
 
+    limits_store_url: str | None = Field(
+        None,
+        description="Redis URL of the per-key limits counters that every replica shares (redis://host:6379/0); "
+        "unset, keys with counted limits are served per limits_fail_open.",
+    )
+    limits_fail_open: bool = Field(
+        True,
+        description="When the limits store is down or unset: true serves limited keys uncounted (logged, "
+        "ortserve_key_limits_store_errors_total), false refuses them with 503 limits_unavailable.",
+    )
+    limits_store_timeout_s: float = Field(
+        0.5, gt=0, description="Longest wait for the limits store per call before it counts as down."
+    )
+    limits_metric_keys: int = Field(
+        100, ge=0, description="Key ids with their own series in the per-key metrics; later keys share 'other'."
+    )
+
     def public_url(self) -> str:
         return self.advertise_url or advertised_url(self.host, self.port)
 

@@ -25,7 +25,7 @@ import openai
 from ortserve_testing.processes import descendants, free_port
 
 ROOT = Path(__file__).resolve().parents[3]
-PORT_NAMES = ("CHAT_PORT", "EMBED_PORT", "MODELS_PORT", "PROXY_HTTPS_PORT", "OTLP_RECEIVER_PORT")
+PORT_NAMES = ("CHAT_PORT", "EMBED_PORT", "MODELS_PORT", "PROXY_HTTPS_PORT", "OTLP_RECEIVER_PORT", "LIMITS_STORE_PORT")
 logger = logging.getLogger(__name__)
 
 

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from ortserve_common.admin_models import admin_models_router
 from ortserve_common.app import create_service_app
 from ortserve_common.cpu import log_cpu
+from ortserve_common.limits.limiter import key_limiter_for
 from ortserve_common.registration import RegistrationClient
 from ortserve_common.server import on_drain
 
@@ -42,6 +43,7 @@ logger = logging.getLogger(__name__)
 def create_app(settings: ChatSettings, engine_factory: EngineFactory = load_engine) -> FastAPI:
     """`engine_factory` lets HTTP-layer tests run a fake engine; the service itself always loads the real one."""
     metrics = ChatMetrics()
+    key_limiter = key_limiter_for(settings, metrics.registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -82,6 +84,7 @@ def create_app(settings: ChatSettings, engine_factory: EngineFactory = load_engi
             await registration.stop()
             await pool.close()
             database.dispose()
+            await key_limiter.store.close()
 
     return create_service_app(
         "ortserve chat",
@@ -90,4 +93,5 @@ def create_app(settings: ChatSettings, engine_factory: EngineFactory = load_engi
         is_ready=lambda app: getattr(app.state, "ready", False) and len(app.state.pool) > 0,
         service_name="ortserve-chat",
         metrics=metrics,
+        key_limiter=key_limiter,
     )

@@ -11,6 +11,7 @@ from ortserve_common.admin_models import admin_models_router
 from ortserve_common.admission import AdmissionController
 from ortserve_common.app import create_service_app
 from ortserve_common.cpu import log_cpu
+from ortserve_common.limits.limiter import key_limiter_for
 from ortserve_common.registration import RegistrationClient
 from ortserve_common.server import on_drain
 
@@ -30,6 +31,7 @@ def create_app(
 ) -> FastAPI:
     """`model_table_factory` lets HTTP-layer tests serve fake models; the service itself always loads the real ones."""
     metrics = EmbeddingMetrics()
+    key_limiter = key_limiter_for(settings, metrics.registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -57,6 +59,7 @@ def create_app(
             app.state.models = None
             await registration.stop()
             await models.close()
+            await key_limiter.store.close()
 
     return create_service_app(
         "ortserve embeddings",
@@ -65,4 +68,5 @@ def create_app(
         is_ready=lambda app: getattr(app.state, "models", None) is not None,
         service_name="ortserve-embeddings",
         metrics=metrics,
+        key_limiter=key_limiter,
     )

@@ -9,6 +9,7 @@ from typing import cast
 
 import numpy as np
 from ortserve_common.errors import invalid_request
+from ortserve_common.limits.limiter import charge_tokens
 from ortserve_common.logs import record_request_fields
 from ortserve_common.protocol.embeddings import EmbeddingData, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage
 
@@ -81,6 +82,7 @@ class EmbeddingServing(BaseServing):
             vectors = shorten(vectors, request.dimensions)
         prompt_tokens = sum(len(item) for item in items)
         self.record(model, len(items), prompt_tokens, stats, started)
+        await charge_tokens(prompt_tokens, "prompt")
         data = [
             EmbeddingData.model_construct(
                 object="embedding", index=i, embedding=encode_vector(vector, request.encoding_format)

@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 from ortserve_common.errors import invalid_request
+from ortserve_common.limits.limiter import charge_tokens
 from ortserve_common.logs import record_request_fields
 from ortserve_common.protocol.common import new_id
 from ortserve_common.protocol.rerank import (
@@ -76,6 +77,7 @@ class RerankServing(BaseServing):
             scores = vectors[1:] @ vectors[0]
         prompt_tokens = sum(len(item) for item in items)
         self.record(model, len(items), prompt_tokens, stats, started)
+        await charge_tokens(prompt_tokens, "prompt")
         top_n, _ = request.requested_top_n()
         # Stable sort: equal scores keep the documents' order, so results are deterministic.
         order = np.argsort(-scores, kind="stable")[: top_n or len(documents)]

@@ -8,6 +8,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 
 from ortserve_common.errors import OpenAIError
+from ortserve_common.limits.limiter import charge_tokens
 
 from chat_service.engine import FinishReason, GenerationRequest, SamplingParams
 from chat_service.engine.protocol import ChatEngine
@@ -80,6 +81,9 @@ class TextGeneration:
                         self.stats.itl_s.append(now - last)
                     last = now
                     self.stats.completion_tokens += 1
+                    # Counted as produced: past the key's daily budget this raises, ending the stream with an error
+                    # event one step after the budget ran out at most.
+                    await charge_tokens(1, "completion")
                     # The end-of-sequence token is not part of the content, so it gets no logprob entry.
                     is_eos = event.finish_reason == "stop" and not event.text
                     if aligner is not None and event.logprobs is not None and not is_eos:

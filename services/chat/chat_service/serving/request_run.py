@@ -10,6 +10,7 @@ from __future__ import annotations
 from types import TracebackType
 
 from ortserve_common.admission import AdmissionController, AdmissionSlot
+from ortserve_common.limits.limiter import charge_tokens
 from ortserve_common.logs import record_request_fields
 from ortserve_common.protocol.sampling import SamplingRequest
 
@@ -46,6 +47,10 @@ class RequestRun:
         # The span starts before the wait for a slot, so it holds the time in queue.
         span = self._span = self._telemetry.begin(self.request, self._settings, self._operation)
         try:
+            # The prompt counts against the key's token limits once admitted, as usage reports it: once per prompt,
+            # whatever the number of choices.
+            choices = self.request.n or 1
+            await charge_tokens(sum(s.prompt_tokens for s in self.stats) // choices, "prompt")
             self._slot = await self._admission.acquire()
         except BaseException as exc:  # 429, 503, or cancelled while queued: the span must still end
             self._telemetry.refused(span, exc)
