@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -78,6 +79,37 @@ def test_both_chat_replicas_serve_requests_sent_through_the_proxy(compose_stack:
         return {s["metric"]["instance"] for s in compose_stack.prometheus(query)} == _ips(compose_stack, "chat", 8000)
 
     compose_stack.wait_until("both chat replicas counted chat completions", both_served, timeout_s=60)
+
+
+def test_a_key_limited_to_n_requests_a_minute_gets_n_across_both_chat_replicas(compose_stack: ComposeStack) -> None:
+    """Both replicas count in the one Redis of the stack: N requests a minute in all, not N per replica."""
+    limit = 3
+    admin = {"Authorization": f"Bearer {compose_stack.admin_key}"}
+    with compose_stack.http() as http:
+        key = http.post("/admin/keys", json={"name": "rpm", "limits": {"requests_per_minute": limit}}, headers=admin)
+        key_id, secret = key.json()["id"], key.json()["key"]
+        left = http.get(f"/admin/keys/{key_id}/usage", headers=admin).json()["minute"]["resets_in_s"]
+    if left < 30:  # start early in a clock minute, so the window cannot roll over half-way
+        time.sleep(left + 0.5)
+    client = compose_stack.openai(secret)
+    served, refused, request_ids = 0, 0, []
+    for number in range(2 * limit + 2):
+        try:
+            reply = client.chat.completions.with_raw_response.create(
+                model=CHAT_MODEL, messages=[{"role": "user", "content": f"Say {number}."}], max_tokens=2
+            )
+            served += 1
+            request_ids.append(reply.headers["x-request-id"])
+        except openai.RateLimitError as exc:
+            assert exc.type == "requests"
+            refused += 1
+            request_ids.append(exc.response.headers["x-request-id"])
+    assert (served, refused) == (limit, limit + 2)
+    compose_stack.wait_until(
+        "the proxy's log shows the key's requests answered by both chat replicas",
+        lambda: len({compose_stack.upstreams().get(rid) for rid in request_ids} - {None}) == 2,
+        timeout_s=30,
+    )
 
 
 def test_a_conversation_continues_on_the_other_replica(compose_stack: ComposeStack) -> None:

@@ -13,7 +13,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 DOCKERFILES = [*sorted(ROOT.glob("services/*/Dockerfile")), ROOT / "proxy/Dockerfile"]
-DOCKERFILES.append(ROOT / "deploy/prometheus/Dockerfile")
+DOCKERFILES += [ROOT / "deploy/prometheus/Dockerfile", ROOT / "deploy/redis/Dockerfile"]
 
 
 def _compose(*args: str, env_file: Path) -> subprocess.CompletedProcess[str]:
@@ -45,7 +45,7 @@ def test_compose_services_scale_and_wait_for_health() -> None:
     config = yaml.safe_load(_compose("config", env_file=ROOT / ".env.example").stdout)
     services = config["services"]
     # The default profile serves, with Prometheus, from images that build offline; the rest is opt-in.
-    assert set(services) == {"proxy", "chat", "embeddings", "models", "prometheus"}
+    assert set(services) == {"proxy", "chat", "embeddings", "models", "prometheus", "limits-store"}
     everything = yaml.safe_load(_compose("--profile", "telemetry", "config", env_file=ROOT / ".env.example").stdout)
     assert set(everything["services"]) - set(services) == {"otel-collector", "jaeger", "grafana"}
     for name in ("chat", "embeddings"):

@@ -46,5 +46,6 @@ build chat services/chat/Dockerfile "$python_base"
 build embeddings services/embeddings/Dockerfile "$python_base"
 build proxy proxy/Dockerfile "$nginx_base"
 build prometheus deploy/prometheus/Dockerfile "$debian_base"
+build redis deploy/redis/Dockerfile "$debian_base"
 # A rebuilt tag leaves its previous image dangling: drop those (only ours; the build cache stays).
 docker image prune -f --filter label=org.ortserve.image >/dev/null
