@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import time
 
+import httpx
 import openai
 import pytest
+from ortserve_testing.metrics import sample
 from ortserve_testing.waiting import wait_until
 from stack_testing import Stack
 
@@ -61,6 +63,11 @@ def test_requests_per_minute_counts_every_service_once_with_openai_headers(stack
     usage = _usage(stack, key["id"])
     assert usage["minute"]["requests"] == 2 and usage["refusals"] == {"requests": 1}
     assert usage["minute"]["tokens"] > 0 and usage["day"]["tokens"] == usage["minute"]["tokens"]
+    # The same on chat's /metrics, by key id (the secret appears nowhere).
+    metrics = httpx.get(stack.chat_url + "/metrics").text
+    assert sample(metrics, "ortserve_key_refusals_total", key_id=key["id"], reason="requests") == 1
+    assert sample(metrics, "ortserve_key_tokens_total", key_id=key["id"], kind="completion") > 0
+    assert key["key"] not in metrics
 
 
 def test_a_model_outside_the_allow_list_is_403_naming_it(stack: Stack) -> None:

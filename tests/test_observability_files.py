@@ -10,7 +10,9 @@ from pathlib import Path
 import yaml
 from chat_service.serving.observability import ChatMetrics
 from embeddings_service.observability import EmbeddingMetrics
+from ortserve_common.limits.metrics import KeyMetrics
 from ortserve_common.telemetry import ServiceMetrics
+from prometheus_client import CollectorRegistry
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -18,8 +20,10 @@ DEPLOY = ROOT / "deploy"
 
 def _exported_names() -> set[str]:
     names: set[str] = set()
-    for metrics in (ChatMetrics(), EmbeddingMetrics(), ServiceMetrics()):
-        for family in metrics.registry.collect():
+    registries = [m.registry for m in (ChatMetrics(), EmbeddingMetrics(), ServiceMetrics())]
+    registries.append(KeyMetrics(CollectorRegistry()).registry)  # chat's and embeddings' per-key series
+    for registry in registries:
+        for family in registry.collect():
             suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_count", "_sum"]}.get(family.type, [""])
             names.update(family.name + suffix for suffix in suffixes)
     return names
@@ -57,5 +61,9 @@ def test_dashboard_queries_only_exported_metrics() -> None:
     engine_series = {name for name in _exported_names() if name.startswith("ortserve_engine_")}
     assert engine_series and engine_series <= used, engine_series - used
     assert all("by (model)" in expr for expr in exprs if "ortserve_engine_" in expr)
+    # Per-key limits: tokens and refusals by key id (bounded: KeyMetrics), and the store's errors.
+    assert "by api key" in titles and "refusals" in titles
+    key_series = {name for name in _exported_names() if name.startswith("ortserve_key_")}
+    assert key_series and key_series <= used, key_series - used
     datasource = yaml.safe_load((DEPLOY / "grafana/provisioning/datasources/prometheus.yaml").read_text())
     assert {panel["datasource"]["uid"] for panel in dashboard["panels"]} == {datasource["datasources"][0]["uid"]}

@@ -13,6 +13,7 @@ OTHER_KEYS = "other"
 
 class KeyMetrics:
     def __init__(self, registry: CollectorRegistry, max_keys: int = 100) -> None:
+        self.registry = registry
         self.max_keys = max_keys
         self._labelled: set[str] = set()
         self._lock = threading.Lock()
