@@ -126,6 +126,9 @@ def test_the_key_priority_reaches_the_services_and_a_client_cannot_forge_one(sta
         request_id = reply.headers["x-request-id"]
         lines = wait_until(lambda rid=request_id: _log_lines(stack, "embeddings", rid), "the access line")
         assert lines[-1]["key_priority"] == expected and lines[-1]["api_key_id"] == key["id"]
+    # The key id is on the request's server span too (the stack records every span: ORTSERVE_TRACES=1).
+    spans = wait_until(lambda: _server_spans(stack, request_id, "ortserve-embeddings"), "the embeddings server span")
+    assert spans[0]["attributes"]["ortserve.api_key_id"] == plain["id"]
 
 
 def test_with_the_store_stopped_limited_keys_are_served_uncounted(stack: Stack) -> None:
@@ -148,6 +151,14 @@ def _store_answers(stack: Stack, key_id: str) -> bool:
     with stack.http() as http:
         response = http.get(f"/admin/keys/{key_id}/usage", headers={"Authorization": f"Bearer {stack.admin_key}"})
     return response.status_code == 200
+
+
+def _server_spans(stack: Stack, trace_id: str, service: str) -> list[dict]:
+    return [
+        span
+        for span in stack.spans(trace_id)
+        if span["service"] == service and span["kind"] == "server" and "ortserve.api_key_id" in span["attributes"]
+    ]
 
 
 def _log_lines(stack: Stack, service: str, request_id: str) -> list[dict]:
