@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import anyio
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -64,7 +65,10 @@ class KeyLimitsMiddleware:
             await self.app(scope, receive, send_with_headers)
         finally:
             current_key_request.reset(token)
-            await request.release()
+            # Shielded: a request cancelled by its client's disconnect must still leave the in-flight set now, not
+            # when its entry ages out an hour later.
+            with anyio.CancelScope(shield=True):
+                await request.release()
 
 
 async def _buffered(receive: Receive) -> tuple[bytes, Receive]:
