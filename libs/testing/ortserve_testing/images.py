@@ -24,7 +24,9 @@ def render_text(lines: list[str], size: int = 48, format: str = "PNG", mode: str
     drawn_font = font(size)
     widths = [int(drawn_font.getlength(line)) for line in lines]
     width, line_height = max(widths) + 2 * size, int(size * 1.6)
-    image = Image.new(mode, (width, line_height * len(lines) + 2 * size), (255, 255, 255, 0) if mode == "RGBA" else "white")
+    image = Image.new(
+        mode, (width, line_height * len(lines) + 2 * size), (255, 255, 255, 0) if mode == "RGBA" else "white"
+    )
     draw = ImageDraw.Draw(image)
     for i, line in enumerate(lines):
         draw.text((size, size + i * line_height), line, fill="black", font=drawn_font)

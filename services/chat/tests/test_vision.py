@@ -9,15 +9,14 @@ import io
 import re
 
 import pytest
-from ortserve_common.errors import OpenAIError
-from ortserve_common.protocol.chat import ChatMessage
-from ortserve_testing.images import data_url, render_text
-from PIL import Image
-
 from chat_service.vision import images
 from chat_service.vision.images import ImageLimits
 from chat_service.vision.ocr import RapidOcrReader, TextLine
 from chat_service.vision.reading import ImageReading
+from ortserve_common.errors import OpenAIError
+from ortserve_common.protocol.chat import ChatMessage
+from ortserve_testing.images import data_url, render_text
+from PIL import Image
 
 LIMITS = ImageLimits(max_bytes=200_000, max_pixels=2_000_000, fetch_remote=False, fetch_timeout_s=2)
 PARAM = "messages[0].content[1].image_url.url"
@@ -46,7 +45,9 @@ def test_png_jpeg_and_webp_data_urls_are_taken(format: str, media_type: str) -> 
 @pytest.mark.unit
 def test_bad_images_are_400s_naming_the_field() -> None:
     assert _refusal("data:image/png;base64,not base64!!").code == "invalid_base64"
-    assert _refusal("data:image/png;base64," + base64.b64encode(b"plain text, no image").decode()).code == "invalid_image"
+    assert (
+        _refusal("data:image/png;base64," + base64.b64encode(b"plain text, no image").decode()).code == "invalid_image"
+    )
     assert _refusal("data:image/png,rawbytes").code == "invalid_image_url"  # not base64
     assert _refusal("ftp://example.com/a.png").code == "invalid_image_url"
     gif = io.BytesIO()

@@ -47,7 +47,9 @@ def decode_data_url(url: str, param: str, limits: ImageLimits) -> bytes:
     encoded = url[match.end() :]
     # base64 takes 4 characters for 3 bytes: refuse an oversized image before decoding it.
     if len(encoded) // 4 * 3 > limits.max_bytes + 3:
-        raise _refuse(f"The image is larger than this server's limit of {limits.max_bytes} bytes.", param, "image_too_large")
+        raise _refuse(
+            f"The image is larger than this server's limit of {limits.max_bytes} bytes.", param, "image_too_large"
+        )
     try:
         return base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
@@ -80,7 +82,9 @@ async def fetch(url: str, param: str, limits: ImageLimits) -> bytes:
                     chunks.append(chunk)
                 return b"".join(chunks)
     except httpx.HTTPError as exc:
-        raise _refuse(f"The image could not be fetched: {exc.__class__.__name__}.", param, "image_fetch_failed") from None
+        raise _refuse(
+            f"The image could not be fetched: {exc.__class__.__name__}.", param, "image_fetch_failed"
+        ) from None
 
 
 async def load(url: str, param: str, limits: ImageLimits) -> CheckedImage:
@@ -91,13 +95,17 @@ async def load(url: str, param: str, limits: ImageLimits) -> CheckedImage:
     elif scheme in ("http", "https"):
         data = await fetch(url, param, limits)
     else:
-        raise _refuse("An image URL must be a base64 data URL (or, where allowed, http(s)).", param, "invalid_image_url")
+        raise _refuse(
+            "An image URL must be a base64 data URL (or, where allowed, http(s)).", param, "invalid_image_url"
+        )
     return check(data, param, limits)
 
 
 def check(data: bytes, param: str, limits: ImageLimits) -> CheckedImage:
     if len(data) > limits.max_bytes:
-        raise _refuse(f"The image is larger than this server's limit of {limits.max_bytes} bytes.", param, "image_too_large")
+        raise _refuse(
+            f"The image is larger than this server's limit of {limits.max_bytes} bytes.", param, "image_too_large"
+        )
     try:
         with Image.open(io.BytesIO(data)) as image:  # reads the header only
             kind, (width, height) = image.format, image.size

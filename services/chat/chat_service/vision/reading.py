@@ -74,7 +74,8 @@ class ImageReading:
         stored (and listed by /input_items) is what the model read."""
         found = []
         for i, item in enumerate(items):
-            for j, part in enumerate(item.get("content") or [] if item.get("type") == "message" else []):
+            parts = item.get("content") if item.get("type") == "message" else None
+            for j, part in enumerate(parts if isinstance(parts, list) else []):
                 if part.get("type") == "input_image":
                     param = f"{where}[{i}].content[{j}]"
                     if item.get("role") != "user":
@@ -87,7 +88,9 @@ class ImageReading:
         if not found:
             return items
         texts = await self._read_all([(url, param) for _, _, url, param in found])
-        items = [{**item, "content": list(item["content"])} if item.get("type") == "message" else item for item in items]
+        items = [
+            {**item, "content": list(item["content"])} if item.get("type") == "message" else item for item in items
+        ]
         for (i, j, _, _), text in zip(found, texts, strict=True):
             items[i]["content"][j] = {"type": "input_text", "text": text}
         return items
@@ -125,4 +128,10 @@ class ImageReading:
                 raise
             except Exception:
                 logger.exception("OCR failed on a %s image of %dx%d", image.media_type, image.width, image.height)
-                raise OpenAIError(500, "Reading the image's text failed.", "server_error", param, "ocr_failed") from None
+                raise OpenAIError(
+                    500, "Reading the image's text failed.", "server_error", param, "ocr_failed"
+                ) from None
+
+
+# No OCR (the HTTP-layer tests' services): every image is refused in words.
+NO_IMAGES = ImageReading(None, ImageLimits(0, 0, False, 1.0), max_images=1, max_concurrent=1)
