@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
+import http.server
 import io
 import re
+import threading
+from pathlib import Path
 
 import pytest
 from chat_service.vision import images
@@ -151,3 +155,24 @@ def test_reading_a_message_on_the_real_model(reader: RapidOcrReader) -> None:
     [message] = asyncio.run(reading.read_messages([_message("user", data_url(render_text(["Meet at Pier 7"])))]))
     assert message.text().startswith("Look:\n[Text read from image 1 by OCR]:\n")
     assert _words(message.text().split(":\n", 2)[-1]) == ["meet", "at", "pier", "7"], message.text()
+
+
+@pytest.mark.unit
+def test_remote_urls_are_fetched_where_allowed(tmp_path: Path) -> None:
+    """A real HTTP server on localhost: the image comes back checked; a missing one and an oversized one are 400s."""
+    data = render_text(["fetched"])
+    (tmp_path / "sign.png").write_bytes(data)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    allowed = ImageLimits(max_bytes=200_000, max_pixels=2_000_000, fetch_remote=True, fetch_timeout_s=10)
+    try:
+        image = asyncio.run(images.load(f"{base}/sign.png", PARAM, allowed))
+        assert (image.data, image.media_type) == (data, "image/png")
+        assert _refusal(f"{base}/missing.png", allowed).code == "image_fetch_failed"
+        tight = ImageLimits(max_bytes=len(data) - 1, max_pixels=2_000_000, fetch_remote=True, fetch_timeout_s=10)
+        assert _refusal(f"{base}/sign.png", tight).code == "image_too_large"
+    finally:
+        server.shutdown()
+        server.server_close()
