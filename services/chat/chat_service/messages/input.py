@@ -107,8 +107,9 @@ def chat_messages(request: AnyRequest) -> list[ChatMessage]:
 
 def _no_documents(param: str) -> OpenAIError:
     return _unsupported(
-        "Documents, and images inside tool results, are not supported on this server: send text blocks, and images "
-        "as image blocks of a user message (their text is read by OCR).",
+        "Documents, and images anywhere but among a user message's own blocks (in a tool result, in an assistant "
+        "turn), are not supported on this server: send text, and images as image blocks of a user message (their "
+        "text is read by OCR).",
         f"{param}.type",
     )
 
