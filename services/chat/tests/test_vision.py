@@ -64,6 +64,10 @@ def test_bad_images_are_400s_naming_the_field() -> None:
 def test_size_and_pixel_limits() -> None:
     big = render_text(["x" * 40], size=200)  # a large canvas: more pixels than the limit
     assert _refusal(data_url(big), ImageLimits(10_000_000, 100_000, False, 2)).code == "image_too_large"
+    # 400 megapixels: Pillow's own bomb guard stops it at open, and that too is a 400 image_too_large, not a 500.
+    huge = io.BytesIO()
+    Image.new("1", (20_000, 20_000)).save(huge, "PNG")
+    assert _refusal(data_url(huge.getvalue()), ImageLimits(10_000_000, 100_000, False, 2)).code == "image_too_large"
     small_limit = ImageLimits(max_bytes=2048, max_pixels=10_000_000, fetch_remote=False, fetch_timeout_s=2)
     refusal = _refusal(data_url(render_text(["too many bytes here"])), small_limit)
     assert refusal.code == "image_too_large" and "2048 bytes" in refusal.message

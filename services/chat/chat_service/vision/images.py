@@ -109,6 +109,9 @@ def check(data: bytes, param: str, limits: ImageLimits) -> CheckedImage:
     try:
         with Image.open(io.BytesIO(data)) as image:  # reads the header only
             kind, (width, height) = image.format, image.size
+    except Image.DecompressionBombError:  # Pillow's own guard, at twice its 89-megapixel default
+        message = f"The image has more pixels than this server's limit of {limits.max_pixels}."
+        raise _refuse(message, param, "image_too_large") from None
     except (UnidentifiedImageError, OSError, ValueError):
         raise _refuse("The image could not be read: send a PNG, JPEG or WebP file.", param) from None
     if kind not in MEDIA_TYPES:
