@@ -16,6 +16,8 @@ from chat_testing import MODELS_DIR, ChatServer
 from ortserve_testing.images import data_url, render_text
 from PIL import Image
 
+pytestmark = pytest.mark.model  # starts a chat service of its own on Qwen, with the real OCR models
+
 QWEN_ID = "qwen2.5-coder-0.5b-instruct"
 QWEN = MODELS_DIR / QWEN_ID
 MAX_IMAGE_BYTES = 300_000

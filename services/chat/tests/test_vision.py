@@ -127,6 +127,7 @@ def test_images_outside_user_messages_too_many_or_with_ocr_off_are_refused() -> 
 
 @pytest.fixture(scope="module")
 def reader() -> RapidOcrReader:
+    """The real PP-OCRv4 models (tests that use it are marked `model`: they run real models for seconds)."""
     reader = RapidOcrReader(threads=2, max_side=960, min_score=0.5)
     reader.load()
     return reader
@@ -137,23 +138,27 @@ def _read(reader: RapidOcrReader, data: bytes) -> list[str]:
     return [line.text for line in reader.read(images.rgb_pixels(checked))]
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("format", ["PNG", "JPEG", "WEBP"])
 def test_the_ocr_model_reads_the_words_drawn(reader: RapidOcrReader, format: str) -> None:
     lines = _read(reader, render_text(["The parrot is named Kiwi"], format=format))
     assert _words(" ".join(lines)) == ["the", "parrot", "is", "named", "kiwi"], lines
 
 
+@pytest.mark.model
 def test_lines_come_back_top_to_bottom_and_clear_backgrounds_are_read(reader: RapidOcrReader) -> None:
     lines = _read(reader, render_text(["Invoice 4417", "Total due 93 EUR"], mode="RGBA"))
     assert [_words(line) for line in lines] == [["invoice", "4417"], ["total", "due", "93", "eur"]], lines
 
 
+@pytest.mark.model
 def test_a_blank_image_has_no_text(reader: RapidOcrReader) -> None:
     blank = io.BytesIO()
     Image.new("RGB", (400, 200), "white").save(blank, "PNG")
     assert _read(reader, blank.getvalue()) == []
 
 
+@pytest.mark.model
 def test_reading_a_message_on_the_real_model(reader: RapidOcrReader) -> None:
     reading = ImageReading(reader, LIMITS, max_images=2, max_concurrent=1)
     [message] = asyncio.run(reading.read_messages([_message("user", data_url(render_text(["Meet at Pier 7"])))]))
