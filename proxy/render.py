@@ -19,6 +19,7 @@ HERE = Path(__file__).resolve().parent
 DEFAULTS = {
     "PROXY_HTTPS_PORT": "8443",
     "PROXY_MAX_BODY": "8m",
+    "PROXY_MAX_IMAGE_BODY": "32m",
     "PROXY_AUTH_CACHE_TTL": "5s",
     "PROXY_CLIENT_HEADER_TIMEOUT": "15s",
     "PROXY_CLIENT_BODY_TIMEOUT": "30s",

@@ -12,4 +12,8 @@ echo ">> preparing $venv from $req"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -m pip install --disable-pip-version-check -q --upgrade pip
 "$venv/bin/python" -m pip install --disable-pip-version-check -r "$req" ${@:+$(printf -- '-e %s ' "$@")}
+# Packages whose declared dependencies another file replaces (requirements/ocr-no-deps.txt says why).
+for no_deps in "$(dirname "$req")"/*-no-deps.txt; do
+  [ -f "$no_deps" ] && "$venv/bin/python" -m pip install --disable-pip-version-check --no-deps -r "$no_deps"
+done
 printf '%s' "$want" > "$stamp"

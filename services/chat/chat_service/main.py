@@ -36,8 +36,21 @@ from chat_service.serving.observability import ChatMetrics, GenerationTelemetry
 from chat_service.serving.templates import PromptTemplateServing
 from chat_service.serving.tokenize import TokenizeServing
 from chat_service.settings import ChatSettings
+from chat_service.vision.images import ImageLimits
+from chat_service.vision.ocr import RapidOcrReader
+from chat_service.vision.reading import ImageReading
 
 logger = logging.getLogger(__name__)
+
+
+def image_reading(settings: ChatSettings) -> ImageReading:
+    reader = None
+    if settings.ocr != "off":
+        reader = RapidOcrReader(settings.ocr_threads, settings.ocr_max_side, settings.ocr_min_score)
+    limits = ImageLimits(
+        settings.image_max_bytes, settings.image_max_pixels, settings.image_fetch_remote, settings.image_fetch_timeout_s
+    )
+    return ImageReading(reader, limits, settings.images_per_request, settings.ocr_max_concurrent)
 
 
 def create_app(settings: ChatSettings, engine_factory: EngineFactory = load_engine) -> FastAPI:
@@ -51,8 +64,11 @@ def create_app(settings: ChatSettings, engine_factory: EngineFactory = load_engi
         database = await to_thread.run_sync(open_database, settings.data_dir, settings.database_url)
         conversations = ConversationServing(ConversationStore(database))
         templates = PromptTemplateServing(PromptTemplateStore(database))
+        images = image_reading(settings)
+        if settings.ocr == "startup" and images.reader is not None:
+            await to_thread.run_sync(images.reader.load)
         catalog = ModelCatalog(settings)
-        pool = ModelPool(catalog, engine_factory)
+        pool = ModelPool(catalog, engine_factory, images.capabilities or None)
         for config in catalog.startup():
             await pool.load(config)
         metrics.track_admission(pool)  # each model admits its own requests; the service-wide gauges sum them
@@ -62,7 +78,7 @@ def create_app(settings: ChatSettings, engine_factory: EngineFactory = load_engi
         app.state.pool = pool
         app.state.model_host = pool
         context = ChatContext(conversations, templates, settings.conversation_reserve_tokens)
-        chat_serving = ChatServing(pool, settings, telemetry, context=context)
+        chat_serving = ChatServing(pool, settings, telemetry, context=context, images=images)
         app.state.chat_serving = chat_serving
         app.state.responses_serving = ResponsesServing(
             chat_serving, ResponseStore(database), conversations, settings.conversation_reserve_tokens

@@ -155,6 +155,43 @@ class ChatSettings(ModelHostSettings):
         False, description="Record prompt and output text on the gen_ai trace spans (off: prompts may be private)."
     )
 
+    ocr: Literal["lazy", "startup", "off"] = Field(
+        "lazy",
+        description="Images (chat image_url, responses input_image, messages image blocks) are read by the PP-OCRv4 "
+        "OCR models and the model is given the text: lazy loads them at the first image, startup before the "
+        "service is ready, off refuses images with a 400 (and /v1/models then lists no `ocr` capability).",
+    )
+    ocr_threads: int = Field(2, ge=1, le=64, description="onnxruntime threads of one OCR run.")
+    ocr_max_concurrent: int = Field(
+        1, ge=1, le=64, description="Images read at once across requests; the others wait their turn."
+    )
+    ocr_max_side: int = Field(
+        960,
+        ge=64,
+        le=4096,
+        description="Text detection runs on the image scaled so that its longer side is at most this many pixels: "
+        "larger reads smaller print, slower.",
+    )
+    ocr_min_score: float = Field(
+        0.5, ge=0, le=1, description="Recognized lines with a lower confidence (0 to 1) are left out."
+    )
+    image_max_bytes: int = Field(
+        10 * 1024 * 1024,
+        ge=1024,
+        description="Largest image file taken (decoded bytes); a larger one is a 400 `image_too_large`. The proxy's "
+        "body limit on the image routes (proxy/) must leave room for it in base64 (4/3 as many bytes).",
+    )
+    image_max_pixels: int = Field(
+        4096 * 4096, ge=1, description="Most pixels (width × height) an image may have; a larger one is a 400."
+    )
+    images_per_request: int = Field(8, ge=1, le=100, description="Most images one request may hold.")
+    image_fetch_remote: bool = Field(
+        False,
+        description="Fetch http(s) image URLs. Off: only data URLs are taken, and a remote URL is a 400 "
+        "`remote_image_refused` (fetching would let any client make this service send requests).",
+    )
+    image_fetch_timeout_s: float = Field(10.0, gt=0, description="Time limit on fetching one remote image.")
+
     @field_validator("model_path", "models_file", "engine_threads", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:

@@ -57,7 +57,7 @@ def test_out_of_range_is_400_naming_the_param(chat_server, field: str, value, pa
 @pytest.mark.parametrize(
     ("part", "words"),
     [
-        ({"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}, "does not accept images"),
+        ({"type": "input_image", "image_url": "data:image/png;base64,AAAA"}, "does not accept images"),
         ({"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}, "does not accept audio"),
         ({"type": "file", "file": {"file_id": "file-1"}}, "does not accept files"),
         ({"type": "hologram"}, "unknown content part type 'hologram'"),

@@ -172,6 +172,8 @@ def test_a_tool_call_becomes_a_tool_use_block_streamed_or_not(http: TestClient, 
 
 HI = [{"role": "user", "content": "hi"}]
 IMAGE = [{"role": "user", "content": [{"type": "image", "source": {}}]}]
+PNG = {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}
+BROKEN_PNG = [{"role": "user", "content": [{"type": "image", "source": PNG}]}]
 SYSTEM_ROLE = [{"role": "system", "content": "x"}]  # Anthropic has no system role in messages
 
 
@@ -180,7 +182,8 @@ SYSTEM_ROLE = [{"role": "system", "content": "x"}]  # Anthropic has no system ro
     [
         ({"model": "fake", "messages": HI}, 400, "invalid_request_error", "max_tokens"),
         ({"model": "nope", "max_tokens": 4, "messages": HI}, 404, "not_found_error", "nope"),
-        ({"model": "fake", "max_tokens": 4, "messages": IMAGE}, 400, "invalid_request_error", "not supported yet"),
+        ({"model": "fake", "max_tokens": 4, "messages": IMAGE}, 400, "invalid_request_error", "image source must be"),
+        ({"model": "fake", "max_tokens": 4, "messages": BROKEN_PNG}, 400, "invalid_request_error", "could not be read"),
         (
             {"model": "fake", "max_tokens": 4, "messages": SYSTEM_ROLE},
             400,

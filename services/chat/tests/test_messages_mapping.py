@@ -105,9 +105,33 @@ def test_an_errored_tool_result_says_so_in_its_text() -> None:
     ("fields", "param", "says"),
     [
         (
-            {"messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "base64"}}]}]},
+            {"messages": [{"role": "user", "content": [{"type": "document", "source": {"type": "base64"}}]}]},
             "messages[0].content[0].type",
-            "Images and documents are not supported yet",
+            "Documents",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "base64"}}]}]},
+            "messages[0].content[0].source.data",
+            "needs its data",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "file", "id": "f"}}]}]},
+            "messages[0].content[0].source.type",
+            "image source must be",
+        ),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "image", "source": {"type": "base64", "media_type": "image/gif", "data": "R0lG"}}
+                        ],
+                    }
+                ]
+            },
+            "messages[0].content[0].source.media_type",
+            "image/gif",
         ),
         ({"thinking": {"type": "enabled", "budget_tokens": 1024}}, "thinking", "thinking"),
         ({"output_config": {"format": {"type": "json_schema", "schema": {}}}}, "output_config.format", "Structured"),
@@ -127,6 +151,15 @@ def test_refusals_name_their_field(fields: dict, param: str, says: str) -> None:
         refuse_unsupported(request)
         chat_request(request)
     assert (refused.value.status, refused.value.param) == (400, param) and says in refused.value.message
+
+
+def test_image_blocks_become_image_parts_in_order_naming_their_source() -> None:
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0K"}}
+    content = [{"type": "text", "text": "Read this:"}, image, {"type": "text", "text": "Thanks."}]
+    [message] = chat_request(_request(messages=[{"role": "user", "content": content}])).messages
+    assert isinstance(message.content, list) and [p.type for p in message.content] == ["text", "image_url", "text"]
+    [part] = message.images()
+    assert part.image_url.url == "data:image/png;base64,iVBORw0K" and part.param == "messages[0].content[1].source.data"
 
 
 def test_count_tokens_takes_the_same_prompt_without_max_tokens() -> None:

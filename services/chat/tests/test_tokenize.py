@@ -57,6 +57,12 @@ def test_detokenize_round_trip_keeps_special_tokens(chat_server) -> None:
     [
         ("/tokenize", {"prompt": "a", "messages": MESSAGES}, 400, "messages"),
         ("/tokenize", {}, 400, "prompt"),
+        (
+            "/tokenize",
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:,"}}]}]},
+            400,
+            "messages[0].content",
+        ),
         ("/tokenize", {"prompt": "a", "model": "nope"}, 404, "model"),
         ("/detokenize", {"tokens": [1, 49152]}, 400, "tokens[1]"),
         ("/detokenize", {"tokens": [-1]}, 400, "tokens[0]"),

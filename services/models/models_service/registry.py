@@ -145,6 +145,8 @@ class ModelRegistry:
             live = [(instance, model) for instance, model in live if instance.service == entry.service]
             registered_context = next((m.context_length for _, m in live if m.context_length), None)
             engine = next((m.engine for _, m in live if m.engine), None)
+            # Said by the instances that serve it (OCR is a setting of theirs), not by the manifest.
+            capabilities = next((m.capabilities for _, m in live if m.capabilities is not None), None)
             return ModelStatus(
                 id=entry.id,
                 created=entry.created,
@@ -156,6 +158,7 @@ class ModelRegistry:
                 aliases=entry.aliases,
                 defaults=entry.defaults_dict(),
                 engine=engine,
+                capabilities=capabilities,
                 in_manifest=True,
                 instances=[instance.url for instance, _ in live],
                 replicas=len(live),
@@ -169,6 +172,7 @@ class ModelRegistry:
             context_length=model.context_length,
             service=instance.service,
             engine=model.engine,
+            capabilities=model.capabilities,
             in_manifest=False,
             instances=[instance.url for instance, _ in live],
             replicas=len(live),

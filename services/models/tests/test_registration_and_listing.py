@@ -216,3 +216,16 @@ def test_a_chat_model_is_live_and_counted_only_by_the_chat_service(fresh_registr
         http.request("DELETE", "/internal/instances", params={"url": CHAT_URL})
         status = {m["id"]: m for m in http.get("/internal/models").json()["data"]}["smollm2-135m-instruct"]
     assert (status["status"], status["replicas"], status["instances"]) == ("down", 0, [])
+
+
+def test_capabilities_come_from_the_instances_that_serve_the_model(fresh_registry: ModelsServer) -> None:
+    """A chat instance with OCR on says `ocr`; the card shows it for a manifest model and for an unlisted one, and
+    leaves the field out where no instance said anything."""
+    qwen = {"id": "qwen2.5-coder-0.5b-instruct", "kind": "chat", "capabilities": ["ocr"]}
+    unlisted = {"id": "my-model", "kind": "chat", "capabilities": ["ocr"]}
+    with fresh_registry.http() as http:
+        http.post("/internal/instances", json=registration(CHAT_URL, [SMOLLM, qwen, unlisted]))
+        cards = {card["id"]: card for card in http.get("/v1/models").json()["data"]}
+    assert cards["qwen2.5-coder-0.5b-instruct"]["capabilities"] == ["ocr"]
+    assert cards["my-model"]["capabilities"] == ["ocr"]
+    assert "capabilities" not in cards["smollm2-135m-instruct"]

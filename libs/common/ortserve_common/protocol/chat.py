@@ -9,6 +9,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     SerializationInfo,
     SerializerFunctionWrapHandler,
     model_serializer,
@@ -26,10 +27,35 @@ class TextContentPart(OpenAIModel):
     text: str
 
 
+class ImageUrl(OpenAIModel):
+    url: str  # a data URL (data:image/png;base64,...) or, where the server allows fetching, an http(s) URL
+    detail: Literal["auto", "low", "high"] | None = None  # accepted; OCR reads the image at one resolution
+
+
+class ImageUrlContentPart(OpenAIModel):
+    """An image in a user message. The models served here read text only: the serving layer replaces the image with
+    the text an OCR model reads in it (chat_service/vision/)."""
+
+    type: Literal["image_url"]
+    image_url: ImageUrl
+    # Where the image came from in the client's own request (responses' or Anthropic's layout), for error messages;
+    # None means messages[i].content[j].image_url.url of a chat request. Private: no client sets it.
+    _param: str | None = PrivateAttr(None)
+
+    @classmethod
+    def of(cls, url: str, param: str) -> ImageUrlContentPart:
+        part = cls(type="image_url", image_url=ImageUrl(url=url))
+        part._param = param
+        return part
+
+    @property
+    def param(self) -> str | None:
+        return self._param
+
+
 # Content part types of OpenAI's API that the models served here cannot take, by what they carry.
 _MEDIA_PARTS = {
-    "image_url": "images",
-    "input_image": "images",
+    "input_image": "images as 'input_image' parts (chat takes 'image_url' parts)",
     "input_audio": "audio",
     "audio": "audio",
     "file": "files",
@@ -38,20 +64,23 @@ _MEDIA_PARTS = {
 }
 
 
-def text_part_only(part: Any) -> Any:
+def text_or_image_part(part: Any) -> Any:
     """Refuse, in words, a content part this server cannot read, rather than with a schema error."""
     kind = part.get("type") if isinstance(part, dict) else None
-    if isinstance(kind, str) and kind != "text":
+    if isinstance(kind, str) and kind not in ("text", "image_url"):
         if kind in _MEDIA_PARTS:
             raise ValueError(
-                f"this model does not accept {_MEDIA_PARTS[kind]} ('{kind}' content parts); it reads text only: "
-                "send the content as 'text' parts"
+                f"this model does not accept {_MEDIA_PARTS[kind]} ('{kind}' content parts); send 'text' parts, "
+                "or images as 'image_url' parts (their text is read by OCR)"
             )
-        raise ValueError(f"unknown content part type '{kind}'; the supported type is 'text'")
+        raise ValueError(f"unknown content part type '{kind}'; the supported types are 'text' and 'image_url'")
     return part
 
 
-TextPart = Annotated[TextContentPart, BeforeValidator(text_part_only)]
+ContentPart = Annotated[
+    Annotated[TextContentPart | ImageUrlContentPart, Field(discriminator="type")],
+    BeforeValidator(text_or_image_part),
+]
 
 
 class FunctionCall(OpenAIModel):
@@ -68,7 +97,7 @@ class ToolCall(OpenAIModel):
 
 class ChatMessage(OpenAIModel):
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[TextPart] | None = None
+    content: str | list[ContentPart] | None = None
     name: str | None = None
     tool_calls: list[ToolCall] | None = None  # assistant turns that called tools
     tool_call_id: str | None = None  # tool turns: the call this result answers
@@ -78,7 +107,13 @@ class ChatMessage(OpenAIModel):
             return ""
         if isinstance(self.content, str):
             return self.content
-        return "\n".join(part.text for part in self.content)
+        # Images have no text until the serving layer has read them (chat_service/vision/), which it does first.
+        return "\n".join(part.text for part in self.content if isinstance(part, TextContentPart))
+
+    def images(self) -> list[ImageUrlContentPart]:
+        if not isinstance(self.content, list):
+            return []
+        return [part for part in self.content if isinstance(part, ImageUrlContentPart)]
 
 
 class FunctionDefinition(OpenAIModel):

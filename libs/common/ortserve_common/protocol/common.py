@@ -47,14 +47,20 @@ class ModelCard(BaseModel):
     owned_by: str = "ortserve"
     # An extension, as the registry's fields are (the OpenAI SDK keeps it as an attribute it does not declare).
     engine: str | None = Field(None, description="The chat engine serving the model: batched or generator.")
+    capabilities: list[str] | None = Field(
+        None,
+        description="What the model can do beyond text, as its service serves it: 'ocr' means images are accepted "
+        "and only the text in them, read by an OCR model, reaches the model (it does not see the picture).",
+    )
 
     @model_serializer(mode="wrap")
     def _without_unknown_engine(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # Left out where no engine is known (embeddings, a registry card of an instance that did not say), so
         # cards carry no field that says nothing.
         data: dict[str, Any] = handler(self)
-        if data.get("engine") is None:
-            data.pop("engine", None)
+        for field in ("engine", "capabilities"):
+            if data.get(field) is None:
+                data.pop(field, None)
         return data
 
 

@@ -25,15 +25,29 @@ class TextPart(OpenAIModel):
     text: str
 
 
+class ImagePart(OpenAIModel):
+    """An image in a Responses input message: the chat service reads its text by OCR before the item is stored."""
+
+    type: Literal["input_image"]
+    image_url: str | None = None  # a data URL (or, where the server allows fetching, an http(s) URL)
+    file_id: str | None = None  # refused: this server keeps no files
+    detail: Literal["auto", "low", "high"] | None = None
+
+
 class InputMessageItem(OpenAIModel):
-    """A message as clients send it: content is a string or a list of text parts."""
+    """A message as clients send it: content is a string or a list of text (and image) parts."""
 
     type: Literal["message"] = "message"
     role: MessageRole
-    content: str | list[TextPart]
+    content: str | list[Annotated[TextPart | ImagePart, Field(discriminator="type")]]
 
     def text(self) -> str:
-        return self.content if isinstance(self.content, str) else "\n".join(p.text for p in self.content)
+        if isinstance(self.content, str):
+            return self.content
+        return "\n".join(p.text for p in self.content if isinstance(p, TextPart))
+
+    def has_images(self) -> bool:
+        return not isinstance(self.content, str) and any(isinstance(p, ImagePart) for p in self.content)
 
 
 class InputFunctionCallItem(OpenAIModel):

@@ -1,9 +1,9 @@
 """/v1/messages wire models: Anthropic's Messages API request, as far as this server can honour it.
 
 Replies and stream events are plain dicts built field by field as the `anthropic` package's `types` parse them (see
-chat_service/messages/blocks.py and events.py). Content blocks this server cannot use yet (images, documents) and
-Anthropic's server tools are declared, so that the serving layer refuses them with a 400 that names them instead of
-a validation error that only says the block does not fit.
+chat_service/messages/blocks.py and events.py). Image blocks are read by OCR in the chat pipeline; blocks this server
+cannot use yet (documents) and Anthropic's server tools are declared, so that the serving layer refuses them with a
+400 that names them instead of a validation error that only says the block does not fit.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from ortserve_common.protocol.common import OpenAIModel
 __all__ = [
     "ANTHROPIC_ERROR_SCHEMA",
     "CountTokensRequest",
+    "ImageBlock",
     "InputMessage",
     "MessagesRequest",
     "TextBlock",

@@ -27,6 +27,7 @@ class RegisteredModel(OpenAIModel):
     kind: ModelKind
     context_length: int | None = Field(None, ge=1)
     engine: str | None = Field(None, max_length=32, description="The chat engine serving it (batched, generator).")
+    capabilities: list[str] | None = Field(None, description="What it takes beyond text, as served: 'ocr' (images).")
 
 
 class InstanceRegistration(OpenAIModel):

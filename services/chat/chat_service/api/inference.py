@@ -64,4 +64,4 @@ async def list_models(pool: ModelPoolDep) -> ModelList:
 
 @router.get("/v1/models/{model_id:path}", response_model=ModelCard)
 async def get_model(model_id: str, pool: ModelPoolDep) -> ModelCard:
-    return ModelCard(id=pool.model(model_id).id)  # asked by an alias, the card names the model
+    return pool.card(model_id)

@@ -16,6 +16,7 @@ from ortserve_common.protocol.conversations import (
     InputFunctionCallOutputItem,
     InputItem,
     InputMessageItem,
+    TextPart,
 )
 
 
@@ -35,8 +36,16 @@ def _output(call_id: str, output: str) -> dict[str, Any]:
 
 
 def item_body(item: InputItem) -> dict[str, Any]:
-    """A client's item as it is stored (the store adds the id)."""
+    """A client's item as it is stored (the store adds the id). A message with images keeps its parts in order:
+    the responses pipeline puts each image's OCR text in its place before storing it."""
     if isinstance(item, InputMessageItem):
+        if item.has_images() and isinstance(item.content, list):
+            body = _message(item.role, "")
+            body["content"] = [
+                {"type": "input_text", "text": part.text} if isinstance(part, TextPart) else part.model_dump()
+                for part in item.content
+            ]
+            return body
         return _message(item.role, item.text())
     if isinstance(item, InputFunctionCallItem):
         return _call(item.call_id, item.name, item.arguments)

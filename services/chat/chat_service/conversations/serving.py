@@ -17,6 +17,8 @@ from ortserve_common.protocol.conversations import (
     ConversationItemList,
     ConversationList,
     ConversationUpdateRequest,
+    InputItem,
+    InputMessageItem,
     ItemsCreateRequest,
 )
 
@@ -45,6 +47,15 @@ def _unknown_cursor(after: str) -> OpenAIError:
     return invalid_request(f"Invalid 'after': no object with id '{after}' in this listing.", "after")
 
 
+def _stored_items(items: list[InputItem], where: str) -> list[dict[str, Any]]:
+    """Items as stored; images are refused here: only a chat or responses request reads them (by OCR)."""
+    for i, item in enumerate(items):
+        if isinstance(item, InputMessageItem) and item.has_images():
+            message = "Images cannot be added to a conversation directly; send them in a chat or responses request."
+            raise invalid_request(message, f"{where}[{i}].content", "unsupported_parameter")
+    return [item_body(item) for item in items]
+
+
 class ConversationServing:
     def __init__(self, store: ConversationStore) -> None:
         self.store = store
@@ -53,7 +64,7 @@ class ConversationServing:
         return await to_thread.run_sync(call, *args)
 
     async def create(self, owner: str, body: ConversationCreateRequest) -> Conversation:
-        items = [item_body(item) for item in body.items or []]
+        items = _stored_items(body.items or [], "items")
         return _conversation(await self._run(self.store.create, owner, body.metadata or {}, items))
 
     async def retrieve(self, owner: str, conversation_id: str) -> Conversation:
@@ -87,7 +98,7 @@ class ConversationServing:
         return ConversationDeleted(id=conversation_id)
 
     async def add_items(self, owner: str, conversation_id: str, body: ItemsCreateRequest) -> ConversationItemList:
-        stored = await self.append(owner, conversation_id, [item_body(item) for item in body.items])
+        stored = await self.append(owner, conversation_id, _stored_items(body.items, "items"))
         return ConversationItemList(data=stored, first_id=stored[0]["id"], last_id=stored[-1]["id"], has_more=False)
 
     async def list_items(

@@ -11,15 +11,19 @@ from ortserve_common.errors import OpenAIError, invalid_request
 from ortserve_common.protocol.chat import (
     ChatCompletionRequest,
     ChatMessage,
+    ContentPart,
     FunctionCall,
     FunctionDefinition,
+    ImageUrlContentPart,
     NamedToolChoice,
+    TextContentPart,
     ToolCall,
     ToolChoiceFunction,
     ToolDefinition,
 )
 from ortserve_common.protocol.messages import (
     CountTokensRequest,
+    ImageBlock,
     InputMessage,
     MessagesRequest,
     TextBlock,
@@ -27,6 +31,8 @@ from ortserve_common.protocol.messages import (
     ToolUseBlock,
 )
 from pydantic import ValidationError
+
+from chat_service.vision.images import MEDIA_TYPES
 
 AnyRequest = MessagesRequest | CountTokensRequest
 _CLIENT_TOOL_TYPES = (None, "custom")
@@ -99,10 +105,32 @@ def chat_messages(request: AnyRequest) -> list[ChatMessage]:
     return messages
 
 
-def _no_images(param: str) -> OpenAIError:
+def _no_documents(param: str) -> OpenAIError:
     return _unsupported(
-        "Images and documents are not supported yet on this server: send text blocks only.", f"{param}.type"
+        "Documents, and images anywhere but among a user message's own blocks (in a tool result, in an assistant "
+        "turn), are not supported on this server: send text, and images as image blocks of a user message (their "
+        "text is read by OCR).",
+        f"{param}.type",
     )
+
+
+def _image_part(block: ImageBlock, where: str) -> ImageUrlContentPart:
+    """An image block as chat's image_url part (a data URL), which the chat pipeline reads by OCR; errors name the
+    block's source."""
+    source, param = block.source or {}, f"{where}.source"
+    kind = source.get("type")
+    if kind == "base64":
+        media_type, data = source.get("media_type"), source.get("data")
+        if not isinstance(data, str) or not data:
+            raise invalid_request("A base64 image source needs its data.", f"{param}.data")
+        if media_type not in MEDIA_TYPES.values():
+            message = f"Unsupported image media_type {media_type!r}: send image/png, image/jpeg or image/webp."
+            raise invalid_request(message, f"{param}.media_type", "unsupported_image_type")
+        return ImageUrlContentPart.of(f"data:{media_type};base64,{data}", f"{param}.data")
+    if kind == "url" and isinstance(source.get("url"), str):
+        return ImageUrlContentPart.of(source["url"], f"{param}.url")
+    message = "An image source must be {'type': 'base64', 'media_type', 'data'} (or {'type': 'url', 'url'})."
+    raise invalid_request(message, f"{param}.type")
 
 
 def _chat_turn(message: InputMessage, where: str) -> list[ChatMessage]:
@@ -111,12 +139,16 @@ def _chat_turn(message: InputMessage, where: str) -> list[ChatMessage]:
     if isinstance(message.content, str):
         return [ChatMessage(role=message.role, content=message.content)]
     texts: list[str] = []
+    parts: list[ContentPart] = []  # texts and images, in order (images are read by OCR further on)
     calls: list[ToolCall] = []
     results: list[ChatMessage] = []
     for j, block in enumerate(message.content):
         at = f"{where}.content[{j}]"
         if isinstance(block, TextBlock):
             texts.append(block.text)
+            parts.append(TextContentPart(type="text", text=block.text))
+        elif isinstance(block, ImageBlock) and message.role == "user":
+            parts.append(_image_part(block, at))
         elif isinstance(block, ToolUseBlock):
             if message.role != "assistant":
                 raise invalid_request("tool_use blocks belong in assistant messages.", at)
@@ -127,11 +159,13 @@ def _chat_turn(message: InputMessage, where: str) -> list[ChatMessage]:
                 raise invalid_request("tool_result blocks belong in user messages.", at)
             results.append(ChatMessage(role="tool", tool_call_id=block.tool_use_id, content=_result_text(block, at)))
         elif block.type in ("image", "document"):
-            raise _no_images(at)
+            raise _no_documents(at)
         # thinking blocks: a past reply's reasoning, which these models never write; nothing to show them
     if message.role == "assistant":
         content = "".join(texts) or (None if calls else "")
         return [ChatMessage(role="assistant", content=content, tool_calls=calls or None)]
+    if len(parts) > len(texts):  # images among the text: the parts as they are
+        return [*results, ChatMessage(role="user", content=parts)]
     if texts or not results:
         return [*results, ChatMessage(role="user", content="\n".join(texts))]
     return results
@@ -146,7 +180,7 @@ def _result_text(block: ToolResultBlock, where: str) -> str:
     else:
         for k, part in enumerate(content):
             if not isinstance(part, TextBlock):
-                raise _no_images(f"{where}.content[{k}]")
+                raise _no_documents(f"{where}.content[{k}]")
         text = "\n".join(part.text for part in content if isinstance(part, TextBlock))
     # The chat layout has no error flag on a tool result: the model learns of the failure from the text alone.
     return f"Error: {text}" if block.is_error else text

@@ -59,8 +59,11 @@ class ServedModel:
 
 
 class ModelPool:
-    def __init__(self, catalog: ModelCatalog, factory: EngineFactory = load_engine) -> None:
+    def __init__(
+        self, catalog: ModelCatalog, factory: EngineFactory = load_engine, capabilities: list[str] | None = None
+    ) -> None:
         self._catalog = catalog
+        self.capabilities = capabilities  # what every model here takes beyond text (["ocr"]: images), for the cards
         self._settings = catalog.settings
         self._factory = factory
         self._models: dict[str, ServedModel] = {}
@@ -87,7 +90,11 @@ class ModelPool:
         return list(self._models.values())
 
     def cards(self) -> list[ModelCard]:
-        return [ModelCard(id=model.id, engine=model.engine.name) for model in self._models.values()]
+        return [self.card(model.id) for model in self._models.values()]
+
+    def card(self, name: str) -> ModelCard:
+        model = self.model(name)  # asked by an alias, the card names the model
+        return ModelCard(id=model.id, engine=model.engine.name, capabilities=self.capabilities)
 
     # Service-wide admission counts (the ortserve_requests_running/waiting gauges): every model's, summed.
     @property
@@ -101,7 +108,13 @@ class ModelPool:
     def registrations(self) -> list[dict[str, Any]]:
         """What the registry is told this instance serves (by id: the registry knows aliases from its manifest)."""
         return [
-            {"id": model_id, "kind": "chat", "context_length": model.engine.context_length, "engine": model.engine.name}
+            {
+                "id": model_id,
+                "kind": "chat",
+                "context_length": model.engine.context_length,
+                "engine": model.engine.name,
+                "capabilities": self.capabilities,
+            }
             for model_id, model in self._models.items()
         ]
 

@@ -108,7 +108,7 @@ class ResponsesServing:
             plan_tools, tools, chat_tool_choice(request), vocabulary, request.parallel_tool_calls
         )
         history = await self._history(request, owner)
-        inputs = input_items(request)
+        inputs = await self.chat.images.read_items(input_items(request))  # images → their text, read by OCR
         prefix = [ChatMessage(role="system", content=request.instructions)] if request.instructions else []
         earlier, new = messages_from_items(history), messages_from_items(inputs)
         encode = PromptEncoder(engine.tokenizer, plan)

@@ -29,6 +29,7 @@ from chat_service.serving.generation import TextGeneration
 from chat_service.serving.guided import extension_guidance, resolve_guidance, response_format_guidance
 from chat_service.serving.multiplex import interleave, run_all
 from chat_service.tools.request import ToolPlan, blame_parameters, plan_tools
+from chat_service.vision.reading import NO_IMAGES, ImageReading
 
 
 @dataclass
@@ -50,9 +51,19 @@ class PreparedChat:
 
 
 class ChatServing(BaseServing):
-    def __init__(self, *args: Any, context: ChatContext | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, context: ChatContext | None = None, images: ImageReading | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.context = context  # conversations and prompt templates; None in tests of the HTTP layer alone
+        self.images = images or NO_IMAGES  # OCR; without it (HTTP-layer tests) an image is a 400
+
+    async def read_images(self, request: ChatCompletionRequest) -> ChatCompletionRequest:
+        """The request with its images' text, read by OCR, in their place: what the rest of the pipeline (and a
+        conversation it is recorded in) sees."""
+        if not any(message.images() for message in request.messages):
+            return request
+        return request.model_copy(update={"messages": await self.images.read_messages(request.messages)})
 
     async def chat_turn(
         self, engine: ChatEngine, request: ChatCompletionRequest, owner: str, plan: ToolPlan
@@ -103,6 +114,7 @@ class ChatServing(BaseServing):
         model = self.pool.model(request.model)
         self.check_supported(request)  # the cheap checks before any database read, compilation or tokenizing
         self.chat_logprobs(request)
+        request = await self.read_images(request)  # after the cheap checks: OCR costs seconds of CPU
         vocabulary = model.engine.tokenizer.vocabulary
         # Tool schemas are compiled to be checked: off the event loop, which keeps the other streams going.
         plan = await asyncio.to_thread(

@@ -32,6 +32,11 @@ class TokenizeServing:
         if len(given) != 1:
             raise invalid_request("Give exactly one of prompt, content or messages.", given[1] if given else "prompt")
         if request.messages is not None:
+            # An image's text is only known once OCR has read it, which this endpoint does not do.
+            with_image = next((i for i, message in enumerate(request.messages) if message.images()), None)
+            if with_image is not None:
+                refusal = "/tokenize takes no images; /v1/messages/count_tokens counts a prompt with its images read."
+                raise invalid_request(refusal, f"messages[{with_image}].content", "unsupported_parameter")
             plan = plan_tools(request.tools, request.tool_choice, vocabulary)
             text = render_chat_prompt(engine.tokenizer, request.messages, plan, request.add_generation_prompt)
         else:
