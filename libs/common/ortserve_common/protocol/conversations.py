@@ -31,6 +31,8 @@ class InputMessageItem(OpenAIModel):
     type: Literal["message"] = "message"
     role: MessageRole
     content: str | list[TextPart]
+    # Open Responses labels assistant messages as commentary or the final answer; kept with the item and echoed.
+    phase: Literal["commentary", "final_answer"] | None = None
 
     def text(self) -> str:
         return self.content if isinstance(self.content, str) else "\n".join(p.text for p in self.content)
