@@ -58,7 +58,8 @@ def test_the_response_object_has_every_field_the_spec_requires(status: str) -> N
     body = response_object(REQUEST, "resp_1", 1, status, stream.output, stats, error=error)
     assert_valid_response(body)
     assert (body["completed_at"] is not None) == (status == "completed")
-    assert (body["prompt_cache_key"], body["safety_identifier"], body["service_tier"]) == ("cache-1", "user-7", "default")
+    echoed = (body["prompt_cache_key"], body["safety_identifier"], body["service_tier"])
+    assert echoed == ("cache-1", "user-7", "default")
     assert (body["presence_penalty"], body["frequency_penalty"], body["top_logprobs"]) == (0.0, 0.0, 0)
 
 
