@@ -109,4 +109,4 @@ def parse_create(message: str) -> ResponsesRequest:
     try:
         return ResponsesRequest.model_validate({k: v for k, v in payload.items() if k != "type"})
     except ValidationError as exc:
-        raise validation_error(exc.errors()) from None
+        raise validation_error([dict(error) for error in exc.errors()]) from None
