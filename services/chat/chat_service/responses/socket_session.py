@@ -64,6 +64,11 @@ class SocketSession:
             self._evict(previous)
             yield error_event(exc)
             return
+        except Exception:  # the socket outlives one turn's bug: the client gets an error event, not a dropped socket
+            logger.exception("websocket: a turn failed before it started")
+            self._evict(previous)
+            yield error_event(OpenAIError(500, "Internal server error.", "server_error", None, "server_error"))
+            return
         failed = False
         async with aclosing(events):  # a client gone mid-turn ends the generation, as on HTTP
             yield first
