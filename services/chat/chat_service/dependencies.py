@@ -12,6 +12,7 @@ from fastapi import Depends, Header, Request
 from chat_service.conversations.serving import ConversationServing
 from chat_service.messages.serving import MessagesServing
 from chat_service.models.pool import ModelPool
+from chat_service.responses.compaction import CompactionServing
 from chat_service.responses.serving import ResponsesServing
 from chat_service.serving.chat import ChatServing
 from chat_service.serving.completions import CompletionServing
@@ -35,6 +36,10 @@ async def _responses_serving(request: Request) -> ResponsesServing:
     return request.app.state.responses_serving
 
 
+async def _compaction_serving(request: Request) -> CompactionServing:
+    return request.app.state.compaction_serving
+
+
 async def _messages_serving(request: Request) -> MessagesServing:
     return request.app.state.messages_serving
 
@@ -47,6 +52,7 @@ ChatServingDep = Annotated[ChatServing, Depends(_chat_serving)]
 CompletionServingDep = Annotated[CompletionServing, Depends(_completion_serving)]
 TokenizeServingDep = Annotated[TokenizeServing, Depends(_tokenize_serving)]
 ResponsesServingDep = Annotated[ResponsesServing, Depends(_responses_serving)]
+CompactionServingDep = Annotated[CompactionServing, Depends(_compaction_serving)]
 MessagesServingDep = Annotated[MessagesServing, Depends(_messages_serving)]
 ModelPoolDep = Annotated[ModelPool, Depends(_pool)]
 

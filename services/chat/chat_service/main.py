@@ -28,6 +28,7 @@ from chat_service.conversations.store.templates import PromptTemplateStore
 from chat_service.messages.serving import MessagesServing
 from chat_service.models.catalog import ModelCatalog
 from chat_service.models.pool import EngineFactory, ModelPool, load_engine
+from chat_service.responses.compaction import CompactionServing
 from chat_service.responses.serving import ResponsesServing
 from chat_service.serving.chat import ChatServing
 from chat_service.serving.chat_context import ChatContext
@@ -80,8 +81,12 @@ def create_app(settings: ChatSettings, engine_factory: EngineFactory = load_engi
         context = ChatContext(conversations, templates, settings.conversation_reserve_tokens)
         chat_serving = ChatServing(pool, settings, telemetry, context=context, images=images)
         app.state.chat_serving = chat_serving
-        app.state.responses_serving = ResponsesServing(
+        responses = ResponsesServing(
             chat_serving, ResponseStore(database), conversations, settings.conversation_reserve_tokens
+        )
+        app.state.responses_serving = responses
+        app.state.compaction_serving = CompactionServing(
+            responses, settings.compact_keep_tokens, settings.compact_summary_tokens
         )
         app.state.messages_serving = MessagesServing(chat_serving)
         app.state.conversation_serving = conversations

@@ -151,6 +151,21 @@ class ChatSettings(ModelHostSettings):
         description="Tokens kept free for the reply when a conversation's history is cut to fit the context, at "
         "most a quarter of the context (the request's max_tokens, when it gives one, takes their place).",
     )
+    compact_keep_tokens: int = Field(
+        1024,
+        ge=0,
+        description="/v1/responses/compact keeps the turns as they are when they come to at most this many prompt "
+        "tokens; longer ones are replaced by the model's own summary of them.",
+    )
+    compact_summary_tokens: int = Field(
+        256, ge=16, description="The longest summary, in tokens, that /v1/responses/compact lets the model write."
+    )
+    websocket_cache_responses: int = Field(
+        16,
+        ge=1,
+        description="Responses a /v1/responses WebSocket keeps in its own cache (the newest), so that a store: false "
+        "chain continues with previous_response_id on that socket; older ones are evicted.",
+    )
     trace_content: bool = Field(
         False, description="Record prompt and output text on the gen_ai trace spans (off: prompts may be private)."
     )

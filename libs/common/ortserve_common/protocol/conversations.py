@@ -40,6 +40,8 @@ class InputMessageItem(OpenAIModel):
     type: Literal["message"] = "message"
     role: MessageRole
     content: str | list[Annotated[TextPart | ImagePart, Field(discriminator="type")]]
+    # Open Responses labels assistant messages as commentary or the final answer; kept with the item and echoed.
+    phase: Literal["commentary", "final_answer"] | None = None
 
     def text(self) -> str:
         if isinstance(self.content, str):

@@ -8,14 +8,57 @@ that the serving layer can refuse them with a 400 naming the field, instead of i
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Discriminator, Field, Tag, field_validator
 
 from ortserve_common.protocol.common import OpenAIModel
-from ortserve_common.protocol.conversations import MAX_PAGE, ConversationReference, InputItem, _check_metadata
+from ortserve_common.protocol.conversations import (
+    MAX_PAGE,
+    ConversationReference,
+    InputFunctionCallItem,
+    InputFunctionCallOutputItem,
+    InputMessageItem,
+    _check_metadata,
+)
 
-__all__ = ["MAX_PAGE", "ResponsesRequest", "ResponseTextConfig", "ResponseTextFormat"]
+__all__ = [
+    "MAX_PAGE",
+    "CompactRequest",
+    "InputCompactionItem",
+    "ResponseInputItem",
+    "ResponsesRequest",
+    "ResponseTextConfig",
+    "ResponseTextFormat",
+]
+
+
+class InputCompactionItem(OpenAIModel):
+    """What /v1/responses/compact returned, sent back as input: it stands for the turns it compacted."""
+
+    type: Literal["compaction"]
+    id: str | None = None
+    encrypted_content: str = Field(min_length=1)
+
+
+def _item_type(value: Any) -> str:
+    # As conversations' items, plus compaction; a message may leave out its type. Tags bracketed so that an error
+    # names the field (input[0].role), not the branch.
+    kind = value.get("type", "message") if isinstance(value, dict) else getattr(value, "type", "message")
+    return f"[{kind}]"
+
+
+ResponseInputItem = Annotated[
+    Annotated[InputMessageItem, Tag("[message]")]
+    | Annotated[InputFunctionCallItem, Tag("[function_call]")]
+    | Annotated[InputFunctionCallOutputItem, Tag("[function_call_output]")]
+    | Annotated[InputCompactionItem, Tag("[compaction]")],
+    Discriminator(
+        _item_type,
+        custom_error_type="invalid_item_type",
+        custom_error_message="type must be message, function_call, function_call_output or compaction",
+    ),
+]
 
 
 class ResponseTextFormat(OpenAIModel):
@@ -35,7 +78,7 @@ class ResponseTextConfig(OpenAIModel):
 
 class ResponsesRequest(OpenAIModel):
     model: str = Field(min_length=1)
-    input: str | list[InputItem]
+    input: str | list[ResponseInputItem]
     instructions: str | None = None
     max_output_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0, le=2)
@@ -44,6 +87,8 @@ class ResponsesRequest(OpenAIModel):
     top_k: int | None = Field(None, ge=-1)
     min_p: float | None = Field(None, ge=0, le=1)
     repetition_penalty: float | None = Field(None, gt=0, le=10)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
     user: str | None = None
     metadata: dict[str, str] | None = None
     text: ResponseTextConfig | None = None
@@ -73,3 +118,13 @@ class ResponsesRequest(OpenAIModel):
 
     def conversation_id(self) -> str | None:
         return self.conversation.id if isinstance(self.conversation, ConversationReference) else self.conversation
+
+
+class CompactRequest(OpenAIModel):
+    """POST /v1/responses/compact: the turns to compact are a previous response's chain, then `input`."""
+
+    model: str = Field(min_length=1)
+    input: str | list[ResponseInputItem] | None = None
+    previous_response_id: str | None = Field(None, min_length=1)
+    instructions: str | None = None
+    prompt_cache_key: str | None = Field(None, max_length=64)

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from ortserve_common.errors import OpenAIError, invalid_request
 from ortserve_common.protocol.chat import FunctionDefinition, NamedToolChoice, ToolChoiceFunction, ToolDefinition
 from ortserve_common.protocol.conversations import InputMessageItem
-from ortserve_common.protocol.responses import ResponsesRequest
+from ortserve_common.protocol.responses import InputCompactionItem, ResponseInputItem, ResponsesRequest
 from pydantic import ValidationError
 
 from chat_service.conversations.items import item_body
@@ -52,12 +52,35 @@ def refuse_unsupported(request: ResponsesRequest) -> None:
         raise invalid_request("input must hold at least one item.", "input")
 
 
-def input_items(request: ResponsesRequest) -> list[dict[str, Any]]:
-    """The request's input as stored items (with ids), as /input_items lists them."""
-    items = request.input
+def input_items(given: str | list[ResponseInputItem] | None) -> list[dict[str, Any]]:
+    """A request's input as stored items (with ids), as /input_items lists them. A compaction item stays one item
+    here (with its encrypted_content); the serving layer puts the turns it stands for in its place."""
+    items = given or []
     if isinstance(items, str):
         items = [InputMessageItem(role="user", content=items)]
-    return with_ids([item_body(item) for item in items])
+    bodies = []
+    for item in items:
+        if isinstance(item, InputCompactionItem):
+            bodies.append({"type": "compaction", "encrypted_content": item.encrypted_content})
+            continue
+        body = item_body(item)
+        if isinstance(item, InputMessageItem) and item.phase is not None:
+            body["phase"] = item.phase
+        bodies.append(body)
+    return with_ids(bodies)
+
+
+def check_tool_outputs(context: list[dict[str, Any]], inputs: list[dict[str, Any]]) -> None:
+    """A tool output answers a call made earlier in the chain or in this input, as OpenAI requires: an output
+    for no call is a 400, not a tool message the model sees out of nowhere."""
+    call_ids = {item["call_id"] for item in [*context, *inputs] if item.get("type") == "function_call"}
+    for i, item in enumerate(inputs):
+        if item.get("type") == "function_call_output" and item["call_id"] not in call_ids:
+            raise invalid_request(
+                f"No tool call found for function call output with call_id '{item['call_id']}'.",
+                f"input[{i}].call_id",
+                "tool_call_not_found",
+            )
 
 
 def chat_tools(request: ResponsesRequest) -> list[ToolDefinition] | None:

@@ -8,11 +8,12 @@ import uuid
 from typing import Any
 
 from ortserve_common.protocol.chat import AssistantMessage
+from ortserve_common.protocol.common import now
 from ortserve_common.protocol.responses import ResponsesRequest
 
 from chat_service.serving.generation import GenerationStats
 
-_ITEM_PREFIX = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
+_ITEM_PREFIX = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "compaction": "cmp"}
 
 
 def new_item_id(kind: str) -> str:
@@ -101,6 +102,7 @@ def response_object(
         "id": response_id,
         "object": "response",
         "created_at": created_at,
+        "completed_at": now() if status == "completed" else None,
         "status": status,
         "background": False,
         "error": error,
@@ -114,13 +116,20 @@ def response_object(
         "conversation": {"id": conversation_id} if conversation_id else None,
         "reasoning": {"effort": None, "summary": None},
         "store": request.store is not False,
-        "temperature": request.temperature,
+        "temperature": 1.0 if request.temperature is None else request.temperature,
         "text": {"format": text_format},
         "tool_choice": request.tool_choice or "auto",
         "tools": function_tools(request),
-        "top_p": request.top_p,
+        "top_p": 1.0 if request.top_p is None else request.top_p,
+        "presence_penalty": request.presence_penalty or 0.0,
+        "frequency_penalty": request.frequency_penalty or 0.0,
+        "top_logprobs": request.top_logprobs or 0,
+        "max_tool_calls": request.max_tool_calls,
         "truncation": request.truncation or "disabled",
         "usage": usage(stats) if stats is not None else None,
         "user": request.user,
         "metadata": request.metadata or {},
+        "service_tier": "default",  # the only tier here (a request's "auto" runs on it)
+        "safety_identifier": request.safety_identifier,
+        "prompt_cache_key": request.prompt_cache_key,
     }

@@ -24,10 +24,12 @@ from ortserve_common.protocol.responses import ResponsesRequest
 from chat_service.conversations.items import messages_from_items
 from chat_service.conversations.serving import ConversationServing
 from chat_service.conversations.store.responses import ResponseRecord, ResponseStore
+from chat_service.responses.compaction import expand_compactions
 from chat_service.responses.events import Event, ResponseEvents
 from chat_service.responses.input import (
     chat_tool_choice,
     chat_tools,
+    check_tool_outputs,
     guidance_candidates,
     input_items,
     refuse_unsupported,
@@ -68,6 +70,7 @@ class ResponseTurn:
     history: list[dict[str, Any]] = field(default_factory=list)
     id: str = ""
     created_at: int = 0
+    context: list[dict[str, Any]] = field(default_factory=list)  # the whole chain once finished: history, input, output
 
 
 class ResponsesServing:
@@ -86,7 +89,7 @@ class ResponsesServing:
     async def create(self, request: ResponsesRequest, owner: str = "") -> dict[str, Any] | AsyncGenerator[Event, None]:
         turn = await self.prepare(request, owner)
         if request.stream:
-            return await start_stream(self._stream(turn))
+            return await start_stream(self.stream(turn))
         async with self.chat.run(turn.chat, [turn.generation.stats], OPERATION):
             await run_all([turn.generation], [turn.choice.add])
         finish = turn.generation.stats.finish_reason
@@ -95,11 +98,21 @@ class ResponsesServing:
         output = output_items(turn.choice.message(), incomplete, request.parallel_tool_calls is not False)
         return await self._finish(turn, "incomplete" if incomplete else "completed", output)
 
-    async def prepare(self, request: ResponsesRequest, owner: str) -> ResponseTurn:
-        """Everything checked and encoded, before any slot is taken or any byte streamed."""
+    async def prepare(
+        self, request: ResponsesRequest, owner: str, history: list[dict[str, Any]] | None = None
+    ) -> ResponseTurn:
+        """Everything checked and encoded, before any slot is taken or any byte streamed. `history` is the chain
+        before this input when the caller holds it (a WebSocket's own cache); else it is read from the store."""
         refuse_unsupported(request)  # the cheap checks before any database read, compilation or tokenizing
         model = self.chat.pool.model(request.model)
         request = model.config.fill(request)  # the response names the model and the samplers it ran with
+        settings = self.chat.settings
+        request = request.model_copy(
+            update={
+                "temperature": settings.default_temperature if request.temperature is None else request.temperature,
+                "top_p": settings.default_top_p if request.top_p is None else request.top_p,
+            }
+        )
         engine = model.engine
         vocabulary = engine.tokenizer.vocabulary
         tools = chat_tools(request)
@@ -107,8 +120,11 @@ class ResponsesServing:
         plan = await asyncio.to_thread(
             plan_tools, tools, chat_tool_choice(request), vocabulary, request.parallel_tool_calls
         )
-        history = await self._history(request, owner)
-        inputs = await self.chat.images.read_items(input_items(request))  # images → their text, read by OCR
+        if history is None:
+            history = await self._history(request, owner)
+        expanded = await expand_compactions(self.store, owner, input_items(request.input))
+        inputs = await self.chat.images.read_items(expanded)  # images → their text, read by OCR
+        check_tool_outputs(history, inputs)
         prefix = [ChatMessage(role="system", content=request.instructions)] if request.instructions else []
         earlier, new = messages_from_items(history), messages_from_items(inputs)
         encode = PromptEncoder(engine.tokenizer, plan)
@@ -133,6 +149,8 @@ class ResponsesServing:
             top_k=request.top_k,
             min_p=request.min_p,
             repetition_penalty=request.repetition_penalty,
+            frequency_penalty=request.frequency_penalty,
+            presence_penalty=request.presence_penalty,
             user=request.user,
             max_completion_tokens=request.max_output_tokens,
             tools=tools,
@@ -145,18 +163,22 @@ class ResponsesServing:
         choice = ChatChoice(0, plan, vocabulary, False)
         return ResponseTurn(request, owner, chat, plan, generation, choice, inputs, history)
 
+    async def chain(self, owner: str, previous_response_id: str) -> list[dict[str, Any]]:
+        """A stored response's whole chain (its history, input and output), to continue it."""
+        record = await self._run(self.store.get, owner, previous_response_id)
+        if record is None:
+            raise response_not_found(previous_response_id, "previous_response_id")
+        return record.context_items
+
     async def _history(self, request: ResponsesRequest, owner: str) -> list[dict[str, Any]]:
         if request.previous_response_id is not None:
-            record = await self._run(self.store.get, owner, request.previous_response_id)
-            if record is None:
-                raise response_not_found(request.previous_response_id, "previous_response_id")
-            return record.context_items
+            return await self.chain(owner, request.previous_response_id)
         conversation_id = request.conversation_id()
         if conversation_id is not None:
             return await self.conversations.history(owner, conversation_id)
         return []
 
-    async def _stream(self, turn: ResponseTurn) -> AsyncGenerator[Event, None]:
+    async def stream(self, turn: ResponseTurn) -> AsyncGenerator[Event, None]:
         request = turn.request
         turn.id, turn.created_at = new_response_id(), now()
         events = ResponseEvents(request.parallel_tool_calls is not False)
@@ -213,9 +235,9 @@ class ResponsesServing:
         if conversation_id is not None:
             items = [{k: v for k, v in item.items() if k != "id"} for item in [*turn.inputs, *output]]
             await self.conversations.append(turn.owner, conversation_id, items)
+        turn.context = [*turn.history, *turn.inputs, *output]
         if request.store is not False:
-            context = [*turn.history, *turn.inputs, *output]
-            await self._run(self.store.put, turn.owner, ResponseRecord(turn.id, body, turn.inputs, context))
+            await self._run(self.store.put, turn.owner, ResponseRecord(turn.id, body, turn.inputs, turn.context))
         return body
 
     # Stored responses ----------------------------------------------------------------------------------------------
