@@ -9,16 +9,16 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from ortserve_common.protocol.responses import MAX_PAGE, ResponsesRequest
 from ortserve_common.sse import SSE_HEADERS, sse_event_stream
 
-from chat_service.dependencies import OwnerDep, ResponsesServingDep
+from chat_service.dependencies import OwnerDep, PriorityDep, ResponsesServingDep
 
 responses_router = APIRouter(prefix="/v1/responses", tags=["responses"])
 
 
 @responses_router.post("", response_model=None)
 async def create_response(
-    request: ResponsesRequest, serving: ResponsesServingDep, owner: OwnerDep
+    request: ResponsesRequest, serving: ResponsesServingDep, owner: OwnerDep, priority: PriorityDep
 ) -> JSONResponse | StreamingResponse:
-    result = await serving.create(request, owner)
+    result = await serving.create(request, owner, priority)
     if isinstance(result, dict):
         return JSONResponse(result)
     return StreamingResponse(sse_event_stream(result), media_type="text/event-stream", headers=SSE_HEADERS)
