@@ -5,7 +5,7 @@ free slots, first come first served within a priority), then advances every acti
 batched call.
 
 Queued `interactive` requests take free slots before queued `batch` ones, and batch rows never take the last
-`interactive_reserved_slots` slots (waiting.py). An interactive request that arrives while batch rows fill every
+`interactive_reserved_slots` slots (engine/waiting.py). An interactive request that arrives while batch rows fill every
 other slot so waits for the turn under way (a decode step, or one prefill or prompt chunk) and its own prefill,
 where without the reserve it would wait for a batch row to finish: up to a whole batch answer.
 
