@@ -24,7 +24,7 @@ NEED_ENGINE := docker info >/dev/null 2>&1 || { echo "no Docker engine answers h
 export ORTSERVE_MODELS_DIR := $(MODELS_DIR)
 export ORTSERVE_BUILD_PYTHON := $(BUILD_VENV)/bin/python
 
-.PHONY: help install build-venv model model-large convert nginx redis postgres certs run run-chat up down test test-unit lint typecheck docs clean loadtest loadtest-ui bench bench-small bench-peers bench-real-size bench-threads \
+.PHONY: help install build-venv model model-large convert nginx redis postgres certs run run-chat up down test test-unit lint typecheck docs clean loadtest loadtest-ui loadtest-priority bench bench-small bench-peers bench-real-size bench-threads \
 	fuzz overload soak docker-engine base-image images compose-up compose-down swarm-up swarm-down
 
 help: ## List the targets
@@ -89,6 +89,9 @@ loadtest: install nginx redis postgres $(MODEL_STAMPS) ## Locust, headless, 60 s
 
 loadtest-ui: install nginx redis $(MODEL_STAMPS) ## Locust's web UI on 127.0.0.1:8089 against the local stack (started and stopped with it if not up)
 	$(PY) -m loadtest.run --ui $(LOADTEST_ARGS)
+
+loadtest-priority: install $(MODEL_STAMPS) ## A batch flood beside an interactive user, with and without reserved slots (~6 min)
+	$(PY) -m loadtest.priority $(LOADTEST_ARGS)
 
 bench: bench-peers bench-real-size ## Every benchmark: SmolLM2 vs llama-server (docs/BENCHMARKS.md), then Qwen 0.5B and 1.5B at real size
 

@@ -60,10 +60,14 @@ def test_dashboard_queries_only_exported_metrics() -> None:
         assert topic in titles
     engine_series = {name for name in _exported_names() if name.startswith("ortserve_engine_")}
     assert engine_series and engine_series <= used, engine_series - used
-    assert all("by (model)" in expr for expr in exprs if "ortserve_engine_" in expr)
+    assert all("by (model" in expr for expr in exprs if "ortserve_engine_" in expr)
     # Per-key limits: tokens and refusals by key id (bounded: KeyMetrics), and the store's errors.
     assert "by api key" in titles and "refusals" in titles
     key_series = {name for name in _exported_names() if name.startswith("ortserve_key_")}
     assert key_series and key_series <= used, key_series - used
+    # Who waits where and who holds the places, interactive against batch (ortserve_common.priority).
+    assert "by priority" in titles
+    priority_series = {"ortserve_engine_queue_depth", "ortserve_admission_queue_depth", "ortserve_admission_running"}
+    assert priority_series <= used and all("priority)" in e for e in exprs if any(s in e for s in priority_series))
     datasource = yaml.safe_load((DEPLOY / "grafana/provisioning/datasources/prometheus.yaml").read_text())
     assert {panel["datasource"]["uid"] for panel in dashboard["panels"]} == {datasource["datasources"][0]["uid"]}

@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from ortserve_common.errors import invalid_request
+from ortserve_common.priority import DEFAULT_PRIORITY, PRIORITIES, PRIORITY_HEADER, Priority
 
 from chat_service.conversations.serving import ConversationServing
 from chat_service.messages.serving import MessagesServing
@@ -74,3 +76,23 @@ async def _owner(x_ortserve_api_key_id: Annotated[str | None, Header()] = None) 
 ConversationServingDep = Annotated[ConversationServing, Depends(_conversation_serving)]
 PromptTemplateServingDep = Annotated[PromptTemplateServing, Depends(_template_serving)]
 OwnerDep = Annotated[str, Depends(_owner)]
+
+
+async def _priority(x_ortserve_key_priority: Annotated[str | None, Header()] = None) -> Priority:
+    """Which queued requests take a free slot first: the key's priority, which the proxy sets from the key's limits
+    (and overwrites when a client sends its own). Absent, or called directly without the proxy: interactive, as every
+    request was before priorities. A value that is neither is a misconfigured proxy or client: refused (400) rather
+    than guessed, since guessing interactive would let a typo jump the queue."""
+    value = (x_ortserve_key_priority or "").strip().lower()
+    if not value:
+        return DEFAULT_PRIORITY
+    for priority in PRIORITIES:
+        if value == priority:
+            return priority
+    raise invalid_request(
+        f"The {PRIORITY_HEADER} header must be one of {', '.join(PRIORITIES)}; got {x_ortserve_key_priority!r}.",
+        code="invalid_priority",
+    )
+
+
+PriorityDep = Annotated[Priority, Depends(_priority)]

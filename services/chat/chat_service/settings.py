@@ -111,6 +111,16 @@ class ChatSettings(ModelHostSettings):
         description="Requests admitted at once per model (each model has its own admission and queue); further ones "
         "queue (then 429). The generator engine runs this many generations at once.",
     )
+    interactive_reserved_slots: int = Field(
+        1,
+        ge=0,
+        description="Places per model that batch-priority requests (X-Ortserve-Key-Priority: batch, set by the proxy "
+        "from the key) may not take, among both its KV slots and its max_concurrency admitted requests: an "
+        "interactive request that arrives during a batch flood then waits for one scheduler turn and its own "
+        "prefill, not for a batch answer to end. Interactive requests may use every place; batch ones always keep "
+        "at least one (the reserve is capped at max_batch_size - 1 and max_concurrency - 1). 0: priorities only "
+        "order the queues.",
+    )
     unload_grace_s: float = Field(
         30.0,
         ge=0,

@@ -117,6 +117,7 @@ def test_chat_span_is_a_child_of_the_server_span_with_gen_ai_attributes(
         "gen_ai.usage.cache_read.input_tokens": 0,
         "gen_ai.usage.output_tokens": len(SCRIPT),
         "gen_ai.response.finish_reasons": ("stop",),
+        "ortserve.priority": "interactive",  # no X-Ortserve-Key-Priority header: the default
     }
     latency = {k: v for k, v in attributes.items() if k.startswith("gen_ai.latency")}
     assert set(latency) == {"gen_ai.latency.time_in_queue", "gen_ai.latency.time_to_first_token", "gen_ai.latency.e2e"}

@@ -20,6 +20,7 @@ from chat_service.dependencies import (
     CompletionServingDep,
     ModelPoolDep,
     OwnerDep,
+    PriorityDep,
     TokenizeServingDep,
 )
 
@@ -28,9 +29,9 @@ router = APIRouter()
 
 @router.post("/v1/chat/completions", response_model=ChatCompletionResponse)
 async def chat_completions(
-    request: ChatCompletionRequest, serving: ChatServingDep, owner: OwnerDep
+    request: ChatCompletionRequest, serving: ChatServingDep, owner: OwnerDep, priority: PriorityDep
 ) -> JSONResponse | StreamingResponse:
-    result = await serving.create(request, owner)
+    result = await serving.create(request, owner, priority)
     if isinstance(result, ChatCompletionResponse):
         return JSONResponse(result.model_dump())
     return StreamingResponse(sse_stream(result), media_type="text/event-stream", headers=SSE_HEADERS)
@@ -38,9 +39,9 @@ async def chat_completions(
 
 @router.post("/v1/completions", response_model=CompletionResponse)
 async def completions(
-    request: CompletionRequest, serving: CompletionServingDep, owner: OwnerDep
+    request: CompletionRequest, serving: CompletionServingDep, owner: OwnerDep, priority: PriorityDep
 ) -> JSONResponse | StreamingResponse:
-    result = await serving.create(request, owner)
+    result = await serving.create(request, owner, priority)
     if isinstance(result, CompletionResponse):
         return JSONResponse(result.model_dump())
     return StreamingResponse(sse_stream(result), media_type="text/event-stream", headers=SSE_HEADERS)

@@ -21,7 +21,7 @@ from ortserve_common.sse import SSE_HEADERS, sse_event_stream
 from ortserve_common.validation import validation_error
 from starlette.exceptions import HTTPException
 
-from chat_service.dependencies import MessagesServingDep, OwnerDep
+from chat_service.dependencies import MessagesServingDep, OwnerDep, PriorityDep
 from chat_service.messages.blocks import error_body
 
 logger = logging.getLogger(__name__)
@@ -64,9 +64,9 @@ messages_router = APIRouter(
 
 @messages_router.post("", response_model=None)
 async def create_message(
-    request: MessagesRequest, serving: MessagesServingDep, owner: OwnerDep
+    request: MessagesRequest, serving: MessagesServingDep, owner: OwnerDep, priority: PriorityDep
 ) -> JSONResponse | StreamingResponse:
-    result = await serving.create(request, owner)
+    result = await serving.create(request, owner, priority)
     if isinstance(result, dict):
         return JSONResponse(result)
     return StreamingResponse(sse_event_stream(result), media_type="text/event-stream", headers=SSE_HEADERS)

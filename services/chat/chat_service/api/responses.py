@@ -14,7 +14,7 @@ from ortserve_common.protocol.responses import MAX_PAGE, CompactRequest, Respons
 from ortserve_common.server import is_draining
 from ortserve_common.sse import SSE_HEADERS, sse_event_stream
 
-from chat_service.dependencies import CompactionServingDep, OwnerDep, ResponsesServingDep
+from chat_service.dependencies import CompactionServingDep, OwnerDep, PriorityDep, ResponsesServingDep
 from chat_service.responses.socket_session import SocketSession
 
 # How often an idle socket looks whether the service drains (it then closes with 1001, going away).
@@ -25,25 +25,27 @@ responses_router = APIRouter(prefix="/v1/responses", tags=["responses"])
 
 @responses_router.post("", response_model=None)
 async def create_response(
-    request: ResponsesRequest, serving: ResponsesServingDep, owner: OwnerDep
+    request: ResponsesRequest, serving: ResponsesServingDep, owner: OwnerDep, priority: PriorityDep
 ) -> JSONResponse | StreamingResponse:
-    result = await serving.create(request, owner)
+    result = await serving.create(request, owner, priority)
     if isinstance(result, dict):
         return JSONResponse(result)
     return StreamingResponse(sse_event_stream(result), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 @responses_router.post("/compact")
-async def compact_response(request: CompactRequest, serving: CompactionServingDep, owner: OwnerDep) -> dict[str, Any]:
-    return await serving.compact(request, owner)
+async def compact_response(
+    request: CompactRequest, serving: CompactionServingDep, owner: OwnerDep, priority: PriorityDep
+) -> dict[str, Any]:
+    return await serving.compact(request, owner, priority)
 
 
 @responses_router.websocket("")
-async def responses_socket(websocket: WebSocket, owner: OwnerDep) -> None:
+async def responses_socket(websocket: WebSocket, owner: OwnerDep, priority: PriorityDep) -> None:
     """WebSocket mode: `response.create` messages, each answered with its stream of events, one turn at a time."""
     await websocket.accept()
     app = websocket.app
-    session = SocketSession(app.state.responses_serving, owner, app.state.settings.websocket_cache_responses)
+    session = SocketSession(app.state.responses_serving, owner, app.state.settings.websocket_cache_responses, priority)
     try:
         while True:
             message = await _next_message(websocket)

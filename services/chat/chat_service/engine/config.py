@@ -28,6 +28,7 @@ class EngineSettings(Protocol):
     prefix_cache_replies: bool
     batch_invariant: bool
     max_concurrency: int
+    interactive_reserved_slots: int
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,9 @@ class EngineConfig:
     # one row and several (AVX2), a row's logits then no longer depend on how many others share its steps, so a
     # seeded request gives the same tokens alone and in company. Costs the lone stream one more row per step.
     batch_invariant: bool = False
+    # KV slots that batch requests may not take, so an interactive request in a batch flood waits for one turn of the
+    # scheduler (a step or a prefill) and its own prefill, not for a batch answer to end. At most slots - 1.
+    interactive_reserved_slots: int = 0
 
     @classmethod
     def from_settings(cls, settings: EngineSettings) -> EngineConfig:
@@ -67,4 +71,5 @@ class EngineConfig:
             prefix_block_tokens=settings.prefix_block_tokens,
             cache_replies=settings.prefix_cache_replies,
             batch_invariant=settings.batch_invariant,
+            interactive_reserved_slots=settings.interactive_reserved_slots,
         )

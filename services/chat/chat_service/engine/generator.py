@@ -2,6 +2,8 @@
 
 Each generation runs its token loop on a worker thread (ONNX Runtime releases the GIL), so the event loop keeps
 serving other requests and /health. Sampling is ours (see sampler.py) so penalties and seeds behave as OpenAI's.
+Generations waiting for a worker start in priority order (waiting.py): each task handed to the pool runs whichever
+queued generation comes first, not the one it was submitted for.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 import threading
 from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,8 +27,16 @@ from chat_service.engine.model_folder import ModelFolder
 from chat_service.engine.sampler import TokenSampler
 from chat_service.engine.thread_events import END, InFlight, events_from_thread
 from chat_service.engine.types import EngineClosedError, EngineLoadError, EngineStats, GenerationRequest, TokenEvent
+from chat_service.engine.waiting import WaitingRows
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class QueuedGeneration:
+    request: GenerationRequest
+    emit: Callable[[Any], None]
+    cancelled: threading.Event
 
 
 class GeneratorEngine:
@@ -48,15 +59,19 @@ class GeneratorEngine:
         self.in_flight = InFlight()
         self._stats_lock = threading.Lock()  # the counts below are written by every worker thread
         self._running = self._steps = 0
+        self._waiting: WaitingRows[QueuedGeneration] = WaitingRows()  # under _stats_lock too
         # One request per generator: a row is always alone, so this engine is batch-invariant by construction.
         self.system_fingerprint = system_fingerprint(model_path, "generator", True)
 
     def stats(self) -> EngineStats:
         with self._stats_lock:
-            running, steps = self._running, self._steps
+            running, steps, batch_waiting = self._running, self._steps, self._waiting.depth("batch")
         # Waiting: started on the event loop (in flight) but not yet on a worker thread.
         return EngineStats(
-            rows_decoding=running, rows_waiting=max(0, self.in_flight.count - running), decode_steps=steps
+            rows_decoding=running,
+            rows_waiting=max(0, self.in_flight.count - running),
+            rows_waiting_batch=batch_waiting,
+            decode_steps=steps,
         )
 
     def close(self) -> None:
@@ -72,16 +87,26 @@ class GeneratorEngine:
         loop = asyncio.get_running_loop()
 
         def start(emit: Callable[[Any], None], cancelled: threading.Event) -> None:
+            queued = QueuedGeneration(request, emit, cancelled)
+            with self._stats_lock:
+                self._waiting.append(queued)
             try:
-                loop.run_in_executor(self._executor, self._run, request, emit, cancelled)
+                loop.run_in_executor(self._executor, self._run_next)
             except RuntimeError as exc:  # the executor has shut down
+                with self._stats_lock:
+                    self._waiting.discard(queued)  # no task will run it
                 raise EngineClosedError("the model was unloaded before this generation started") from exc
 
         return events_from_thread(start, self.in_flight)
 
-    def _run(self, request: GenerationRequest, emit: Callable[[Any], None], cancelled: threading.Event) -> None:
+    def _run_next(self) -> None:
+        """One task per generation submitted, each running the first queued one: interactive before batch."""
         with self._stats_lock:
+            queued = self._waiting.take(1, 1, 1)[0]
             self._running += 1
+        self._run(queued.request, queued.emit, queued.cancelled)
+
+    def _run(self, request: GenerationRequest, emit: Callable[[Any], None], cancelled: threading.Event) -> None:
         try:
             self._loop(request, emit, cancelled)
         except BaseException as exc:  # handed to the awaiting coroutine, which re-raises it

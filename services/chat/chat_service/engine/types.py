@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from ortserve_common.priority import DEFAULT_PRIORITY, Priority
+
 FinishReason = Literal["stop", "length"]
 GuidanceKind = Literal["json_schema", "regex", "lark"]
 
@@ -57,6 +59,9 @@ class GenerationRequest:
     # Prefix-cache entries are shared only among requests of the same scope (the API key): whether a prompt was
     # cached shows in its TTFT and cached_tokens, so one key must not learn what another one sent.
     cache_scope: str = ""
+    # interactive requests take free KV slots before queued batch ones, and the slots kept for them (ortserve_common.
+    # priority, EngineConfig.interactive_reserved_slots).
+    priority: Priority = DEFAULT_PRIORITY
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,7 @@ class EngineStats:
 
     rows_decoding: int  # rows in the running batch (a generation the generator engine runs)
     rows_waiting: int  # submitted, not yet given a KV slot
+    rows_waiting_batch: int = 0  # those of them that are batch requests' (the rest are interactive)
     kv_slots: int = 0  # KV slots the engine has (the batched engine's max_batch_size)
     kv_slots_used: int = 0  # decoding rows and a long prompt being prefilled in chunks
     kv_positions_used: int = 0  # positions cached in the slots in use

@@ -13,6 +13,7 @@ from contextlib import aclosing
 from typing import Any
 
 from ortserve_common.errors import OpenAIError
+from ortserve_common.priority import DEFAULT_PRIORITY, Priority
 from ortserve_common.protocol.messages import CountTokensRequest, MessagesRequest
 
 from chat_service.messages.blocks import content_blocks, message_object, new_message_id, stop_reason, usage
@@ -31,13 +32,15 @@ class MessagesServing:
     def __init__(self, chat: ChatServing) -> None:
         self.chat = chat
 
-    async def create(self, request: MessagesRequest, owner: str = "") -> dict[str, Any] | AsyncGenerator[Event, None]:
+    async def create(
+        self, request: MessagesRequest, owner: str = "", priority: Priority = DEFAULT_PRIORITY
+    ) -> dict[str, Any] | AsyncGenerator[Event, None]:
         refuse_unsupported(request)  # the cheap checks before any compilation or tokenizing
-        prepared = await self.chat.prepare(chat_request(request), owner)
+        prepared = await self.chat.prepare(chat_request(request), owner, priority)
         if request.stream:
             return await start_stream(self._stream(prepared))
         [generation], [choice] = prepared.generations, prepared.choices
-        async with self.chat.run(prepared.turn.request, [generation.stats], OPERATION):
+        async with self.chat.run(prepared.turn.request, [generation.stats], OPERATION, prepared.priority):
             await run_all([generation], [choice.add])
         stats = generation.stats
         finish = choice.choice(stats.finish_reason).finish_reason  # flushes what the tool-call parser still held
@@ -57,7 +60,7 @@ class MessagesServing:
         events = MessageEvents()
         message_id = new_message_id()
         # The first event is yielded inside the run: admission (429/503) happens before the response starts.
-        async with self.chat.run(request, [generation.stats], OPERATION) as run:
+        async with self.chat.run(request, [generation.stats], OPERATION, prepared.priority) as run:
             try:
                 for event in events.start(message_id, request.model, generation.stats.prompt_tokens):
                     yield event

@@ -135,7 +135,12 @@ class ModelPool:
             except EngineLoadError as exc:
                 raise OpenAIError(400, str(exc), param="path", code="model_load_failed") from exc
             settings = config.settings
-            admission = AdmissionController(settings.max_concurrency, settings.max_queue, settings.queue_timeout_s)
+            admission = AdmissionController(
+                settings.max_concurrency,
+                settings.max_queue,
+                settings.queue_timeout_s,
+                settings.interactive_reserved_slots,
+            )
             self._models[config.id] = ServedModel(config, engine, admission)
             self._names.update(dict.fromkeys(config.names, config.id))
         batched = engine.name == "batched"

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from anyio import to_thread
 from ortserve_common.errors import invalid_request
+from ortserve_common.priority import DEFAULT_PRIORITY, Priority
 from ortserve_common.protocol.common import now
 from ortserve_common.protocol.conversations import InputMessageItem
 from ortserve_common.protocol.responses import CompactRequest, ResponsesRequest
@@ -72,7 +73,9 @@ class CompactionServing:
         self.keep_tokens = keep_tokens
         self.summary_tokens = summary_tokens
 
-    async def compact(self, request: CompactRequest, owner: str) -> dict[str, Any]:
+    async def compact(
+        self, request: CompactRequest, owner: str, priority: Priority = DEFAULT_PRIORITY
+    ) -> dict[str, Any]:
         model = self.responses.chat.pool.model(request.model)  # an unknown model is a 404 before any work
         history = []
         if request.previous_response_id is not None:
@@ -88,7 +91,7 @@ class CompactionServing:
         if input_tokens <= self.keep_tokens:
             kept = turns
         else:
-            summary, output_tokens = await self._summarize(model.config.id, turns, owner)
+            summary, output_tokens = await self._summarize(model.config.id, turns, owner, priority)
             kept = [_developer_message(f"{SUMMARY_MARKER}\n{summary}")]
             logger.info("compact: %d turns (%d tokens) summarized in %d", len(turns), input_tokens, output_tokens)
         body = compaction_object(f"resp_{uuid.uuid4().hex}", input_tokens, output_tokens)
@@ -96,7 +99,9 @@ class CompactionServing:
         await to_thread.run_sync(self.responses.store.put, owner, record)
         return body
 
-    async def _summarize(self, model_id: str, turns: list[dict[str, Any]], owner: str) -> tuple[str, int]:
+    async def _summarize(
+        self, model_id: str, turns: list[dict[str, Any]], owner: str, priority: Priority
+    ) -> tuple[str, int]:
         """The model's own summary, greedy, as one response that is not stored."""
         transcript = "\n".join(f"{message.role}: {message.text()}" for message in messages_from_items(turns))
         request = ResponsesRequest(
@@ -108,7 +113,7 @@ class CompactionServing:
             store=False,
             truncation="auto",
         )
-        reply = await self.responses.create(request, owner)
+        reply = await self.responses.create(request, owner, priority)
         assert isinstance(reply, dict)  # not streamed
         text = "".join(
             part["text"] for item in reply["output"] if item["type"] == "message" for part in item["content"]

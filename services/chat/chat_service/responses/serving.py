@@ -17,6 +17,7 @@ from typing import Any, Literal, TypeVar
 
 from anyio import to_thread
 from ortserve_common.errors import OpenAIError, invalid_request
+from ortserve_common.priority import DEFAULT_PRIORITY, Priority
 from ortserve_common.protocol.chat import ChatCompletionRequest, ChatMessage
 from ortserve_common.protocol.common import now
 from ortserve_common.protocol.responses import ResponsesRequest
@@ -71,6 +72,7 @@ class ResponseTurn:
     id: str = ""
     created_at: int = 0
     context: list[dict[str, Any]] = field(default_factory=list)  # the whole chain once finished: history, input, output
+    priority: Priority = DEFAULT_PRIORITY  # the key's: orders the model's queues (ortserve_common.priority)
 
 
 class ResponsesServing:
@@ -86,11 +88,13 @@ class ResponsesServing:
         return await to_thread.run_sync(call, *args)
 
     # Creating ------------------------------------------------------------------------------------------------------
-    async def create(self, request: ResponsesRequest, owner: str = "") -> dict[str, Any] | AsyncGenerator[Event, None]:
-        turn = await self.prepare(request, owner)
+    async def create(
+        self, request: ResponsesRequest, owner: str = "", priority: Priority = DEFAULT_PRIORITY
+    ) -> dict[str, Any] | AsyncGenerator[Event, None]:
+        turn = await self.prepare(request, owner, priority)
         if request.stream:
             return await start_stream(self.stream(turn))
-        async with self.chat.run(turn.chat, [turn.generation.stats], OPERATION):
+        async with self.chat.run(turn.chat, [turn.generation.stats], OPERATION, priority):
             await run_all([turn.generation], [turn.choice.add])
         finish = turn.generation.stats.finish_reason
         turn.choice.choice(finish)  # flushes what the tool-call parser still held
@@ -99,7 +103,11 @@ class ResponsesServing:
         return await self._finish(turn, "incomplete" if incomplete else "completed", output)
 
     async def prepare(
-        self, request: ResponsesRequest, owner: str, history: list[dict[str, Any]] | None = None
+        self,
+        request: ResponsesRequest,
+        owner: str,
+        priority: Priority = DEFAULT_PRIORITY,
+        history: list[dict[str, Any]] | None = None,
     ) -> ResponseTurn:
         """Everything checked and encoded, before any slot is taken or any byte streamed. `history` is the chain
         before this input when the caller holds it (a WebSocket's own cache); else it is read from the store."""
@@ -159,9 +167,9 @@ class ResponsesServing:
         guidance = await resolve_guidance(guidance_candidates(request, plan), vocabulary)
         max_tokens = self.chat.resolve_max_tokens(model, len(prompt_ids), request.max_output_tokens, "input")
         params = self.chat.sampling_params(chat, None, guidance)[0]
-        generation = TextGeneration(engine, prompt_ids, max_tokens, params, chat.stop_list(), cache_scope=owner)
+        generation = TextGeneration(engine, prompt_ids, max_tokens, params, chat.stop_list(), owner, priority)
         choice = ChatChoice(0, plan, vocabulary, False)
-        return ResponseTurn(request, owner, chat, plan, generation, choice, inputs, history)
+        return ResponseTurn(request, owner, chat, plan, generation, choice, inputs, history, priority=priority)
 
     async def chain(self, owner: str, previous_response_id: str) -> list[dict[str, Any]]:
         """A stored response's whole chain (its history, input and output), to continue it."""
@@ -183,7 +191,7 @@ class ResponsesServing:
         turn.id, turn.created_at = new_response_id(), now()
         events = ResponseEvents(request.parallel_tool_calls is not False)
         snapshot = response_object(request, turn.id, turn.created_at, "in_progress", [])
-        async with self.chat.run(turn.chat, [turn.generation.stats], OPERATION) as run:
+        async with self.chat.run(turn.chat, [turn.generation.stats], OPERATION, turn.priority) as run:
             try:
                 yield events.event("response.created", response=snapshot)
                 yield events.event("response.in_progress", response=snapshot)

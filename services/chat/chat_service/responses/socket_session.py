@@ -17,6 +17,7 @@ from contextlib import aclosing
 from typing import Any
 
 from ortserve_common.errors import OpenAIError, invalid_request
+from ortserve_common.priority import DEFAULT_PRIORITY, Priority
 from ortserve_common.protocol.responses import ResponsesRequest
 from ortserve_common.validation import validation_error
 from pydantic import ValidationError
@@ -44,9 +45,12 @@ def previous_response_not_found(response_id: str) -> OpenAIError:
 
 
 class SocketSession:
-    def __init__(self, serving: ResponsesServing, owner: str, cache_size: int) -> None:
+    def __init__(
+        self, serving: ResponsesServing, owner: str, cache_size: int, priority: Priority = DEFAULT_PRIORITY
+    ) -> None:
         self.serving = serving
         self.owner = owner
+        self.priority = priority  # the key's, as on HTTP: every turn on the socket queues with it
         self.cache_size = cache_size
         self.cache: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()  # response id → its whole chain
 
@@ -57,7 +61,7 @@ class SocketSession:
             request = parse_create(message)
             previous = request.previous_response_id
             history = await self._history(previous)
-            turn = await self.serving.prepare(request, self.owner, history)
+            turn = await self.serving.prepare(request, self.owner, self.priority, history)
             events = self.serving.stream(turn)
             first = await anext(events)  # admission (a 429 or 503) happens here, before any event is sent
         except OpenAIError as exc:

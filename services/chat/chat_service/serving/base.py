@@ -8,6 +8,7 @@ from dataclasses import replace
 from typing import TypeVar
 
 from ortserve_common.errors import OpenAIError, invalid_request
+from ortserve_common.priority import DEFAULT_PRIORITY, Priority
 from ortserve_common.protocol.sampling import SamplingRequest
 
 from chat_service.engine import SamplingParams
@@ -134,9 +135,16 @@ class BaseServing:
         n = request.n or 1
         return [replace(base, seed=None if request.seed is None else request.seed + i) for i in range(n)]
 
-    def run(self, request: SamplingRequest, stats: list[GenerationStats], operation: str | None = None) -> RequestRun:
+    def run(
+        self,
+        request: SamplingRequest,
+        stats: list[GenerationStats],
+        operation: str | None = None,
+        priority: Priority = DEFAULT_PRIORITY,
+    ) -> RequestRun:
         """`async with` it around the generations: it holds their slot among the model's admitted requests (each
-        model admits its own, since each has its own slots) and their span, and reports `stats` at the end.
-        `operation` names the span for an endpoint that runs on a chat request of its own making (responses)."""
+        model admits its own, since each has its own slots; `priority` orders its queue) and their span, and reports
+        `stats` at the end. `operation` names the span for an endpoint that runs on a chat request of its own making
+        (responses)."""
         admission = self.pool.model(request.model).admission  # request.model is the model's id (ModelConfig.fill)
-        return RequestRun(request, stats, admission, self.telemetry, self.settings, operation)
+        return RequestRun(request, stats, admission, self.telemetry, self.settings, operation, priority)

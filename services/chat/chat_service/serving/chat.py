@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ortserve_common.errors import OpenAIError, invalid_request
+from ortserve_common.priority import DEFAULT_PRIORITY, Priority
 from ortserve_common.protocol.chat import (
     ChatCompletionChunk,
     ChatCompletionChunkChoice,
@@ -48,6 +49,7 @@ class PreparedChat:
     generations: list[TextGeneration]
     choices: list[ChatChoice]
     fingerprint: str
+    priority: Priority = DEFAULT_PRIORITY  # the key's: orders the model's queues (ortserve_common.priority)
 
 
 class ChatServing(BaseServing):
@@ -123,7 +125,9 @@ class ChatServing(BaseServing):
         turn, prompt_ids = await self.chat_turn(model.engine, request, owner, plan)
         return EncodedChat(model, plan, turn, prompt_ids)
 
-    async def prepare(self, request: ChatCompletionRequest, owner: str = "") -> PreparedChat:
+    async def prepare(
+        self, request: ChatCompletionRequest, owner: str = "", priority: Priority = DEFAULT_PRIORITY
+    ) -> PreparedChat:
         """Everything checked, encoded and compiled, before any slot is taken or any byte streamed; other endpoints
         that speak another wire format (/v1/messages) run the chat pipeline from here."""
         encoded = await self.encode(request, owner)
@@ -138,24 +142,24 @@ class ChatServing(BaseServing):
         max_tokens = self.resolve_max_tokens(model, len(prompt_ids), requested, "messages")
         stops = request.stop_list()
         generations = [
-            TextGeneration(engine, prompt_ids, max_tokens, params, stops, cache_scope=owner)
+            TextGeneration(engine, prompt_ids, max_tokens, params, stops, cache_scope=owner, priority=priority)
             for params in self.sampling_params(request, logprobs, guidance, self.logit_bias(request, engine))
         ]
         vocabulary = engine.tokenizer.vocabulary
         choices = [ChatChoice(i, plan, vocabulary, logprobs is not None) for i in range(len(generations))]
-        return PreparedChat(turn, generations, choices, engine.system_fingerprint)
+        return PreparedChat(turn, generations, choices, engine.system_fingerprint, priority)
 
     async def create(
-        self, request: ChatCompletionRequest, owner: str = ""
+        self, request: ChatCompletionRequest, owner: str = "", priority: Priority = DEFAULT_PRIORITY
     ) -> ChatCompletionResponse | AsyncGenerator[ChatCompletionChunk, None]:
         """`owner` is the API key the proxy vouched for: conversations are visible to their owner only, and cached
-        prompt prefixes are reused for their owner only."""
-        prepared = await self.prepare(request, owner)
+        prompt prefixes are reused for their owner only. `priority` is that key's."""
+        prepared = await self.prepare(request, owner, priority)
         turn, generations, choices = prepared.turn, prepared.generations, prepared.choices
         request = turn.request
         if request.stream:
-            return await start_stream(self._stream(turn, generations, choices, prepared.fingerprint))
-        async with self.run(request, [g.stats for g in generations]):
+            return await start_stream(self._stream(prepared))
+        async with self.run(request, [g.stats for g in generations], priority=priority):
             await run_all(generations, [choice.add for choice in choices])
         response = ChatCompletionResponse(
             id=new_id("chatcmpl"),
@@ -168,10 +172,9 @@ class ChatServing(BaseServing):
         await self.record(turn, choices[0])
         return response
 
-    async def _stream(
-        self, turn: ChatTurn, generations: list[TextGeneration], choices: list[ChatChoice], fingerprint: str
-    ) -> AsyncGenerator[ChatCompletionChunk, None]:
-        request = turn.request
+    async def _stream(self, prepared: PreparedChat) -> AsyncGenerator[ChatCompletionChunk, None]:
+        turn, generations, choices = prepared.turn, prepared.generations, prepared.choices
+        request, fingerprint = turn.request, prepared.fingerprint
         chunk_id, created = new_id("chatcmpl"), now()
 
         def chunk(choice: ChatCompletionChunkChoice) -> ChatCompletionChunk:
@@ -179,7 +182,7 @@ class ChatServing(BaseServing):
                 id=chunk_id, created=created, model=request.model, choices=[choice], system_fingerprint=fingerprint
             )
 
-        async with self.run(request, [g.stats for g in generations]):
+        async with self.run(request, [g.stats for g in generations], priority=prepared.priority):
             for choice in choices:
                 yield chunk(
                     ChatCompletionChunkChoice(index=choice.index, delta=DeltaMessage(role="assistant", content=""))

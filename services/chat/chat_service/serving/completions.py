@@ -11,6 +11,7 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
 from ortserve_common.errors import invalid_request
+from ortserve_common.priority import DEFAULT_PRIORITY, Priority
 from ortserve_common.protocol.common import UsageInfo, new_id, now
 from ortserve_common.protocol.completions import (
     CompletionChoice,
@@ -51,7 +52,9 @@ class CompletionText:
 
 
 class CompletionServing(BaseServing):
-    async def _groups(self, model: ServedModel, request: CompletionRequest, owner: str) -> list[list[TextGeneration]]:
+    async def _groups(
+        self, model: ServedModel, request: CompletionRequest, owner: str, priority: Priority
+    ) -> list[list[TextGeneration]]:
         """One group of n generations per prompt; `owner` scopes the prefix cache (see GenerationRequest)."""
         engine = model.engine
         guidance = await resolve_guidance(extension_guidance(request), engine.tokenizer.vocabulary)
@@ -66,7 +69,9 @@ class CompletionServing(BaseServing):
             prompt_ids = await asyncio.to_thread(engine.tokenizer.encode, prompt)
             max_tokens = self.resolve_max_tokens(model, len(prompt_ids), request.max_tokens, param)
             stops = request.stop_list()
-            groups.append([TextGeneration(engine, prompt_ids, max_tokens, s, stops, owner) for s in samplings])
+            groups.append(
+                [TextGeneration(engine, prompt_ids, max_tokens, s, stops, owner, priority) for s in samplings]
+            )
         return groups
 
     def check_completion_supported(self, request: CompletionRequest) -> None:
@@ -77,19 +82,19 @@ class CompletionServing(BaseServing):
             raise invalid_request("suffix is not supported by this model.", "suffix", "unsupported_value")
 
     async def create(
-        self, request: CompletionRequest, owner: str = ""
+        self, request: CompletionRequest, owner: str = "", priority: Priority = DEFAULT_PRIORITY
     ) -> CompletionResponse | AsyncGenerator[CompletionChunk, None]:
         model = self.pool.model(request.model)
         self.check_completion_supported(request)
         request = model.config.fill(request)
         engine = model.engine
-        groups = await self._groups(model, request, owner)
+        groups = await self._groups(model, request, owner, priority)
         generations = [g for group in groups for g in group]
         texts = [CompletionText(engine.tokenizer.vocabulary, request.logprobs is not None) for _ in generations]
         if request.stream:
-            return await start_stream(self._stream(request, groups, texts, engine.system_fingerprint))
+            return await start_stream(self._stream(request, groups, texts, engine.system_fingerprint, priority))
         # One slot serves the prompts one after another, so a multi-prompt request cannot starve itself.
-        async with self.run(request, [g.stats for g in generations]):
+        async with self.run(request, [g.stats for g in generations], priority=priority):
             for start, group in _starts(groups):
                 await run_all(group, [texts[start + j].add for j in range(len(group))])
         choices = [
@@ -111,6 +116,7 @@ class CompletionServing(BaseServing):
         groups: list[list[TextGeneration]],
         texts: list[CompletionText],
         fingerprint: str,
+        priority: Priority,
     ) -> AsyncGenerator[CompletionChunk, None]:
         chunk_id, created = new_id("cmpl"), now()
 
@@ -120,7 +126,7 @@ class CompletionServing(BaseServing):
                 id=chunk_id, created=created, model=request.model, choices=[choice], system_fingerprint=fingerprint
             )
 
-        async with self.run(request, [g.stats for group in groups for g in group]):
+        async with self.run(request, [g.stats for group in groups for g in group], priority=priority):
             # The first chunk is sent before generation so admission is settled before the status line goes out.
             yield chunk(0, "")
             for start, group in _starts(groups):

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from ortserve_common.errors import OpenAIError
 from ortserve_common.limits.limiter import charge_tokens
+from ortserve_common.priority import DEFAULT_PRIORITY, Priority
 
 from chat_service.engine import FinishReason, GenerationRequest, SamplingParams
 from chat_service.engine.protocol import ChatEngine
@@ -57,9 +58,10 @@ class TextGeneration:
         sampling: SamplingParams,
         stops: list[str],
         cache_scope: str = "",
+        priority: Priority = DEFAULT_PRIORITY,
     ) -> None:
         self._engine = engine
-        self._request = GenerationRequest(prompt_ids, max_tokens, sampling, cache_scope)
+        self._request = GenerationRequest(prompt_ids, max_tokens, sampling, cache_scope, priority)
         self._stops = stops
         self.stats = GenerationStats(prompt_tokens=len(prompt_ids), max_tokens=max_tokens)
 

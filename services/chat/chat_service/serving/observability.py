@@ -18,6 +18,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from ortserve_common.errors import OpenAIError
+from ortserve_common.priority import PRIORITIES
 from ortserve_common.protocol.chat import ChatCompletionRequest
 from ortserve_common.protocol.completions import CompletionRequest
 from ortserve_common.protocol.sampling import SamplingRequest
@@ -114,6 +115,36 @@ class EngineCollector(Collector):
         self.pool: ModelPool | None = None
 
     def collect(self) -> Iterator[Metric]:
+        yield from self._engine_series()
+        yield from self._priority_series()
+
+    def _priority_series(self) -> Iterator[Metric]:
+        """Per model and priority (ortserve_common.priority): who waits where, and who holds the admitted places."""
+        labels = ["model", "priority"]
+        engine_queue = GaugeMetricFamily(
+            "ortserve_engine_queue_depth",
+            "Generations waiting in the model's engine for a KV slot (generator: a worker), by priority.",
+            labels=labels,
+        )
+        admission_queue = GaugeMetricFamily(
+            "ortserve_admission_queue_depth", "Requests queued for one of the model's admission places.", labels=labels
+        )
+        admitted = GaugeMetricFamily(
+            "ortserve_admission_running", "Requests holding one of the model's admission places.", labels=labels
+        )
+        for model in self.pool.models() if self.pool is not None else []:
+            stats = model.engine.stats()
+            engine_waiting = {
+                "interactive": stats.rows_waiting - stats.rows_waiting_batch,
+                "batch": stats.rows_waiting_batch,
+            }
+            for priority in PRIORITIES:
+                engine_queue.add_metric([model.id, priority], max(0, engine_waiting[priority]))
+                admission_queue.add_metric([model.id, priority], model.admission.waiting_for(priority))
+                admitted.add_metric([model.id, priority], model.admission.running_for(priority))
+        yield from (engine_queue, admission_queue, admitted)
+
+    def _engine_series(self) -> Iterator[Metric]:
         families: list[tuple[GaugeMetricFamily | CounterMetricFamily, str]] = [
             (
                 (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(name, text, labels=["model"]),

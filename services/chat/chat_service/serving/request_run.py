@@ -12,6 +12,7 @@ from types import TracebackType
 from ortserve_common.admission import AdmissionController, AdmissionSlot
 from ortserve_common.limits.limiter import charge_tokens
 from ortserve_common.logs import record_request_fields
+from ortserve_common.priority import DEFAULT_PRIORITY, Priority
 from ortserve_common.protocol.sampling import SamplingRequest
 
 from chat_service.serving.generation import GenerationStats
@@ -28,9 +29,11 @@ class RequestRun:
         telemetry: GenerationTelemetry,
         settings: ChatSettings,
         operation: str | None = None,
+        priority: Priority = DEFAULT_PRIORITY,
     ) -> None:
         self.request = request
         self._operation = operation
+        self.priority = priority  # which queued requests take a free place first (ortserve_common.priority)
         self.stats = stats  # one per choice (and per prompt), filled in as the generations run
         self._admission = admission
         self._telemetry = telemetry
@@ -46,16 +49,17 @@ class RequestRun:
     async def __aenter__(self) -> RequestRun:
         # The span starts before the wait for a slot, so it holds the time in queue.
         span = self._span = self._telemetry.begin(self.request, self._settings, self._operation)
+        span.span.set_attribute("ortserve.priority", self.priority)
         try:
             # The prompt counts against the key's token limits once admitted, as usage reports it: once per prompt,
             # whatever the number of choices.
             choices = self.request.n or 1
             await charge_tokens(sum(s.prompt_tokens for s in self.stats) // choices, "prompt")
-            self._slot = await self._admission.acquire()
+            self._slot = await self._admission.acquire(self.priority)
         except BaseException as exc:  # 429, 503, or cancelled while queued: the span must still end
             self._telemetry.refused(span, exc)
             raise
-        record_request_fields(queued_s=round(self._slot.queued_s, 4))
+        record_request_fields(queued_s=round(self._slot.queued_s, 4), priority=self.priority)
         self._telemetry.admitted(span, self._slot.queued_s)
         return self
 

@@ -48,11 +48,12 @@ class BatchedEngine:
         self._scheduler = BatchScheduler(decoder, folder.tokenizer, self._prefix_cache, config, END)
         self._scheduler.start()
         logger.info(
-            "batched engine on %s: %d slots of up to %d positions (%.1f MB of KV per 1k positions per slot); "
-            "prefix cache of %d blocks of %d tokens",
+            "batched engine on %s: %d slots of up to %d positions, %d kept for interactive requests (%.1f MB of KV "
+            "per 1k positions per slot); prefix cache of %d blocks of %d tokens",
             folder.model_path,
             config.slots,
             self.context_length,
+            self._scheduler.reserved,
             decoder.cache.bytes_per_position * 1000 / 2**20,
             self._prefix_cache.capacity_blocks,
             config.prefix_block_tokens,

@@ -1,7 +1,13 @@
 """Continuous batching: requests join the running batch at the next step and leave it the step they finish.
 
 One thread owns the decoder. Each turn it prefills up to `prefills_per_step` arrivals (one prompt per call, into
-free slots, first come first served), then advances every active row by one token in a single batched call.
+free slots, first come first served within a priority), then advances every active row by one token in a single
+batched call.
+
+Queued `interactive` requests take free slots before queued `batch` ones, and batch rows never take the last
+`interactive_reserved_slots` slots (engine/waiting.py). An interactive request that arrives while batch rows fill every
+other slot so waits for the turn under way (a decode step, or one prefill or prompt chunk) and its own prefill,
+where without the reserve it would wait for a batch row to finish: up to a whole batch answer.
 
 One arrival per turn (the default) staggers the rows' starts, so they finish, and their clients come back, at
 different steps: under steady load an arrival waits behind the one before it at most, where admitting a burst whole
@@ -26,14 +32,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from chat_service.engine.batched.decoder import OnnxDecoder
 from chat_service.engine.batched.prefix_cache import PrefixCache
+from chat_service.engine.batched.rows import BatchRow
 from chat_service.engine.batched.slots import SlotTable
 from chat_service.engine.config import EngineConfig
 from chat_service.engine.detokenizer import IncrementalDetokenizer
@@ -41,28 +46,14 @@ from chat_service.engine.guidance import GuidanceError
 from chat_service.engine.protocol import Tokenizer
 from chat_service.engine.sampler import TokenSampler
 from chat_service.engine.thread_events import Emit, deliver
-from chat_service.engine.types import EngineClosedError, EngineStats, FinishReason, GenerationRequest, TokenEvent
+from chat_service.engine.types import EngineClosedError, EngineStats, GenerationRequest
+from chat_service.engine.waiting import WaitingRows
 
 logger = logging.getLogger(__name__)
 
 # The graph returns logits for every prompt position (vocab floats each): a prefill call takes at most this many
 # tokens, so a long prompt costs ~100 MB of logits per call rather than gigabytes.
 PREFILL_TOKENS = 512
-
-
-@dataclass
-class BatchRow:
-    request: GenerationRequest
-    emit: Emit
-    cancelled: threading.Event
-    sampler: TokenSampler
-    detokenizer: IncrementalDetokenizer
-    length: int = 0  # positions in this row's KV slot
-    cached_tokens: int = 0  # prompt positions copied from the prefix cache instead of computed
-    generated: int = 0
-    next_token: int = -1
-    fed: list[int] = field(default_factory=list)  # generated tokens whose KV is in the slot (all but the last)
-    done: bool = field(default=False)
 
 
 class BatchScheduler:
@@ -81,7 +72,9 @@ class BatchScheduler:
         self._end = end_marker
         self._slot_freed = False  # a row left the batch in the last turn
         self._table: SlotTable[BatchRow] = SlotTable(decoder.cache.slots, decoder.cache.move)
-        self._pending: deque[BatchRow] = deque()
+        self._pending: WaitingRows[BatchRow] = WaitingRows()
+        # Batch rows never take these slots; batch requests always keep one slot, whatever the setting asks.
+        self.reserved = max(0, min(config.interactive_reserved_slots, decoder.cache.slots - 1))
         self._outbox: list[tuple[Emit, Any]] = []  # this step's events, handed over together (see _flush)
         self._wakeup = threading.Condition()
         self._stopping = False
@@ -129,6 +122,7 @@ class BatchScheduler:
         return EngineStats(
             rows_decoding=len(rows),
             rows_waiting=len(self._pending),
+            rows_waiting_batch=self._pending.depth("batch"),
             kv_slots=cache.slots,
             kv_slots_used=len(rows) + (staged is not None),
             kv_positions_used=used,
@@ -146,8 +140,7 @@ class BatchScheduler:
         finally:  # stopped, or the thread itself is going down: nobody may be left waiting
             with self._wakeup:
                 self._stopping = True  # later submits are refused at once
-                pending = list(self._pending)
-                self._pending.clear()
+                pending = self._pending.clear()
             for row in [*self._table.clear(), *pending]:
                 self._finish(row, EngineClosedError("the model was unloaded while this generation was running"))
             self._flush()
@@ -185,10 +178,11 @@ class BatchScheduler:
             deliver(outbox)
 
     def _admit(self) -> None:
+        table = self._table
+        batch_held = sum(row.is_batch for row in table.rows) + (table.staged is not None and table.staged.is_batch)
         with self._wakeup:
-            free = self._table.free
-            count = min(free, len(self._pending), self._config.prefills_per_step)
-            new = [self._pending.popleft() for _ in range(count)]
+            batch_free = table.slots - self.reserved - batch_held
+            new = self._pending.take(self._config.prefills_per_step, table.free, batch_free)
         for row in new:
             if row.cancelled.is_set():  # gave up while waiting: never takes a slot
                 self._finish(row, None)
@@ -205,7 +199,7 @@ class BatchScheduler:
             )
         if long:  # one staged prompt at a time; the others keep their place at the head of the queue
             with self._wakeup:
-                self._pending.extendleft(reversed(long))
+                self._pending.put_back(long)
         if not new:
             return
         self._decoder.cache.ensure(max(len(row.request.prompt_ids) for row in new), self._table.used())
@@ -277,18 +271,9 @@ class BatchScheduler:
         except GuidanceError as exc:  # this row's grammar failed: fail this request only, not the whole batch
             self._finish(row, exc)
             return
-        row.generated += 1
-        finish: FinishReason | None = None
-        if token in self._tokenizer.eos_token_ids:
-            text, finish = row.detokenizer.flush(), "stop"
-        else:
-            text = row.detokenizer.push(token)
-            if row.generated >= row.request.max_tokens:
-                text, finish = text + row.detokenizer.flush(), "length"
-        cached = row.cached_tokens if row.generated == 1 else 0
-        self._outbox.append((row.emit, TokenEvent(token, text, finish, row.sampler.logprobs, cached)))
-        row.next_token = token
-        if finish is not None:
+        event = row.token_event(token, self._tokenizer.eos_token_ids)
+        self._outbox.append((row.emit, event))
+        if event.finish_reason is not None:
             self._finish(row, None)
 
     def _finish(self, row: BatchRow, error: BaseException | None) -> None:
