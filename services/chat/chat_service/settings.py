@@ -105,6 +105,32 @@ class ChatSettings(ModelHostSettings):
         "in company. On AVX2-only CPUs one row and several take different int4 kernels; this costs a lone stream "
         "about one more row per step (docs/ENGINE_DESIGNS.md). Batched engine; needs max_batch_size >= 2.",
     )
+    prompt_lookup: bool = Field(
+        True,
+        description="Prompt-lookup speculative decoding for requests that do not say (their `speculative` field): "
+        "while a row decodes alone, drafts from its own prompt and output are checked in one call, so a reply that "
+        "repeats its prompt (a code edit) takes fewer model calls; the output is unchanged. PLACEHOLDER_REASON "
+        "Batched engine; rows with a grammar, and batch-invariant mode, never speculate.",
+    )
+    prompt_lookup_tokens: int = Field(
+        8,
+        ge=1,
+        le=16,
+        description="Prompt-lookup drafts per verify call at most (the length adapts to what was accepted), for "
+        "requests that do not give `speculative.num_speculative_tokens`.",
+    )
+    prompt_lookup_max_rows: int = Field(
+        1,
+        ge=1,
+        description="Rows speculate only while at most this many decode: several new tokens over a past run at "
+        "batch 1 only, so each speculating row takes a model call of its own. PLACEHOLDER_ROWS",
+    )
+    prompt_lookup_ngram: int = Field(
+        3,
+        ge=1,
+        le=8,
+        description="Drafts follow the latest earlier occurrence of the last n tokens, n from this down to 1.",
+    )
     max_concurrency: int = Field(
         8,
         ge=1,

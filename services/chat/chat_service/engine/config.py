@@ -28,6 +28,10 @@ class EngineSettings(Protocol):
     prefix_cache_replies: bool
     batch_invariant: bool
     max_concurrency: int
+    prompt_lookup: bool
+    prompt_lookup_tokens: int
+    prompt_lookup_max_rows: int
+    prompt_lookup_ngram: int
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,12 @@ class EngineConfig:
     # one row and several (AVX2), a row's logits then no longer depend on how many others share its steps, so a
     # seeded request gives the same tokens alone and in company. Costs the lone stream one more row per step.
     batch_invariant: bool = False
+    # Prompt-lookup speculation (batched/speculation.py): on for requests that do not say, drafts per verify call
+    # at most, while at most this many rows decode, from n-grams of up to this many tokens.
+    prompt_lookup: bool = False
+    prompt_lookup_tokens: int = 8
+    prompt_lookup_max_rows: int = 1
+    prompt_lookup_ngram: int = 3
 
     @classmethod
     def from_settings(cls, settings: EngineSettings) -> EngineConfig:
@@ -67,4 +77,8 @@ class EngineConfig:
             prefix_block_tokens=settings.prefix_block_tokens,
             cache_replies=settings.prefix_cache_replies,
             batch_invariant=settings.batch_invariant,
+            prompt_lookup=settings.prompt_lookup,
+            prompt_lookup_tokens=settings.prompt_lookup_tokens,
+            prompt_lookup_max_rows=settings.prompt_lookup_max_rows,
+            prompt_lookup_ngram=settings.prompt_lookup_ngram,
         )

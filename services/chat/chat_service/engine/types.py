@@ -57,6 +57,8 @@ class GenerationRequest:
     # Prefix-cache entries are shared only among requests of the same scope (the API key): whether a prompt was
     # cached shows in its TTFT and cached_tokens, so one key must not learn what another one sent.
     cache_scope: str = ""
+    # Prompt-lookup drafts per verify call at most (speculation.py): None takes the server's default, 0 turns it off.
+    speculative_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -93,3 +95,6 @@ class EngineStats:
     prefix_cache_hit_tokens: int = 0  # prompt tokens whose KV was copied from the prefix cache, since the start
     prefix_cache_blocks: int = 0  # blocks the prefix cache holds now
     decode_steps: int = 0  # batched decode calls since the start (generator: tokens generated)
+    spec_verify_steps: int = 0  # a lone row's speculative verify calls (each one step of that row)
+    spec_draft_tokens: int = 0  # prompt-lookup tokens drafted into those calls
+    spec_accepted_tokens: int = 0  # of those, the ones the row's sampler drew: tokens gained over one per step

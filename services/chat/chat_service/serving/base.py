@@ -134,6 +134,15 @@ class BaseServing:
         n = request.n or 1
         return [replace(base, seed=None if request.seed is None else request.seed + i) for i in range(n)]
 
+    def speculative_tokens(self, request: SamplingRequest) -> int | None:
+        """Prompt-lookup drafts per step for the engine: None leaves the server's default, 0 turns them off."""
+        options = request.speculative
+        if options is None:
+            return None
+        if options.method == "none":
+            return 0
+        return options.num_speculative_tokens or self.settings.prompt_lookup_tokens
+
     def run(self, request: SamplingRequest, stats: list[GenerationStats], operation: str | None = None) -> RequestRun:
         """`async with` it around the generations: it holds their slot among the model's admitted requests (each
         model admits its own, since each has its own slots) and their span, and reports `stats` at the end.

@@ -66,7 +66,10 @@ class CompletionServing(BaseServing):
             prompt_ids = await asyncio.to_thread(engine.tokenizer.encode, prompt)
             max_tokens = self.resolve_max_tokens(model, len(prompt_ids), request.max_tokens, param)
             stops = request.stop_list()
-            groups.append([TextGeneration(engine, prompt_ids, max_tokens, s, stops, owner) for s in samplings])
+            speculative = self.speculative_tokens(request)
+            groups.append(
+                [TextGeneration(engine, prompt_ids, max_tokens, s, stops, owner, speculative) for s in samplings]
+            )
         return groups
 
     def check_completion_supported(self, request: CompletionRequest) -> None:

@@ -56,9 +56,10 @@ class TextGeneration:
         sampling: SamplingParams,
         stops: list[str],
         cache_scope: str = "",
+        speculative_tokens: int | None = None,
     ) -> None:
         self._engine = engine
-        self._request = GenerationRequest(prompt_ids, max_tokens, sampling, cache_scope)
+        self._request = GenerationRequest(prompt_ids, max_tokens, sampling, cache_scope, speculative_tokens)
         self._stops = stops
         self.stats = GenerationStats(prompt_tokens=len(prompt_ids), max_tokens=max_tokens)
 
