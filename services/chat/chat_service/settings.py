@@ -106,7 +106,7 @@ class ChatSettings(ModelHostSettings):
         "about one more row per step (docs/ENGINE_DESIGNS.md). Batched engine; needs max_batch_size >= 2.",
     )
     prompt_lookup: bool = Field(
-        True,
+        False,
         description="Prompt-lookup speculative decoding for requests that do not say (their `speculative` field): "
         "while a row decodes alone, drafts from its own prompt and output are checked in one call, so a reply that "
         "repeats its prompt (a code edit) takes fewer model calls; the output is unchanged. PLACEHOLDER_REASON "

@@ -35,7 +35,9 @@ GREEDY = SamplingParams(temperature=0.0)
 # The model's own defaults and then some: the repetition penalty and logprobs change the sampler's state per token.
 SEEDED = SamplingParams(temperature=0.7, top_p=0.8, top_k=20, repetition_penalty=1.05, seed=7, logprobs=2)
 # A raw prompt that SmolLM2 continues by repeating it: drafts are accepted.
-REPEATING = "Animals: cat, dog, horse, cow, sheep, goat, duck.\nAnimals: cat, dog, horse, cow, sheep, goat, duck.\nAnimals:"
+REPEATING = (
+    "Animals: cat, dog, horse, cow, sheep, goat, duck.\nAnimals: cat, dog, horse, cow, sheep, goat, duck.\nAnimals:"
+)
 CODE = '''def mean(values):
     """The arithmetic mean of a non-empty list."""
     total = 0
