@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -107,6 +107,9 @@ class SpeculatingRow(Protocol):
     speculation: SpeculationState | None
 
 
+Row = TypeVar("Row", bound=SpeculatingRow)
+
+
 @dataclass
 class SpeculationCounts:
     """Since the engine started; read by stats() from another thread (plain ints: each read is whole)."""
@@ -131,11 +134,11 @@ def wants_speculation(request: GenerationRequest, config: EngineConfig) -> bool:
 
 
 def verify_row(
-    row: SpeculatingRow,
+    row: Row,
     slot: int,
     decoder: OnnxDecoder,
     config: EngineConfig,
-    advance: Callable[[SpeculatingRow, np.ndarray], None],
+    advance: Callable[[Row, np.ndarray], None],
     used: Callable[[], list[int]],
     counts: SpeculationCounts,
 ) -> None:
