@@ -105,6 +105,37 @@ class ChatSettings(ModelHostSettings):
         "in company. On AVX2-only CPUs one row and several take different int4 kernels; this costs a lone stream "
         "about one more row per step (docs/ENGINE_DESIGNS.md). Batched engine; needs max_batch_size >= 2.",
     )
+    prompt_lookup: bool = Field(
+        False,
+        description="Prompt-lookup speculative decoding for requests that do not say (their `speculative` field): "
+        "while a row decodes alone, drafts from its own prompt and output are checked in one call, so a reply that "
+        "repeats its prompt (a code edit) takes fewer model calls, with the same sampling. Off by default: "
+        "a speculating row's tokens come from calls of several tokens, whose logits differ in the low bits from the "
+        "one-token decode path (up to 1.2 on SmolLM2, 0.4 on Qwen2.5-Coder-0.5B, measured), so a lone greedy request "
+        "would no longer match the plain ONNX Runtime GenAI loop token for token at a near-tie; a request opts in "
+        "with `speculative`. Batched engine; rows with a grammar, and batch-invariant mode, never speculate.",
+    )
+    prompt_lookup_tokens: int = Field(
+        8,
+        ge=1,
+        le=16,
+        description="Prompt-lookup drafts per verify call at most (the length adapts to what was accepted), for "
+        "requests that do not give `speculative.num_speculative_tokens`.",
+    )
+    prompt_lookup_max_rows: int = Field(
+        1,
+        ge=1,
+        description="Rows speculate only while at most this many decode: several new tokens over a past run at "
+        "batch 1 only, so each speculating row takes a model call of its own, re-reading the weights: on "
+        "Qwen2.5-Coder-0.5B a two-token call costs 1.09x a one-row step and a two-row batched step 1.19x "
+        "(measured), so two rows each in a call of its own pay only past ~1.8 tokens per call.",
+    )
+    prompt_lookup_ngram: int = Field(
+        3,
+        ge=1,
+        le=8,
+        description="Drafts follow the latest earlier occurrence of the last n tokens, n from this down to 1.",
+    )
     max_concurrency: int = Field(
         8,
         ge=1,

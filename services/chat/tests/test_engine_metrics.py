@@ -39,7 +39,7 @@ def test_engine_series_follow_a_stream_and_the_prefix_cache(smollm_path: Path, t
         assert idle["ortserve_engine_decode_steps_total"] == 0
 
         # 64 tokens: the row is still decoding when the scrape comes, however slow the machine.
-        body = _chat("Name every planet.", stream=True, max_tokens=64)
+        body = _chat("Name every planet.", stream=True, max_tokens=64, speculative={"method": "ngram"})
         with http.stream("POST", "/v1/chat/completions", json=body) as r:
             lines = r.iter_lines()
             chunks = (line for line in lines if line.startswith("data: {"))
@@ -55,15 +55,32 @@ def test_engine_series_follow_a_stream_and_the_prefix_cache(smollm_path: Path, t
 
         first = _series(http)
         assert first["ortserve_engine_rows_decoding"] == first["ortserve_engine_kv_positions_used"] == 0
-        assert first["ortserve_engine_decode_steps_total"] >= 1
+        assert first["ortserve_engine_spec_verify_steps_total"] >= 1  # alone, the stream speculated
         assert first["ortserve_engine_prefix_cache_blocks"] >= 2  # the ~70-token system prompt's whole blocks
         assert first["ortserve_engine_prefix_cache_hit_tokens_total"] == 0
 
-        reply = http.post("/v1/chat/completions", json=_chat("Which planet has rings?")).json()
+        asked = _chat("Which planet has rings?", speculative={"method": "ngram", "num_speculative_tokens": 4})
+        reply = http.post("/v1/chat/completions", json=asked).json()
         second = _series(http)
         cached = reply["usage"]["prompt_tokens_details"]["cached_tokens"]
         assert cached > 0 and second["ortserve_engine_prefix_cache_hit_tokens_total"] == cached
-        # Alone in the engine: its prefill gives the first token, then one decode step per later token.
-        steps = second["ortserve_engine_decode_steps_total"] - first["ortserve_engine_decode_steps_total"]
-        assert steps == reply["usage"]["completion_tokens"] - 1
+        # Alone in the engine it speculates (asked to): its prefill gives the first token, then each verify
+        # call one token plus the drafts it accepted; no one-token decode step.
+        assert second["ortserve_engine_decode_steps_total"] == first["ortserve_engine_decode_steps_total"]
+        verified = second["ortserve_engine_spec_verify_steps_total"] - first["ortserve_engine_spec_verify_steps_total"]
+        gained = (
+            second["ortserve_engine_spec_accepted_tokens_total"] - first["ortserve_engine_spec_accepted_tokens_total"]
+        )
+        assert verified >= 1 and verified + gained == reply["usage"]["completion_tokens"] - 1
+        assert second["ortserve_engine_spec_draft_tokens_total"] >= second["ortserve_engine_spec_accepted_tokens_total"]
         assert (second["ortserve_requests_running"], second["ortserve_requests_waiting"]) == (0, 0)
+
+        # A request that does not ask (CHAT_PROMPT_LOOKUP is off by default): one decode step per later token.
+        off = http.post("/v1/chat/completions", json=_chat("Which planet is red?")).json()
+        third = _series(http)
+        steps = third["ortserve_engine_decode_steps_total"] - second["ortserve_engine_decode_steps_total"]
+        assert steps == off["usage"]["completion_tokens"] - 1
+        assert third["ortserve_engine_spec_verify_steps_total"] == second["ortserve_engine_spec_verify_steps_total"]
+
+        refused = http.post("/v1/chat/completions", json=_chat("Hi", speculative={"num_speculative_tokens": 0}))
+        assert refused.status_code == 400 and refused.json()["error"]["param"] is not None

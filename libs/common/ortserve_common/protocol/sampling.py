@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
@@ -43,6 +43,18 @@ UNSUPPORTED_SAMPLERS = (
 )
 
 
+MAX_SPECULATIVE_TOKENS = 16
+
+
+class SpeculativeOptions(OpenAIModel):
+    """Prompt-lookup speculative decoding for this request, with the names of vLLM's speculative_config: "ngram"
+    drafts from the request's own prompt and output (num_speculative_tokens at most per step; left out, the server's
+    CHAT_PROMPT_LOOKUP_TOKENS), "none" turns it off. It never changes what is generated, only how fast."""
+
+    method: Literal["ngram", "none"] = "ngram"
+    num_speculative_tokens: int | None = Field(None, ge=1, le=MAX_SPECULATIVE_TOKENS)
+
+
 class SamplingRequest(OpenAIModel):
     model: str = Field(min_length=1)
     temperature: float | None = Field(None, ge=0, le=2)
@@ -70,6 +82,8 @@ class SamplingRequest(OpenAIModel):
     top_k: int | None = Field(None, ge=-1)
     min_p: float | None = Field(None, ge=0, le=1)
     repetition_penalty: float | None = Field(None, gt=0, le=10)
+    # Extension: prompt-lookup speculation on or off for this request (left out: the server's CHAT_PROMPT_LOOKUP).
+    speculative: SpeculativeOptions | None = None
     unsupported_fields: SkipJsonSchema[list[str]] = Field(default_factory=list, exclude=True)
 
     @model_validator(mode="before")

@@ -29,6 +29,10 @@ class EngineSettings(Protocol):
     batch_invariant: bool
     max_concurrency: int
     interactive_reserved_slots: int
+    prompt_lookup: bool
+    prompt_lookup_tokens: int
+    prompt_lookup_max_rows: int
+    prompt_lookup_ngram: int
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,12 @@ class EngineConfig:
     # KV slots that batch requests may not take, so an interactive request in a batch flood waits for one turn of the
     # scheduler (a step or a prefill) and its own prefill, not for a batch answer to end. At most slots - 1.
     interactive_reserved_slots: int = 0
+    # Prompt-lookup speculation (batched/speculation.py): on for requests that do not say, drafts per verify call
+    # at most, while at most this many rows decode, from n-grams of up to this many tokens.
+    prompt_lookup: bool = False
+    prompt_lookup_tokens: int = 8
+    prompt_lookup_max_rows: int = 1
+    prompt_lookup_ngram: int = 3
 
     @classmethod
     def from_settings(cls, settings: EngineSettings) -> EngineConfig:
@@ -72,4 +82,8 @@ class EngineConfig:
             cache_replies=settings.prefix_cache_replies,
             batch_invariant=settings.batch_invariant,
             interactive_reserved_slots=settings.interactive_reserved_slots,
+            prompt_lookup=settings.prompt_lookup,
+            prompt_lookup_tokens=settings.prompt_lookup_tokens,
+            prompt_lookup_max_rows=settings.prompt_lookup_max_rows,
+            prompt_lookup_ngram=settings.prompt_lookup_ngram,
         )

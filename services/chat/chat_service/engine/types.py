@@ -62,6 +62,8 @@ class GenerationRequest:
     # interactive requests take free KV slots before queued batch ones, and the slots kept for them (ortserve_common.
     # priority, EngineConfig.interactive_reserved_slots).
     priority: Priority = DEFAULT_PRIORITY
+    # Prompt-lookup drafts per verify call at most (speculation.py): None takes the server's default, 0 turns it off.
+    speculative_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -99,3 +101,6 @@ class EngineStats:
     prefix_cache_hit_tokens: int = 0  # prompt tokens whose KV was copied from the prefix cache, since the start
     prefix_cache_blocks: int = 0  # blocks the prefix cache holds now
     decode_steps: int = 0  # batched decode calls since the start (generator: tokens generated)
+    spec_verify_steps: int = 0  # a lone row's speculative verify calls (each one step of that row)
+    spec_draft_tokens: int = 0  # prompt-lookup tokens drafted into those calls
+    spec_accepted_tokens: int = 0  # of those, the ones the row's sampler drew: tokens gained over one per step

@@ -135,6 +135,15 @@ class BaseServing:
         n = request.n or 1
         return [replace(base, seed=None if request.seed is None else request.seed + i) for i in range(n)]
 
+    def speculative_tokens(self, request: SamplingRequest) -> int | None:
+        """Prompt-lookup drafts per step for the engine: None leaves the server's default, 0 turns them off."""
+        options = request.speculative
+        if options is None:
+            return None
+        if options.method == "none":
+            return 0
+        return options.num_speculative_tokens or self.settings.prompt_lookup_tokens
+
     def run(
         self,
         request: SamplingRequest,

@@ -141,8 +141,18 @@ class ChatServing(BaseServing):
         requested = request.max_completion_tokens or request.max_tokens
         max_tokens = self.resolve_max_tokens(model, len(prompt_ids), requested, "messages")
         stops = request.stop_list()
+        speculative = self.speculative_tokens(request)
         generations = [
-            TextGeneration(engine, prompt_ids, max_tokens, params, stops, cache_scope=owner, priority=priority)
+            TextGeneration(
+                engine,
+                prompt_ids,
+                max_tokens,
+                params,
+                stops,
+                cache_scope=owner,
+                priority=priority,
+                speculative_tokens=speculative,
+            )
             for params in self.sampling_params(request, logprobs, guidance, self.logit_bias(request, engine))
         ]
         vocabulary = engine.tokenizer.vocabulary

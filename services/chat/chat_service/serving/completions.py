@@ -69,8 +69,12 @@ class CompletionServing(BaseServing):
             prompt_ids = await asyncio.to_thread(engine.tokenizer.encode, prompt)
             max_tokens = self.resolve_max_tokens(model, len(prompt_ids), request.max_tokens, param)
             stops = request.stop_list()
+            speculative = self.speculative_tokens(request)
             groups.append(
-                [TextGeneration(engine, prompt_ids, max_tokens, s, stops, owner, priority) for s in samplings]
+                [
+                    TextGeneration(engine, prompt_ids, max_tokens, s, stops, owner, priority, speculative)
+                    for s in samplings
+                ]
             )
         return groups
 

@@ -59,9 +59,10 @@ class TextGeneration:
         stops: list[str],
         cache_scope: str = "",
         priority: Priority = DEFAULT_PRIORITY,
+        speculative_tokens: int | None = None,
     ) -> None:
         self._engine = engine
-        self._request = GenerationRequest(prompt_ids, max_tokens, sampling, cache_scope, priority)
+        self._request = GenerationRequest(prompt_ids, max_tokens, sampling, cache_scope, priority, speculative_tokens)
         self._stops = stops
         self.stats = GenerationStats(prompt_tokens=len(prompt_ids), max_tokens=max_tokens)
 

@@ -107,6 +107,24 @@ ENGINE_SERIES = (
         "counter",
         "decode_steps",
     ),
+    (
+        "ortserve_engine_spec_verify_steps",
+        "Prompt-lookup verify calls: steps of a row decoding alone that checked its drafts in one call.",
+        "counter",
+        "spec_verify_steps",
+    ),
+    (
+        "ortserve_engine_spec_draft_tokens",
+        "Prompt-lookup tokens drafted into verify calls.",
+        "counter",
+        "spec_draft_tokens",
+    ),
+    (
+        "ortserve_engine_spec_accepted_tokens",
+        "Drafted tokens the row's sampler drew (accepted): tokens gained over one per step.",
+        "counter",
+        "spec_accepted_tokens",
+    ),
 )
 
 

@@ -56,6 +56,9 @@ class OnnxDecoder:
         # A decode binding stays valid while the row count and the KV buffers do: only ids and mask are rebound.
         self._step_binding: ort.IOBinding | None = None
         self._step_key: tuple[int, int] = (0, -1)
+        # The same for a speculating row's verify calls: (slot, KV generation) → its binding, ids and mask rebound.
+        self._verify_binding: ort.IOBinding | None = None
+        self._verify_key: tuple[int, int] = (-1, -1)
 
     def _bind_cache(self, binding: ort.IOBinding, first: int, last: int) -> None:
         for (past_k, past_v), (present_k, present_v), (key, value) in zip(
@@ -94,6 +97,22 @@ class OnnxDecoder:
         input_ids = np.asarray(tokens, np.int64).reshape(1, -1)
         mask = np.ones((1, cached + len(tokens)), np.int64)
         return self._run(input_ids, mask, slot, slot + 1)[0, -1]
+
+    def verify(self, slot: int, tokens: list[int], cached: int) -> np.ndarray:
+        """Append two or more tokens to one slot that holds `cached` positions (batch 1, as the graph requires with a
+        past); returns the logits after each of them [len(tokens), vocab], a new array. Positions past those the
+        caller keeps are simply written over by its next call (masks only ever cover a row's own length)."""
+        key = (slot, self.cache.generation)
+        if self._verify_binding is None or self._verify_key != key:
+            self._verify_binding = self.session.io_binding()
+            self._bind_cache(self._verify_binding, slot, slot + 1)
+            self._verify_key = key
+        binding = self._verify_binding
+        binding.bind_cpu_input(self._ids, np.asarray(tokens, np.int64).reshape(1, -1))
+        binding.bind_cpu_input(self._mask, np.ones((1, cached + len(tokens)), np.int64))
+        binding.bind_output(self._logits)  # its shape changes with the draft's length: onnxruntime allocates it
+        self.session.run_with_iobinding(binding)
+        return binding.get_outputs()[-1].numpy()[0]
 
     def decode(self, tokens: list[int], lengths: list[int]) -> np.ndarray:
         """One step for rows 0…n-1 (token t_i after length_i cached positions); returns logits [n, vocab].

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Container
 from dataclasses import dataclass, field
 
+from chat_service.engine.batched.speculation import SpeculationState
 from chat_service.engine.detokenizer import IncrementalDetokenizer
 from chat_service.engine.sampler import TokenSampler
 from chat_service.engine.thread_events import Emit
@@ -25,6 +26,8 @@ class BatchRow:
     next_token: int = -1
     fed: list[int] = field(default_factory=list)  # generated tokens whose KV is in the slot (all but the last)
     done: bool = field(default=False)
+    speculates: bool = False  # may verify prompt-lookup drafts while it decodes (nearly) alone
+    speculation: SpeculationState | None = None  # its drafter, from its first verify call on
 
     @property
     def is_batch(self) -> bool:
@@ -33,6 +36,8 @@ class BatchRow:
     def token_event(self, token: int, eos_token_ids: Container[int]) -> TokenEvent:
         """Count a sampled token and make its event: its text so far, and the finish reason on EOS or max_tokens."""
         self.generated += 1
+        if self.speculation is not None:
+            self.speculation.drafter.append(token)
         finish: FinishReason | None = None
         if token in eos_token_ids:
             text, finish = self.detokenizer.flush(), "stop"

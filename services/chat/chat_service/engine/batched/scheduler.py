@@ -40,6 +40,7 @@ from chat_service.engine.batched.decoder import OnnxDecoder
 from chat_service.engine.batched.prefix_cache import PrefixCache
 from chat_service.engine.batched.rows import BatchRow
 from chat_service.engine.batched.slots import SlotTable
+from chat_service.engine.batched.speculation import SpeculationCounts, verify_row, wants_speculation
 from chat_service.engine.config import EngineConfig
 from chat_service.engine.detokenizer import IncrementalDetokenizer
 from chat_service.engine.guidance import GuidanceError
@@ -79,6 +80,7 @@ class BatchScheduler:
         self._wakeup = threading.Condition()
         self._stopping = False
         self.steps = 0  # decode calls so far (written by the scheduler thread only)
+        self.speculation = SpeculationCounts()
         self._thread = threading.Thread(target=self._loop, name="batch-scheduler", daemon=True)
 
     def start(self) -> None:
@@ -91,6 +93,7 @@ class BatchScheduler:
             cancelled,
             TokenSampler(request.sampling, self._tokenizer.vocab_size, self._tokenizer.vocabulary, request.prompt_ids),
             IncrementalDetokenizer(self._tokenizer.decode),
+            speculates=wants_speculation(request, self._config),
         )
         with self._wakeup:
             if not self._stopping:
@@ -131,6 +134,9 @@ class BatchScheduler:
             prefix_cache_hit_tokens=self._prefix.hit_tokens,
             prefix_cache_blocks=len(self._prefix),
             decode_steps=self.steps,
+            spec_verify_steps=self.speculation.verify_calls,
+            spec_draft_tokens=self.speculation.drafted,
+            spec_accepted_tokens=self.speculation.accepted,
         )
 
     # The scheduler thread -----------------------------------------------------------------------------------------
@@ -245,6 +251,15 @@ class BatchScheduler:
         self._drop_finished()
         rows = self._table.rows
         if not rows:
+            return
+        room = self._decoder.cache.max_len
+        if len(rows) <= self._config.prompt_lookup_max_rows and all(
+            row.speculates and row.length + 2 <= room for row in rows
+        ):
+            # Several new tokens over a past run at batch 1 only: each row verifies its drafts in a call of its own.
+            for slot, row in enumerate(rows):
+                verify_row(row, slot, self._decoder, self._config, self._advance, self._table.used, self.speculation)
+            self._drop_finished()
             return
         tokens, lengths = [row.next_token for row in rows], [row.length for row in rows]
         if self._config.batch_invariant and len(rows) == 1:
