@@ -43,10 +43,11 @@ def test_the_logits_read_for_every_position_end_with_the_generators_own_last_row
     assert np.allclose(int4.logits(window)[-1], last, atol=1e-4)
 
 
+@pytest.mark.timeout(900)  # a torch process of its own; transformers' import alone took minutes on a busy 2-core box
 def test_int4_perplexity_is_finite_and_near_fp32(int4: Int4Model, tmp_path: Path) -> None:
     if not run.BUILD_PYTHON.exists():
         pytest.fail(f"{run.BUILD_PYTHON} is missing: make build-venv creates it")
-    tokens = int4.encode(prose_text().body[:1500])
+    tokens = int4.encode(prose_text().body[:800])
     assert len(tokens) >= 2 * CONTEXT
     quantized = score(tokens, CONTEXT, STRIDE, int4.logits)
     job = {"context": CONTEXT, "stride": STRIDE, "texts": {"prose": tokens}}
