@@ -60,8 +60,8 @@ def write(results: dict, out: Path) -> str:
                 )
             peer = best_peer(table, c, arm)
             if peer is not None and table.values(PROXY, c, arm, "aggregate"):
-                ratio = table.ratio(PROXY, peer, c, arm, "aggregate")
-                summary.append(f"- {arm}, {c} stream(s): ours / {peer} (its best here) = **{_f(ratio, 2)}×** aggregate")
+                mine = table.ratio(PROXY, peer, c, arm, "aggregate")
+                summary.append(f"- {arm}, {c} stream(s): ours / {peer} (its best here) = **{_f(mine, 2)}×** aggregate")
     if "greedy" in arms and "defaults" in arms:
         for target in table.targets:
             for c in table.concurrencies:
