@@ -83,7 +83,7 @@ def write(results: dict, out: Path) -> str:
         "",
         f"- CPU: {env['cpu']['describe']}; {results['threads']} threads; load average "
         f"{results['load_1m_at_start']} at the start, {results['load_1m_at_end']} at the end (a shared machine)",
-        f"- run: {results['started']}, {results['seconds']} s in all; `{results['command']}`; git {env['git']}"
+        f"- run: {results['started']}, {results['seconds']} s this run; `{results['command']}`; git {env['git']}"
         + (f"; int4 and fp32 scores reused from {results['reused']}" if results.get("reused") else ""),
         f"- onnxruntime-genai {env['versions']['onnxruntime-genai']}, onnxruntime {env['versions']['onnxruntime']}; "
         f"llama.cpp: {env['llama.cpp'] or 'not run'}",

@@ -56,7 +56,7 @@ def measure(model: str, args: argparse.Namespace, work: Path, bin_dir: Path | No
     fp32 scores, the slow part, so that a run can add llama.cpp's without redoing them."""
     texts = corpus()
     if earlier is not None:
-        logger.info("%s: int4 and fp32 scores reused from %s", model, args.reuse)
+        logger.info("%s: int4 and fp32 scores reused from an earlier run", model)
         return earlier | {"llama": measure_llama(model, args, work, bin_dir)}
     int4 = Int4Model(MODELS_DIR / model, args.threads)
     ids = {text.name: int4.encode(text.body) for text in texts}
@@ -91,14 +91,16 @@ def measure_llama(model: str, args: argparse.Namespace, work: Path, bin_dir: Pat
 
 
 def reusable(args: argparse.Namespace, texts: list[dict]) -> dict:
-    """The models of --reuse's results whose corpus (by sha256) and windows match this run's: {model: figures}."""
-    if args.reuse is None:
-        return {}
-    earlier = json.loads(args.reuse.read_text())
-    same = earlier["texts"] == texts and (earlier["context"], earlier["stride"]) == (args.context, args.stride)
-    if not same:
-        raise SystemExit(f"{args.reuse}: another corpus or other windows, nothing to reuse")
-    return {model: figures for model, figures in earlier["models"].items() if "int4" in figures}
+    """The models of --reuse's results (the later file wins) whose corpus (by sha256) and windows match this run's:
+    {model: figures}."""
+    found = {}
+    for path in args.reuse or []:
+        earlier = json.loads(path.read_text())
+        same = earlier["texts"] == texts and (earlier["context"], earlier["stride"]) == (args.context, args.stride)
+        if not same:
+            raise SystemExit(f"{path}: another corpus or other windows, nothing to reuse")
+        found |= {model: figures for model, figures in earlier["models"].items() if "int4" in figures}
+    return found
 
 
 def main() -> int:
@@ -110,7 +112,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=engine_threads(None), help="threads for every engine")
     parser.add_argument("--llama", action=argparse.BooleanOptionalAction, default=True, help="llama-perplexity too")
     parser.add_argument("--out", type=Path, default=ROOT / "docs/QUALITY.md")
-    parser.add_argument("--reuse", type=Path, help="a results.json whose int4 and fp32 scores to keep (same corpus)")
+    parser.add_argument(
+        "--reuse", type=Path, nargs="+", help="results.json files whose int4 and fp32 scores to keep (same corpus)"
+    )
     args = parser.parse_args()
     models = args.models or [m for m in MODELS if (MODELS_DIR / m / "genai_config.json").exists()]
     started = time.monotonic()
@@ -126,7 +130,7 @@ def main() -> int:
         "environment": environment.describe(bin_dir),
         "texts": [{"name": t.name, "source": t.source, "sha256": t.sha256, "chars": len(t.body)} for t in corpus()],
         "load_1m_at_start": load_average(),
-        "reused": str(args.reuse) if args.reuse else None,
+        "reused": " ".join(map(str, args.reuse)) if args.reuse else None,
         "models": {},
     }
     earlier = reusable(args, results["texts"])
