@@ -93,7 +93,7 @@ def measure_llama(model: str, args: argparse.Namespace, work: Path, bin_dir: Pat
 def reusable(args: argparse.Namespace, texts: list[dict]) -> dict:
     """The models of --reuse's results (the later file wins) whose corpus (by sha256) and windows match this run's:
     {model: figures}."""
-    found = {}
+    found: dict[str, dict] = {}
     for path in args.reuse or []:
         earlier = json.loads(path.read_text())
         same = earlier["texts"] == texts and (earlier["context"], earlier["stride"]) == (args.context, args.stride)
