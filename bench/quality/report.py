@@ -88,6 +88,7 @@ def write(results: dict, out: Path) -> str:
         f"- onnxruntime-genai {env['versions']['onnxruntime-genai']}, onnxruntime {env['versions']['onnxruntime']}; "
         f"llama.cpp: {env['llama.cpp'] or 'not run'}",
         "",
+        *([f"**Note:** {results['note']}", ""] if results.get("note") else []),
         "| text | source | chars | sha256 |",
         "|---|---|---|---|",
         *(f"| {t['name']} | {t['source']} | {t['chars']} | `{t['sha256'][:16]}` |" for t in results["texts"]),

@@ -112,6 +112,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=engine_threads(None), help="threads for every engine")
     parser.add_argument("--llama", action=argparse.BooleanOptionalAction, default=True, help="llama-perplexity too")
     parser.add_argument("--out", type=Path, default=ROOT / "docs/QUALITY.md")
+    parser.add_argument("--note", help="a paragraph for the report: what this run left out, and why")
     parser.add_argument(
         "--reuse", type=Path, nargs="+", help="results.json files whose int4 and fp32 scores to keep (same corpus)"
     )
@@ -131,6 +132,7 @@ def main() -> int:
         "texts": [{"name": t.name, "source": t.source, "sha256": t.sha256, "chars": len(t.body)} for t in corpus()],
         "load_1m_at_start": load_average(),
         "reused": " ".join(map(str, args.reuse)) if args.reuse else None,
+        "note": args.note,
         "models": {},
     }
     earlier = reusable(args, results["texts"])
