@@ -112,6 +112,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=engine_threads(None), help="threads for every engine")
     parser.add_argument("--llama", action=argparse.BooleanOptionalAction, default=True, help="llama-perplexity too")
     parser.add_argument("--out", type=Path, default=ROOT / "docs/QUALITY.md")
+    parser.add_argument("--llama-bin", type=Path, help="llama.cpp's binaries (default: built and cached by bench/)")
     parser.add_argument("--note", help="a paragraph for the report: what this run left out, and why")
     parser.add_argument(
         "--reuse", type=Path, nargs="+", help="results.json files whose int4 and fp32 scores to keep (same corpus)"
@@ -121,7 +122,7 @@ def main() -> int:
     started = time.monotonic()
     work = ROOT / "results/quality" / time.strftime("%Y%m%d-%H%M%S")
     work.mkdir(parents=True, exist_ok=True)
-    bin_dir = llama_cpp_bin(CACHE_DIR) if args.llama else None
+    bin_dir = (args.llama_bin or llama_cpp_bin(CACHE_DIR)) if args.llama else None
     results: dict = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "command": " ".join(["python -m bench.quality.run", *sys.argv[1:]]),
