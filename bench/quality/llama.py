@@ -14,7 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from bench.quality.perplexity import Score, windows
+from bench.quality.perplexity import windows
 
 logger = logging.getLogger("bench.quality.llama")
 CHUNK = re.compile(r"\[(\d+)\]([0-9.]+|nan|inf),")
@@ -62,5 +62,9 @@ def perplexity(bin_dir: Path, gguf: Path, text: Path, context: int, stride: int,
     return parsed | {"seconds": round(time.monotonic() - start, 1)}
 
 
-def as_score(entry: dict) -> Score:
-    return Score(entry["nll"], entry["count"])
+def version(bin_dir: Path) -> str:
+    """llama-perplexity's own version line, and how the binaries were built when bench/ built them."""
+    result = subprocess.run([str(bin_dir / "llama-perplexity"), "--version"], capture_output=True, text=True)
+    line = next((x for x in (result.stdout + result.stderr).splitlines() if "version" in x), "unknown version")
+    info = bin_dir / "BUILD_INFO"
+    return f"{line.strip()} ({info.read_text().strip()})" if info.exists() else line.strip()

@@ -129,7 +129,7 @@ def main() -> int:
         "context": args.context,
         "stride": args.stride,
         "threads": args.threads,
-        "environment": environment.describe(bin_dir),
+        "environment": environment.describe(None) | {"llama.cpp": llama.version(bin_dir) if bin_dir else None},
         "texts": [{"name": t.name, "source": t.source, "sha256": t.sha256, "chars": len(t.body)} for t in corpus()],
         "load_1m_at_start": load_average(),
         "reused": " ".join(map(str, args.reuse)) if args.reuse else None,
