@@ -113,6 +113,7 @@ def main() -> int:
     parser.add_argument("--llama", action=argparse.BooleanOptionalAction, default=True, help="llama-perplexity too")
     parser.add_argument("--out", type=Path, default=ROOT / "docs/QUALITY.md")
     parser.add_argument("--llama-bin", type=Path, help="llama.cpp's binaries (default: built and cached by bench/)")
+    parser.add_argument("--llama-models", nargs="+", help="run llama-perplexity for these models only")
     parser.add_argument("--note", help="a paragraph for the report: what this run left out, and why")
     parser.add_argument(
         "--reuse", type=Path, nargs="+", help="results.json files whose int4 and fp32 scores to keep (same corpus)"
@@ -139,7 +140,8 @@ def main() -> int:
     earlier = reusable(args, results["texts"])
     for model in models:
         begun = time.monotonic()
-        figures = measure(model, args, work, bin_dir, earlier.get(model))
+        llama_here = bin_dir if args.llama_models is None or model in args.llama_models else None
+        figures = measure(model, args, work, llama_here, earlier.get(model))
         results["models"][model] = figures | {"seconds": figures.get("seconds", 0) + round(time.monotonic() - begun)}
     results["load_1m_at_end"] = load_average()
     results["seconds"] = round(time.monotonic() - started)
