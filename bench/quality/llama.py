@@ -48,16 +48,21 @@ def parse(output: str, context: int, stride: int) -> dict:
 
 
 def perplexity(bin_dir: Path, gguf: Path, text: Path, context: int, stride: int, threads: int) -> dict:
+    # With --ppl-stride, llama-perplexity widens its context by stride / 2 ("adjusting context size from … to …"):
+    # ask for that much less, so that its windows are `context` tokens like ours.
     command = [
         str(bin_dir / "llama-perplexity"),
-        *("-m", str(gguf), "-f", str(text), "-c", str(context), "--ppl-stride", str(stride)),
+        *("-m", str(gguf), "-f", str(text), "-c", str(context - stride // 2), "--ppl-stride", str(stride)),
         *("-b", str(context), "-ub", str(context), "-t", str(threads)),
     ]
     start = time.monotonic()
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr[-2000:]}")
-    parsed = parse(result.stdout + result.stderr, context, stride)
+    output = result.stdout + result.stderr
+    if f"adjusting context size from {context - stride // 2} to {context}" not in output:
+        raise RuntimeError(f"llama-perplexity did not run windows of {context} tokens:\n{output[-2000:]}")
+    parsed = parse(output, context, stride)
     logger.info("llama.cpp %s %s: perplexity %.4f", gguf.name, text.name, parsed["perplexity"])
     return parsed | {"seconds": round(time.monotonic() - start, 1)}
 
