@@ -66,7 +66,7 @@ def model_section(model_id: str, model: dict, names: list[str], verdict: dict) -
             f"{_yes(verdict['met_llama'])}"
         )
     seconds = f"int4 {sum(v['seconds'] for v in model['int4'].values()):.0f} s, fp32 {model['fp32']['seconds']:.0f} s"
-    lines += [f"- time: {model['seconds']} s for this model ({seconds}, rest llama.cpp)", ""]
+    lines += [f"- time: {model['seconds']} s for this model ({seconds}; the rest: loading, llama.cpp if run)", ""]
     return lines
 
 
