@@ -17,6 +17,9 @@ LOADTEST_ARGS ?=
 BENCH_ARGS ?=
 REAL_SIZE_ARGS ?=
 THREADS_ARGS ?=
+QUALITY_ARGS ?=
+TRAFFIC_ARGS ?=
+MODEL ?= qwen2.5-coder-0.5b-instruct
 
 # One clear line, naming the target that fixes it, where no Docker engine answers.
 NEED_ENGINE := docker info >/dev/null 2>&1 || { echo "no Docker engine answers here: make docker-engine installs Debian's and starts it" >&2; exit 1; }
@@ -24,7 +27,7 @@ NEED_ENGINE := docker info >/dev/null 2>&1 || { echo "no Docker engine answers h
 export ORTSERVE_MODELS_DIR := $(MODELS_DIR)
 export ORTSERVE_BUILD_PYTHON := $(BUILD_VENV)/bin/python
 
-.PHONY: help install build-venv model model-large convert nginx redis postgres certs run run-chat up down test test-unit lint typecheck docs clean loadtest loadtest-ui loadtest-priority bench bench-small bench-peers bench-real-size bench-threads \
+.PHONY: help install build-venv model model-large convert nginx redis postgres certs run run-chat up down test test-unit lint typecheck docs clean loadtest loadtest-ui loadtest-priority bench bench-small bench-peers bench-real-size bench-threads quality bench-traffic \
 	fuzz overload soak docker-engine base-image images compose-up compose-down swarm-up swarm-down
 
 help: ## List the targets
@@ -93,7 +96,7 @@ loadtest-ui: install nginx redis $(MODEL_STAMPS) ## Locust's web UI on 127.0.0.1
 loadtest-priority: install $(MODEL_STAMPS) ## A batch flood beside an interactive user, with and without reserved slots (~6 min)
 	$(PY) -m loadtest.priority $(LOADTEST_ARGS)
 
-bench: bench-peers bench-real-size ## Every benchmark: SmolLM2 vs llama-server (docs/BENCHMARKS.md), then Qwen 0.5B and 1.5B at real size
+bench: bench-peers bench-real-size bench-traffic ## Every benchmark: SmolLM2 vs llama-server (docs/BENCHMARKS.md), Qwen 0.5B and 1.5B at real size, the traffic phases
 
 bench-small: install nginx build-venv $(MODEL_STAMPS) ## SmolLM2 only, no llama.cpp: engine limit, chat direct, proxy, embeddings
 	ORTSERVE_CACHE_DIR=$(CACHE_DIR) $(PY) -m bench.run $(BENCH_ARGS)
@@ -108,6 +111,14 @@ bench-real-size: install nginx build-venv $(MODEL_STAMPS) model-large ## Qwen2.5
 	  --prompts short long --max-tokens 64 --repeats 2 $(REAL_SIZE_ARGS)
 	ORTSERVE_CACHE_DIR=$(CACHE_DIR) $(PY) -m bench.run --model qwen2.5-coder-1.5b-instruct --peers --no-before --no-shared \
 	  --prompts short --concurrency 1 8 --max-tokens 64 --repeats 2 $(REAL_SIZE_ARGS)
+
+# TRAFFIC_ARGS reaches bench/traffic.py (e.g. --phases long, --concurrency 1, --repeats 3).
+bench-traffic: install nginx build-venv $(MODEL_STAMPS) ## Traffic-like phases (default samplers vs greedy, long output, code edit) vs llama-server: make bench-traffic MODEL=…
+	ORTSERVE_CACHE_DIR=$(CACHE_DIR) $(PY) -m bench.traffic --model $(MODEL) $(TRAFFIC_ARGS)
+
+# QUALITY_ARGS reaches bench/quality/run.py (e.g. --models smollm2-135m-instruct, --no-llama, --reuse results.json).
+quality: install build-venv $(MODEL_STAMPS) ## Perplexity of the served int4 models vs fp32 and llama.cpp on the same GGUF: docs/QUALITY.md
+	ORTSERVE_CACHE_DIR=$(CACHE_DIR) $(PY) -m bench.quality.run $(QUALITY_ARGS)
 
 # Needs Docker and the images (built here from the engine's cache); THREADS_ARGS reaches bench/threads_cgroup.py.
 bench-threads: install $(MODEL_STAMPS) ## The chat image under --cpus 1: decode tok/s, default threads vs CHAT_ENGINE_THREADS=4

@@ -70,14 +70,22 @@ class StreamRecord:
         return (self.completion_tokens - 1) / (self.end - self.first)
 
 
+GREEDY = {"temperature": 0}
+
+
 async def stream_chat(
-    client: aiohttp.ClientSession, target: ChatTarget, messages: list[dict[str, str]], max_tokens: int
+    client: aiohttp.ClientSession,
+    target: ChatTarget,
+    messages: list[dict[str, str]],
+    max_tokens: int,
+    sampling: dict | None = None,
 ) -> StreamRecord:
+    """sampling: the sampler fields sent, greedy by default; {} sends none (the server's defaults for the model)."""
     body = {
         "model": target.model,
         "messages": messages,
         "max_tokens": max_tokens,
-        "temperature": 0,
+        **(GREEDY if sampling is None else sampling),
         "stream": True,
         "stream_options": {"include_usage": True},
     }
@@ -138,7 +146,11 @@ class Phase:
 
 
 async def closed_loop_chat(
-    target: ChatTarget, conversations: list[list[dict[str, str]]], concurrency: int, max_tokens: int
+    target: ChatTarget,
+    conversations: list[list[dict[str, str]]],
+    concurrency: int,
+    max_tokens: int,
+    sampling: dict | None = None,
 ) -> Phase:
     """`concurrency` clients, each sending its next request as soon as its last one ended, until none are left."""
     queue: asyncio.Queue[list[dict[str, str]]] = asyncio.Queue()
@@ -148,7 +160,7 @@ async def closed_loop_chat(
 
     async def worker(client: aiohttp.ClientSession) -> None:
         while not queue.empty():
-            phase.records.append(await stream_chat(client, target, queue.get_nowait(), max_tokens))
+            phase.records.append(await stream_chat(client, target, queue.get_nowait(), max_tokens, sampling))
 
     async with target.client(concurrency) as client:
         start = time.perf_counter()

@@ -89,9 +89,11 @@ def rss_mb(pid: int) -> dict[str, float]:
 class LlamaServer:
     """`with LlamaServer(binary, gguf, log) as server:` a running llama-server on a free port, stopped on exit."""
 
-    def __init__(self, binary: Path, gguf: Path, log_path: Path) -> None:
+    def __init__(self, binary: Path, gguf: Path, log_path: Path, extra_args: list[str] | None = None) -> None:
+        """extra_args: more llama-server options, such as its default samplers."""
         self.port = free_port()
         self.command = [str(binary), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(self.port), *SERVER_ARGS]
+        self.command += extra_args or []
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self.log_path = log_path
 

@@ -78,6 +78,18 @@ def gguf_to_fp32_hf(gguf: Path, out: Path, tie_from_lm_head: bool = False) -> No
     (Qwen2.5's GGUFs do, with output.weight at a higher precision than token_embd.weight); keep the output matrix as
     the one tied table and write tie_word_embeddings=true, so the genai builder shares it (shared_embeddings=true).
     """
+    model, tokenizer, generation_config = fp32_model_from_gguf(gguf, tie_from_lm_head)
+    model.generation_config = generation_config
+    model.save_pretrained(out)
+    if not tokenizer.chat_template:
+        raise BuildError("the GGUF carries no chat template")
+    tokenizer.save_pretrained(out)
+    del model
+
+
+def fp32_model_from_gguf(gguf: Path, tie_from_lm_head: bool = False):
+    """The GGUF's weights dequantized into a plain fp32 transformers model, with its tokenizer and generation config:
+    what the int4 build quantizes, and so the quality gate's fp32 reference (bench/quality)."""
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # transformers refuses to save a GGUF-loaded model ("quantized with gguf and is not serializable"):
@@ -97,12 +109,7 @@ def gguf_to_fp32_hf(gguf: Path, out: Path, tie_from_lm_head: bool = False) -> No
         raise BuildError(f"GGUF weights do not match the model: missing {missing}, unexpected {unexpected}")
     model.tie_weights()
     model.eval()
-    model.generation_config = loaded.generation_config
-    model.save_pretrained(out)
-    if not tokenizer.chat_template:
-        raise BuildError("the GGUF carries no chat template")
-    tokenizer.save_pretrained(out)
-    del loaded, model, state
+    return model, tokenizer, loaded.generation_config
 
 
 def build_smollm2_onnx(ctx, tmp: Path) -> None:

@@ -1,0 +1,167 @@
+"""`make bench-traffic`: phases that look like traffic, our chat service through the proxy beside llama-server on the
+same GGUF, interleaved in one run.
+
+    python -m bench.traffic [--model ID] [--phases samplers long code-edit] [--concurrency 1 8] [--repeats 2]
+
+Phases (each selectable alone with --phases):
+- samplers: short questions, greedy (temperature 0) beside the model's default samplers (no sampler field sent: the
+  server applies the manifest's defaults; llama-server is started with the same ones as its defaults);
+- long: a task that makes the model write at length, up to --long-tokens (the report gives the lengths reached);
+- code-edit: a given function to be given back whole with one small change: most of the answer repeats the prompt.
+The long and code-edit phases send no sampler fields either. Every (phase, concurrency) runs each target once per
+repeat, the order rotated repeat to repeat; ratios are paired within a repeat, then the median is taken. The report
+goes to docs/benchmarks/<model>-traffic.md, raw rows to results/bench/<time>-traffic/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from ortserve_common.model_manifest import SamplingDefaults, load_manifest
+from ortserve_common.models_dir import models_dir
+
+from bench import clients, environment, traffic_prompts, traffic_report
+from bench.clients import ChatTarget
+from bench.cpu_monitor import CpuMonitor, load_average, wait_for_quiet
+from bench.local_stack import LocalStack, descendants
+from bench.peers import LlamaServer, gguf_files, llama_cpp_bin
+from bench.run import phase_result, stop_cleanly
+from bench.traffic_report import PROXY
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE_DIR = Path(os.environ.get("ORTSERVE_CACHE_DIR", Path.home() / ".cache/ortserve"))
+MODELS_DIR = models_dir(CACHE_DIR)
+logger = logging.getLogger("bench.traffic")
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One kind of request: its phase, name, prompt maker, sampler fields (None: greedy, {}: none) and length."""
+
+    phase: str
+    name: str
+    prompt: object  # (index) -> messages
+    sampling: dict | None
+    max_tokens: int
+
+
+def arms(phases: list[str], short_tokens: int, long_tokens: int) -> list[Arm]:
+    every = [
+        Arm("samplers", "greedy", traffic_prompts.question, None, short_tokens),
+        Arm("samplers", "defaults", traffic_prompts.question, {}, short_tokens),
+        Arm("long", "long", traffic_prompts.long_answer, {}, long_tokens),
+        Arm("code-edit", "code-edit", traffic_prompts.code_edit, {}, 400),
+    ]
+    return [arm for arm in every if arm.phase in phases]
+
+
+def llama_sampler_args(defaults: SamplingDefaults) -> list[str]:
+    """llama-server's default samplers set to the model's manifest defaults. llama.cpp's own extras are turned off
+    (min_p 0.05 unless the manifest sets one), and its repetition penalty looks at every token seen (-1: the whole
+    context) as ours does, not its last 64."""
+    return [
+        *("--temp", str(defaults.temperature if defaults.temperature is not None else 1.0)),
+        *("--top-p", str(defaults.top_p if defaults.top_p is not None else 1.0)),
+        *("--top-k", str(defaults.top_k if defaults.top_k is not None else 0)),
+        *("--min-p", str(defaults.min_p if defaults.min_p is not None else 0.0)),
+        *("--repeat-penalty", str(defaults.repetition_penalty or 1.0), "--repeat-last-n", "-1"),
+    ]
+
+
+async def measure(args: argparse.Namespace, targets: list[ChatTarget], monitor: CpuMonitor) -> list[dict]:
+    chosen = arms(args.phases, args.max_tokens, args.long_tokens)
+    for target in targets:  # warm-up: connections and lazy initialisation
+        await clients.closed_loop_chat(target, [traffic_prompts.question(i) for i in range(2)], 2, 8)
+    rows = []
+    for repeat in range(args.repeats):
+        for c in args.concurrency:
+            for arm in chosen:
+                order = targets[repeat % len(targets) :] + targets[: repeat % len(targets)]
+                for target in order:
+                    count = max(args.min_requests, c * args.rounds)
+                    conversations = [arm.prompt(i) for i in range(count)]  # type: ignore[operator]
+                    waited_s = await wait_for_quiet(monitor, args.quiet_wait_s)
+                    monitor.start()
+                    phase = await clients.closed_loop_chat(target, conversations, c, arm.max_tokens, arm.sampling)
+                    cpu = monitor.stop()
+                    result = phase_result(phase)
+                    row = {"target": target.name, "concurrency": c, "prompt": arm.name, "phase": arm.phase}
+                    rows.append(
+                        row | {"repeat": repeat, **result, "cpu": cpu.as_dict(), "waited_for_quiet_s": waited_s}
+                    )
+                    logger.info(
+                        "repeat %d c=%d %-9s %-26s %6.1f tok/s, %s tokens out, others' CPU %.2f cores%s",
+                        *(repeat, c, arm.name, target.name, result["output_tok_s"]),
+                        sorted(result["completion_tokens"]),
+                        cpu.other_cores,
+                        f"  ERRORS {result['errors'][:2]}" if result["errors"] else "",
+                    )
+    return rows
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    entry = next(m for m in load_manifest(ROOT / "services/models/manifest.yaml").models if m.id == args.model)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    results_dir = ROOT / "results/bench" / f"{stamp}-traffic"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    results: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "model": args.model, "args": vars(args)}
+    results["defaults"] = entry.defaults.model_dump(exclude_none=True) if entry.defaults else {}
+    results["load_1m_at_start"] = load_average()
+    with ExitStack() as stack:
+        local = stack.enter_context(LocalStack(results_dir / "run"))
+        targets = [ChatTarget(PROXY, local.proxy_url + "/v1", args.model, local.api_key, local.ca)]
+        bin_dir = llama_cpp_bin(CACHE_DIR) if args.peers else None
+        peers = {}
+        if bin_dir is not None:
+            extra = llama_sampler_args(entry.defaults or SamplingDefaults())
+            for quant, gguf in gguf_files(CACHE_DIR, bin_dir, args.model, MODELS_DIR).items():
+                log = results_dir / f"{quant}.log"
+                server = stack.enter_context(LlamaServer(bin_dir / "llama-server", gguf, log, extra))
+                target = ChatTarget(f"llama-server {quant}", server.base_url, args.model, keep_alive=False)
+                targets.append(target)
+                peers[target.name] = {"gguf": str(gguf), "command": " ".join(server.command)}
+        monitor = CpuMonitor(lambda: descendants(os.getpid()) | local.pids())
+        results["environment"] = environment.describe(bin_dir) | {"peers": peers}
+        results["chat"] = await measure(args, targets, monitor)
+    results["load_1m_at_end"] = load_average()
+    (results_dir / "results.json").write_text(json.dumps(results, indent=1))
+    out = Path(args.out) if args.out else ROOT / f"docs/benchmarks/{args.model}-traffic.md"
+    summary = traffic_report.write(results, out)
+    sys.stdout.write(f"{summary}\nreport: {out}\nraw results: {results_dir / 'results.json'}\n")
+    return 1 if any(row["errors"] for row in results["chat"]) else 0
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="qwen2.5-coder-0.5b-instruct", help="a chat model the stack serves")
+    parser.add_argument("--phases", nargs="+", default=["samplers", "long", "code-edit"])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--repeats", type=int, default=2, help="interleaved repeats of every phase")
+    parser.add_argument("--rounds", type=int, default=1, help="requests per stream in a phase")
+    parser.add_argument("--min-requests", type=int, default=4, help="requests per phase at least")
+    parser.add_argument("--max-tokens", type=int, default=128, help="tokens per reply in the samplers phase")
+    parser.add_argument("--long-tokens", type=int, default=320, help="max_tokens in the long phase (≥ 256)")
+    parser.add_argument("--quiet-wait-s", type=float, default=10, help="longest wait for other work to go quiet")
+    parser.add_argument("--peers", action=argparse.BooleanOptionalAction, default=True, help="llama-server beside")
+    parser.add_argument("--out", help="the markdown report (default docs/benchmarks/<model>-traffic.md)")
+    args = parser.parse_args()
+    unknown = set(args.phases) - {"samplers", "long", "code-edit"}
+    if unknown:
+        parser.error(f"unknown phases {sorted(unknown)}")
+    signal.signal(signal.SIGTERM, stop_cleanly)
+    return asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""The traffic phases' report (bench/traffic.py): per phase and concurrency, each target's figures and our ratios to
+llama-server's best variant, and default samplers against greedy on each side; every ratio paired within a repeat."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+
+from bench.tables import ChatTable
+
+PROXY = "ours, through the proxy"  # the target the ratios are ours over
+
+
+def _f(value: float, digits: int = 1) -> str:
+    return "-" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def best_peer(table: ChatTable, c: int, arm: str) -> str | None:
+    peers = [t for t in table.targets if t.startswith("llama-server") and table.values(t, c, arm, "aggregate")]
+    return max(peers, key=lambda t: table.figure(t, c, arm, "aggregate")) if peers else None
+
+
+def write(results: dict, out: Path) -> str:
+    table = ChatTable(results["chat"])
+    arms = list(dict.fromkeys(row["prompt"] for row in results["chat"]))
+    env = results["environment"]
+    defaults = ", ".join(f"{k} {v}" for k, v in results["defaults"].items()) or "none"
+    lines = [
+        f"# Traffic phases: {results['model']}",
+        "",
+        "Produced by `make bench-traffic` (bench/traffic.py); do not edit by hand.",
+        "",
+        f"- **CPU: {env['cpu']['describe']}**",
+        f"- run: {results['started']}, repeats {results['args']['repeats']}; load average "
+        f"{results['load_1m_at_start']} at the start, {results['load_1m_at_end']} at the end. **The machine was "
+        "shared with other jobs**: absolute figures are noisy; read the ratios, paired within a repeat (interleaved).",
+        f"- default samplers (manifest; llama-server started with the same as its defaults): {defaults}",
+        f"- llama.cpp: {env['llama.cpp'] or 'not run'}",
+        "",
+        "| phase | streams | target | aggregate tok/s | per-stream decode tok/s | TTFT p50 ms | tokens out (median) "
+        "| ours / this | others' CPU (median / max) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    summary = []
+    for arm in arms:
+        for c in table.concurrencies:
+            for target in table.targets:
+                if not table.values(target, c, arm, "aggregate"):
+                    continue
+                ratio = "" if target == PROXY else _f(table.ratio(PROXY, target, c, arm, "aggregate"), 2)
+                keys = [k for k in table.rows if k[0] == target and k[1] == c and k[2] == arm]
+                tokens = sorted(t for k in keys for t in table.rows[k]["completion_tokens"])
+                cpu = sorted(table.rows[k]["cpu"]["other_cores"] for k in keys)
+                aggregate, decode, ttft = (table.figure(target, c, arm, m) for m in ("aggregate", "decode", "ttft_p50"))
+                lines.append(
+                    f"| {arm} | {c} | {target} | {_f(aggregate)} | {_f(decode)} | {_f(ttft, 0)} "
+                    f"| {tokens[len(tokens) // 2] if tokens else '-'} | {ratio} "
+                    f"| {cpu[len(cpu) // 2]:.2f} / {cpu[-1]:.2f} |"
+                )
+            peer = best_peer(table, c, arm)
+            if peer is not None and table.values(PROXY, c, arm, "aggregate"):
+                mine = table.ratio(PROXY, peer, c, arm, "aggregate")
+                summary.append(f"- {arm}, {c} stream(s): ours / {peer} (its best here) = **{_f(mine, 2)}×** aggregate")
+    if "greedy" in arms and "defaults" in arms:
+        for target in table.targets:
+            for c in table.concurrencies:
+                pairs = [
+                    table.rows[(target, c, "defaults", r)]["output_tok_s"]
+                    / table.rows[(target, c, "greedy", r)]["output_tok_s"]
+                    for r in table.repeats
+                    if (target, c, "defaults", r) in table.rows and (target, c, "greedy", r) in table.rows
+                ]
+                if pairs:
+                    median = statistics.median(pairs)
+                    summary.append(f"- {target}, {c} stream(s): default samplers / greedy = **{median:.2f}×**")
+    lines[4:4] = ["## Summary", "", *summary, ""]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    return "\n".join(summary)
