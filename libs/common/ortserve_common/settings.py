@@ -43,6 +43,12 @@ class ModelHostSettings(ServiceSettings):
         None, description="URL the registry and proxy use to reach this instance; defaults to http://host:port."
     )
 
+    node: str | None = Field(
+        None,
+        description="Name of the host or Swarm node this instance runs on, sent to the registry and listed per "
+        "replica by /v1/models (replica_nodes); unset: the instance reports none.",
+    )
+
     def public_url(self) -> str:
         return self.advertise_url or advertised_url(self.host, self.port)
 
