@@ -69,8 +69,8 @@ class RegistrationClient:
         if self._client is None or self.registry_url is None:
             return False
         try:
-            registration = {"service": self.service, "url": self.advertise_url, "models": self.models()}
-            registration |= {"ttl_s": self.ttl_s, "node": self.node}
+            registration: dict[str, Any] = {"service": self.service, "url": self.advertise_url, "ttl_s": self.ttl_s}
+            registration |= {"models": self.models(), "node": self.node}
             body = InstanceRegistration.model_validate(registration).model_dump(mode="json")
             response = await self._client.post(self.registry_url + INSTANCES_PATH, json=body)
             if response.status_code != 200:
