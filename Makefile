@@ -168,7 +168,7 @@ clean: ## Remove the venv (the model cache in ~/.cache/ortserve stays)
 # Images tagged `cluster` (ORTSERVE_TAG), so rebuilding them for the cluster never changes another stack's `latest`.
 cluster-up: install $(MODEL_STAMPS) ## The stack on a NODES=3 Docker Swarm of node containers (chat x3, embeddings x2); prints the URL
 	@$(NEED_ENGINE)
-	@ORTSERVE_BASE=local ORTSERVE_TAG=$${ORTSERVE_TAG:-cluster} tools/docker/images.sh
+	@ORTSERVE_TAG=$${ORTSERVE_TAG:-cluster} tools/docker/images.sh
 	@NODES=$${NODES:-3} ORTSERVE_TAG=$${ORTSERVE_TAG:-cluster} $(PY) tools/cluster.py up
 
 cluster-down: install ## Remove every node container, network and volume that cluster-up made
@@ -176,5 +176,4 @@ cluster-down: install ## Remove every node container, network and volume that cl
 
 test-cluster: install $(MODEL_STAMPS) ## The multi-node tests (tests/test_cluster.py): cross-host requests, node loss, rolling update, drain
 	@$(NEED_ENGINE)
-	@ORTSERVE_BASE=local ORTSERVE_TAG=cluster tools/docker/images.sh
-	$(PY) -m pytest tests/test_cluster.py -m cluster -o timeout=1800 $(PYTEST_ARGS)
+	$(PY) -m pytest tests/test_cluster.py -o timeout=1800 $(PYTEST_ARGS)

@@ -114,7 +114,7 @@ class StreamLoad:
 
     client: openai.OpenAI
     workers: int = 3
-    max_tokens: int = 48
+    max_tokens: int = 24
     outcomes: list[Outcome] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 from cluster_testing import CHAT_MODEL, EMBEDDING_MODEL, STACK, ClusterStack, StreamLoad, cluster_prefix
-from compose_testing import docker
+from compose_testing import ROOT, docker
 from ortserve_testing.processes import free_port
 
-pytestmark = [pytest.mark.stack, pytest.mark.cluster]
+# The first test also waits for the cluster to come up (minutes on a busy machine): a timeout for that.
+pytestmark = [pytest.mark.stack, pytest.mark.cluster, pytest.mark.timeout(1800)]
 DEADLINE_S = 300  # a generous bound for anything the swarm does (start, reschedule, update) on a busy machine
 
 
@@ -28,6 +29,9 @@ DEADLINE_S = 300  # a generous bound for anything the swarm does (start, resched
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterStack]:
     if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode != 0:
         pytest.skip("no Docker engine answers: `make docker-engine` installs and starts one (make test does)")
+    # The images under the cluster's own tag (from the engine's cache when make images built them already).
+    images = [str(ROOT / "tools/docker/images.sh")]
+    subprocess.run(images, env={**os.environ, "ORTSERVE_TAG": "cluster"}, check=True, capture_output=True, timeout=1800)
     port = int(os.environ.get("CLUSTER_HTTPS_PORT") or free_port())
     # ORTSERVE_CLUSTER_DIR: the keys of a cluster already up (make cluster-up's run/cluster), to test it as it is.
     run_dir = Path(os.environ.get("ORTSERVE_CLUSTER_DIR") or tmp_path_factory.mktemp("cluster")).resolve()

@@ -51,6 +51,7 @@ def settings() -> dict[str, str]:
 
 def build_cluster_images(base: str, tag: str) -> None:
     """The node image and PostgreSQL from Debian's packages on the local base (from the engine's cache once built)."""
+    subprocess.run([str(ROOT / "tools/docker/base-image.sh"), base], check=True)  # a no-op while it is up to date
     for image, dockerfile in ((NODE_IMAGE, "node"), (f"ortserve-postgres:{tag}", "postgres")):
         start = time.monotonic()
         result = subprocess.run(
