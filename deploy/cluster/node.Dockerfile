@@ -4,7 +4,7 @@
 ARG BASE_IMAGE=ortserve-base:bookworm
 FROM ${BASE_IMAGE}
 RUN apt-get update \
-    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends docker.io iptables iproute2 \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends docker.io=20.10.* iptables=1.8.* iproute2=6.1.* \
     && rm -rf /var/lib/apt/lists/*
 # The inner engine's images and containers: an anonymous volume, so overlay2 does not stack on overlay2.
 VOLUME ["/var/lib/docker"]

@@ -4,7 +4,7 @@
 ARG BASE_IMAGE=debian:bookworm-slim
 FROM ${BASE_IMAGE}
 RUN apt-get update \
-    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql-15 \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql-15=15.* \
     && rm -rf /var/lib/apt/lists/* \
     && mkdir -p /var/lib/postgresql/data /run/postgresql \
     && chown postgres:postgres /var/lib/postgresql/data /run/postgresql
