@@ -28,7 +28,8 @@ export ORTSERVE_MODELS_DIR := $(MODELS_DIR)
 export ORTSERVE_BUILD_PYTHON := $(BUILD_VENV)/bin/python
 
 .PHONY: help install build-venv model model-large convert nginx redis postgres certs run run-chat up down test test-unit lint typecheck docs clean loadtest loadtest-ui loadtest-priority bench bench-small bench-peers bench-real-size bench-threads quality bench-traffic \
-	fuzz overload soak docker-engine base-image images compose-up compose-down swarm-up swarm-down
+	fuzz overload soak docker-engine base-image images compose-up compose-down swarm-up swarm-down \
+	cluster-up cluster-down test-cluster
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -181,3 +182,16 @@ test-unit: install ## Only the tests that need no model and no server (well unde
 
 clean: ## Remove the venv (the model cache in ~/.cache/ortserve stays)
 	rm -rf $(VENV) .pytest_cache
+
+# Images tagged `cluster` (ORTSERVE_TAG), so rebuilding them for the cluster never changes another stack's `latest`.
+cluster-up: install $(MODEL_STAMPS) ## The stack on a NODES=3 Docker Swarm of node containers (chat x3, embeddings x2); prints the URL
+	@$(NEED_ENGINE)
+	@ORTSERVE_TAG=$${ORTSERVE_TAG:-cluster} tools/docker/images.sh
+	@NODES=$${NODES:-3} ORTSERVE_TAG=$${ORTSERVE_TAG:-cluster} $(PY) tools/cluster.py up
+
+cluster-down: install ## Remove every node container, network and volume that cluster-up made
+	@$(PY) tools/cluster.py down
+
+test-cluster: install $(MODEL_STAMPS) ## The multi-node tests (tests/test_cluster.py): cross-host requests, node loss, rolling update, drain
+	@$(NEED_ENGINE)
+	$(PY) -m pytest tests/test_cluster.py -o timeout=1800 $(PYTEST_ARGS)

@@ -31,8 +31,10 @@ logger = logging.getLogger("swarm")
 COMPOSE_ONLY_KEYS = ("pull_policy", "build", "profiles", "container_name")
 
 
-def render(env: dict[str, str]) -> dict:
-    files = ["-f", str(ROOT / "docker-compose.yml"), "-f", str(ROOT / "docker-compose.swarm.yml")]
+def render(env: dict[str, str], overrides: tuple[str, ...] = ()) -> dict:
+    """The stack file: docker-compose.yml, docker-compose.swarm.yml, then each of `overrides` (make cluster-up's)."""
+    names = ("docker-compose.yml", "docker-compose.swarm.yml", *overrides)
+    files = [arg for name in names for arg in ("-f", str(ROOT / name))]
     out = subprocess.run(
         ["docker", "compose", "--project-directory", str(ROOT), *files, "config", "--format", "json"],
         env=env,

@@ -35,6 +35,7 @@ class RegistrationClient:
         models: Callable[[], list[dict[str, Any]]],
         interval_s: float = 2.0,
         ttl_s: float = 6.0,
+        node: str | None = None,
     ) -> None:
         if interval_s <= 0 or ttl_s <= interval_s:
             raise ValueError(f"need 0 < interval_s < ttl_s (got interval_s={interval_s}, ttl_s={ttl_s})")
@@ -44,6 +45,7 @@ class RegistrationClient:
         self.models = models
         self.interval_s = interval_s
         self.ttl_s = ttl_s
+        self.node = node
         self.registered = False
         self._client: httpx.AsyncClient | None = None
         self._task: asyncio.Task[None] | None = None
@@ -67,9 +69,9 @@ class RegistrationClient:
         if self._client is None or self.registry_url is None:
             return False
         try:
-            body = InstanceRegistration.model_validate(
-                {"service": self.service, "url": self.advertise_url, "models": self.models(), "ttl_s": self.ttl_s}
-            ).model_dump(mode="json")
+            registration: dict[str, Any] = {"service": self.service, "url": self.advertise_url, "ttl_s": self.ttl_s}
+            registration |= {"models": self.models(), "node": self.node}
+            body = InstanceRegistration.model_validate(registration).model_dump(mode="json")
             response = await self._client.post(self.registry_url + INSTANCES_PATH, json=body)
             if response.status_code != 200:
                 raise RuntimeError(f"registry answered {response.status_code}: {response.text[:300]}")

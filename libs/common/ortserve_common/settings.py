@@ -59,6 +59,11 @@ class ModelHostSettings(ServiceSettings):
     limits_metric_keys: int = Field(
         100, ge=0, description="Key ids with their own series in the per-key metrics; later keys share 'other'."
     )
+    node: str | None = Field(
+        None,
+        description="Name of the host or Swarm node this instance runs on, sent to the registry and listed per "
+        "replica by /v1/models (replica_nodes); unset: the instance reports none.",
+    )
 
     def public_url(self) -> str:
         return self.advertise_url or advertised_url(self.host, self.port)

@@ -93,7 +93,9 @@ def create_app(settings: ChatSettings, engine_factory: EngineFactory = load_engi
         app.state.template_serving = templates
         app.state.completion_serving = CompletionServing(pool, settings, telemetry)
         app.state.tokenize_serving = TokenizeServing(pool)
-        registration = RegistrationClient(settings.registry_url, "chat", settings.public_url(), pool.registrations)
+        registration = RegistrationClient(
+            settings.registry_url, "chat", settings.public_url(), pool.registrations, node=settings.node
+        )
         app.state.registration = registration
         await registration.start()
         on_drain(app, registration.stop)  # leave the registry as soon as a drain starts, not at its end

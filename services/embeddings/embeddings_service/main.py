@@ -48,7 +48,7 @@ def create_app(
         app.state.rerank_serving = RerankServing(models, admission, settings, telemetry)
         logger.info("serving %s", ", ".join(f"{m.id} ({m.kind})" for m in models.models.values()))
         registration = RegistrationClient(
-            settings.registry_url, "embeddings", settings.public_url(), models.registrations
+            settings.registry_url, "embeddings", settings.public_url(), models.registrations, node=settings.node
         )
         app.state.registration = registration
         await registration.start()

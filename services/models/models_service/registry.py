@@ -28,6 +28,7 @@ class Instance:
     models: list[RegisteredModel]
     ttl_s: float
     last_heartbeat: float  # on the registry's monotonic clock
+    node: str | None = None
 
     def is_live(self, now: float) -> bool:
         return now - self.last_heartbeat <= self.ttl_s
@@ -61,7 +62,7 @@ class ModelRegistry:
         elif [m.id for m in known.models] != [m.id for m in models]:
             logger.info("instance %s now serves %s", registration.url, [m.id for m in models])
         self._instances[registration.url] = Instance(
-            registration.url, registration.service, models, registration.ttl_s, self._clock()
+            registration.url, registration.service, models, registration.ttl_s, self._clock(), registration.node
         )
 
     def deregister(self, url: str) -> bool:
@@ -126,6 +127,7 @@ class ModelRegistry:
             InstanceView(
                 url=instance.url,
                 service=instance.service,
+                node=instance.node,
                 live=instance.is_live(now),
                 ttl_s=instance.ttl_s,
                 last_heartbeat_age_s=round(now - instance.last_heartbeat, 3),
@@ -162,6 +164,7 @@ class ModelRegistry:
                 in_manifest=True,
                 instances=[instance.url for instance, _ in live],
                 replicas=len(live),
+                replica_nodes=_nodes(live),
             )
         instance, model = (live or served_by)[0]
         return ModelStatus(
@@ -176,6 +179,7 @@ class ModelRegistry:
             in_manifest=False,
             instances=[instance.url for instance, _ in live],
             replicas=len(live),
+            replica_nodes=_nodes(live),
         )
 
     def _canonical_models(self, models: list[RegisteredModel]) -> list[RegisteredModel]:
@@ -193,3 +197,7 @@ class ModelRegistry:
             if now - instance.last_heartbeat > instance.ttl_s + self._forget_after_s:
                 logger.info("forgetting instance %s, down for over %.0fs", url, self._forget_after_s)
                 del self._instances[url]
+
+
+def _nodes(live: list[tuple[Instance, RegisteredModel]]) -> list[str]:
+    return sorted(instance.node for instance, _ in live if instance.node)

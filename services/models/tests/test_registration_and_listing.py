@@ -54,6 +54,7 @@ def test_only_models_of_live_instances_are_listed(fresh_registry: ModelsServer) 
         "aliases": [],
         "defaults": {"temperature": 0.7, "top_p": 1.0},
         "replicas": 1,
+        "replica_nodes": [],
     }
     assert (minilm["id"], minilm["kind"], minilm["service"]) == ("all-minilm-l6-v2", "embedding", "embeddings")
 
@@ -202,6 +203,23 @@ def test_a_scaled_service_counts_each_live_replica(fresh_registry: ModelsServer)
         assert card["replicas"] == 2 and "instances" not in card  # a count; the addresses stay internal
         http.request("DELETE", "/internal/instances", params={"url": CHAT_URL})
         assert http.get("/v1/models/smollm2-135m-instruct").json()["replicas"] == 1
+
+
+def test_each_live_replica_names_its_node(fresh_registry: ModelsServer) -> None:
+    """A cluster's replicas say where they run (sorted, one entry per replica); a replica that stops beating
+    leaves the list with its count, and one that names no node is counted but not listed."""
+    replicas = {CHAT_URL: "node-b", "http://127.0.0.1:18103": "node-a", "http://127.0.0.1:18104": "node-b"}
+    with fresh_registry.http() as http:
+        for url, node in replicas.items():
+            http.post("/internal/instances", json={**registration(url, [SMOLLM]), "node": node})
+        http.post("/internal/instances", json=registration("http://127.0.0.1:18105", [SMOLLM]))
+        card = http.get("/v1/models/smollm2-135m-instruct").json()
+        assert (card["replicas"], card["replica_nodes"]) == (4, ["node-a", "node-b", "node-b"])
+        views = {view["url"]: view["node"] for view in http.get("/internal/instances").json()["data"]}
+        assert views[CHAT_URL] == "node-b" and views["http://127.0.0.1:18105"] is None
+        http.request("DELETE", "/internal/instances", params={"url": CHAT_URL})
+        card = http.get("/v1/models/smollm2-135m-instruct").json()
+    assert (card["replicas"], card["replica_nodes"]) == (3, ["node-a", "node-b"])
 
 
 def test_a_chat_model_is_live_and_counted_only_by_the_chat_service(fresh_registry: ModelsServer) -> None:

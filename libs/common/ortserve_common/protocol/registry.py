@@ -37,6 +37,9 @@ class InstanceRegistration(OpenAIModel):
     url: str = Field(description="Base URL at which the registry (not clients) reaches this instance.")
     models: list[RegisteredModel]
     ttl_s: float = Field(6.0, gt=0, le=3600, description="The instance counts as down this long after a heartbeat.")
+    node: str | None = Field(
+        None, max_length=253, description="The host (or Swarm node) the instance runs on, as its operator names it."
+    )
 
     @field_validator("url")
     @classmethod
@@ -59,6 +62,11 @@ class RegistryModelCard(ModelCard):
     defaults: dict[str, Any] = Field(default_factory=dict)
     # A count, not the instances' addresses (those stay internal): how many replicas serve the model right now.
     replicas: int = Field(0, ge=0, description="Live instances serving the model (each replica of a scaled service).")
+    # A node name per live replica that reports one (sorted; a name repeats when a node runs several replicas), so a
+    # client of a cluster sees where its model runs without learning the replicas' addresses.
+    replica_nodes: list[str] = Field(
+        default_factory=list, description="The node each live replica runs on, for replicas that report one."
+    )
 
 
 class RegistryModelList(BaseModel):
@@ -69,6 +77,7 @@ class RegistryModelList(BaseModel):
 class InstanceView(BaseModel):
     url: str
     service: ServiceName
+    node: str | None = None
     live: bool
     ttl_s: float
     last_heartbeat_age_s: float
