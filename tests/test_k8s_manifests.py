@@ -110,7 +110,8 @@ def test_every_image_is_one_the_repo_builds(overlay: str) -> None:
 
 def test_every_dockerfile_has_its_image() -> None:
     built = yaml.safe_load((K8S / "images.yaml").read_text())
-    dockerfiles = {str(p.relative_to(ROOT)) for p in [*ROOT.glob("services/*/Dockerfile"), ROOT / "proxy/Dockerfile"]}
+    built_here = [*ROOT.glob("services/*/Dockerfile"), ROOT / "proxy/Dockerfile", ROOT / "deploy/redis/Dockerfile"]
+    dockerfiles = {str(p.relative_to(ROOT)) for p in built_here}
     assert set(built.values()) == dockerfiles
 
 
@@ -334,7 +335,7 @@ def test_drain_waits_for_requests_in_flight_and_no_longer() -> None:
 def test_dev_is_one_replica_each_without_autoscaling() -> None:
     docs = render("dev")
     assert {d["metadata"]["name"]: d["spec"]["replicas"] for d in docs if d["kind"] == "Deployment"} == {
-        "models": 1, "chat": 1, "embeddings": 1, "proxy": 1
+        "models": 1, "chat": 1, "embeddings": 1, "proxy": 1, "limits-store": 1
     }  # fmt: skip
     assert not [d for d in docs if d["kind"] == "HorizontalPodAutoscaler"]
     assert find("dev", "Service", "proxy")["spec"]["type"] == "NodePort"
@@ -365,7 +366,7 @@ def test_prod_autoscales_spreads_and_budgets_disruption(overlay: str) -> None:
         for d in docs
         if d["kind"] == "PodDisruptionBudget"
     }
-    assert budgets == {"chat", "embeddings", "models", "proxy"}
+    assert budgets == {"chat", "embeddings", "models", "proxy", "limits-store"}
     assert find(overlay, "Deployment", "proxy")["spec"]["replicas"] >= 2
 
 
@@ -386,7 +387,40 @@ def test_network_policies_let_only_the_proxy_reach_the_services(overlay: str) ->
                 allowed.setdefault(target, set()).add(source or "anywhere")
     assert allowed["chat"] == allowed["embeddings"] == {"proxy", "models", "namespace:monitoring"}
     assert allowed["models"] == {"proxy", "chat", "embeddings", "namespace:monitoring"}
+    assert allowed["limits-store"] == {"chat", "embeddings", "models"}, "Redis has no password"
     assert allowed["proxy"] == ({"namespace:ingress-nginx"} if overlay == "ingress" else {"anywhere"})
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_service_counts_in_the_one_limits_store(overlay: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from urllib.parse import urlsplit
+
+    store = find(overlay, "Deployment", "limits-store")
+    assert store["spec"]["replicas"] == 1 and store["spec"]["strategy"]["type"] == "Recreate", "one set of counters"
+    spec = store["spec"]["template"]["spec"]
+    redis = spec["containers"][0]
+    built = yaml.safe_load((K8S / "images.yaml").read_text())
+    dockerfile = (ROOT / built[redis["image"].partition(":")[0]]).read_text()
+    assert built[redis["image"].partition(":")[0]] == "deploy/redis/Dockerfile"
+    assert re.search(rf"^USER {spec['securityContext']['runAsUser']}$", dockerfile, re.M), "not the image's user"
+    # The manifest's args follow the image's ENTRYPOINT; a CMD would be replaced by them.
+    assert "ENTRYPOINT" in dockerfile and not re.search(r"^CMD ", dockerfile, re.M)
+    args = dict(zip(redis["args"][::2], redis["args"][1::2], strict=True))
+    assert args["--maxmemory-policy"] == "noeviction", "evicting would silently reset some keys' counters"
+    ceiling_mib = int(args["--maxmemory"].removesuffix("mb")) * 1000**2 / 1024**2
+    assert ceiling_mib < int(redis["resources"]["limits"]["memory"].removesuffix("Mi")), "full before OOM-killed"
+    service = find(overlay, "Service", "limits-store")["spec"]
+    assert "clusterIP" not in service, "a ClusterIP: one pod, one address"
+    (port,) = service["ports"]
+    assert port["targetPort"] == "redis" and {"name": "redis", "containerPort": port["port"]} in redis["ports"]
+    assert redis["livenessProbe"]["tcpSocket"]["port"] == "redis"
+    assert redis["readinessProbe"]["exec"]["command"] == ["redis-cli", "ping"]
+    for name in SERVICES:
+        settings = service_settings(name, container_env(container(overlay, name)), monkeypatch)
+        url = urlsplit(settings.limits_store_url)
+        assert (url.scheme, url.hostname, url.port) == ("redis", "limits-store", port["port"]), name
+        if name != "models":  # the registry only reads usage; it refuses no request
+            assert settings.limits_fail_open is True, name
 
 
 def test_ingress_reaches_the_proxy_over_https() -> None:
