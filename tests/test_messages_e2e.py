@@ -104,9 +104,10 @@ def test_keys_as_x_api_key_or_bearer_and_anthropic_shaped_refusals(stack: Stack)
 
 
 def test_an_oversized_message_is_an_anthropic_413(stack: Stack) -> None:
-    body = b'{"model": "x", "max_tokens": 1, "messages": [{"role": "user", "content": "' + b"a" * (9 << 20) + b'"}]}'
+    # /v1/messages takes images, so its limit is PROXY_MAX_IMAGE_BODY (32m), not PROXY_MAX_BODY (8m): go past that one.
+    body = b'{"model": "x", "max_tokens": 1, "messages": [{"role": "user", "content": "' + b"a" * (33 << 20) + b'"}]}'
     with stack.http() as http:  # HTTP/1.1: over HTTP/2 an early 413 can surface as a client read timeout
         response = http.post(
             "/v1/messages", content=body, headers={"x-api-key": stack.api_key, "Content-Type": "application/json"}
         )
-    assert "limit" in _anthropic_error(response, 413, "request_too_large")
+    assert "32m" in _anthropic_error(response, 413, "request_too_large")

@@ -191,7 +191,11 @@ def test_stored_responses_are_private_to_their_key(stack: Stack) -> None:
         ({"reasoning": {"effort": "high"}}, "reasoning"),
         ({"include": ["file_search_call.results"]}, "include"),
         ({"previous_response_id": "resp_x", "conversation": "conv_x"}, "conversation"),
-        ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "http://x/y.png"}]}]}, "input"),
+        # A remote image (fetching is off by default): the param names the part's URL.
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "http://x/y.png"}]}]},
+            "input[0].content[0].image_url",
+        ),
         ({"text": {"format": {"type": "json_schema", "name": "x"}}}, "text.format.schema"),
         ({"tool_choice": {"type": "function", "name": "nope"}, "tools": [WEATHER_TOOL]}, "tool_choice"),
         ({"truncation": "sometimes"}, "truncation"),
