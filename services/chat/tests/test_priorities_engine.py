@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,15 @@ def _batched(smollm_path: Path, slots: int, reserved: int) -> BatchedEngine:
     return BatchedEngine(ModelFolder(smollm_path, config.max_model_len), config)
 
 
+def _run_held(engine: BatchedEngine, held: HeldSteps, scenario: Callable[[], Awaitable[Streams]]) -> Streams:
+    """Run a scenario whose steps the test holds; the steps are let go and the engine closed even when it fails."""
+    try:
+        return asyncio.run(scenario())
+    finally:
+        held.open()
+        engine.close()
+
+
 def test_a_queued_interactive_request_takes_the_free_slot_before_earlier_batch_ones(smollm_path, plain) -> None:
     engine = _batched(smollm_path, slots=2, reserved=0)  # no reserve: the order of the queue alone
     held = HeldSteps(engine)
@@ -92,11 +102,7 @@ def test_a_queued_interactive_request_takes_the_free_slot_before_earlier_batch_o
         await streams.finish()
         return streams
 
-    try:
-        streams = asyncio.run(scenario())
-    finally:
-        held.open()
-        engine.close()
+    streams = _run_held(engine, held, scenario)
     assert streams.firsts == ["a", "i", "b", "c"]
     assert all(len(streams.tokens[name]) == BATCH_TOKENS for name in "abc")
     assert_greedy_agrees(streams.tokens["i"], plain.greedy_with_margins(INTERACTIVE_PROMPT, INTERACTIVE_TOKENS))
@@ -138,11 +144,7 @@ def test_a_reserved_slot_admits_an_interactive_arrival_in_the_next_turn_of_a_bat
         await streams.finish()
         return streams
 
-    try:
-        streams = asyncio.run(scenario())
-    finally:
-        held.open()
-        engine.close()
+    streams = _run_held(engine, held, scenario)
     assert streams.firsts == (["a", "b", "i", "c"] if reserved else ["a", "b", "c", "i"])
     assert_greedy_agrees(streams.tokens["i"], plain.greedy_with_margins(INTERACTIVE_PROMPT, INTERACTIVE_TOKENS))
 
