@@ -27,7 +27,7 @@ NEED_ENGINE := docker info >/dev/null 2>&1 || { echo "no Docker engine answers h
 export ORTSERVE_MODELS_DIR := $(MODELS_DIR)
 export ORTSERVE_BUILD_PYTHON := $(BUILD_VENV)/bin/python
 
-.PHONY: help install build-venv model model-large convert nginx redis postgres certs run run-chat up down test test-unit lint typecheck docs clean loadtest loadtest-ui loadtest-priority bench bench-small bench-peers bench-real-size bench-threads quality bench-traffic \
+.PHONY: help install build-venv model model-large convert nginx redis postgres certs run run-chat up down test test-unit lint typecheck docs clean loadtest loadtest-ui loadtest-priority bench bench-small bench-peers bench-real-size bench-threads quality quality-variants bench-traffic \
 	fuzz overload soak docker-engine base-image images compose-up compose-down swarm-up swarm-down \
 	cluster-up cluster-down test-cluster
 
@@ -120,6 +120,10 @@ bench-traffic: install nginx build-venv $(MODEL_STAMPS) ## Traffic-like phases (
 # QUALITY_ARGS reaches bench/quality/run.py (e.g. --models smollm2-135m-instruct, --no-llama, --reuse results.json).
 quality: install build-venv $(MODEL_STAMPS) ## Perplexity of the served int4 models vs fp32 and llama.cpp on the same GGUF: docs/QUALITY.md
 	ORTSERVE_CACHE_DIR=$(CACHE_DIR) $(PY) -m bench.quality.run $(QUALITY_ARGS)
+
+# VARIANTS_ARGS reaches bench/quality/variants.py (e.g. --model qwen2.5-coder-1.5b-instruct, --variants served block128).
+quality-variants: install build-venv $(MODEL_STAMPS) ## int4 build variants (block size, symmetry, int8 layers, accuracy level) by perplexity, speed and RSS
+	ORTSERVE_CACHE_DIR=$(CACHE_DIR) $(PY) -m bench.quality.variants $(VARIANTS_ARGS)
 
 # Needs Docker and the images (built here from the engine's cache); THREADS_ARGS reaches bench/threads_cgroup.py.
 bench-threads: install $(MODEL_STAMPS) ## The chat image under --cpus 1: decode tok/s, default threads vs CHAT_ENGINE_THREADS=4

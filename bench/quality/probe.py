@@ -1,0 +1,68 @@
+"""One int4 model folder's speed and memory, measured in a process of its own (so RSS is that folder's alone).
+
+    python -m bench.quality.probe --folder DIR --threads 2 [--prompt-tokens 256] [--new-tokens 128]
+
+Prints one JSON line: the load's RSS, prefill tok/s over a prompt of --prompt-tokens, greedy decode tok/s over
+--new-tokens, and the process's peak RSS. The prompt is the corpus's standard-library text, so every folder of one
+model reads the same ids.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime_genai as og
+
+from bench.quality.corpus import corpus
+
+
+def rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folder", type=Path, required=True)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--prompt-tokens", type=int, default=256)
+    parser.add_argument("--new-tokens", type=int, default=128)
+    args = parser.parse_args()
+    config = og.Config(str(args.folder))
+    options = {"intra_op_num_threads": args.threads}
+    config.overlay(json.dumps({"model": {"decoder": {"session_options": options}}}))
+    model = og.Model(config)
+    tokenizer = og.Tokenizer(model)
+    loaded_rss = rss_mib()
+    prompt = np.asarray(tokenizer.encode(corpus()[0].body)[: args.prompt_tokens], dtype=np.int32)
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=len(prompt) + args.new_tokens, do_sample=False)
+    generator = og.Generator(model, params)
+    start = time.perf_counter()
+    generator.append_tokens(prompt)
+    prefilled = time.perf_counter()
+    steps = 0
+    # min_length is not set, so an end-of-sequence token may stop early: the rate counts the steps really taken.
+    while not generator.is_done() and steps < args.new_tokens:
+        generator.generate_next_token()
+        steps += 1
+    done = time.perf_counter()
+    result = {
+        "loaded_rss_mib": round(loaded_rss, 1),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "prefill_tok_s": round(len(prompt) / (prefilled - start), 2),
+        "decode_tok_s": round(steps / (done - prefilled), 2) if steps else None,
+        "decode_steps": steps,
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
