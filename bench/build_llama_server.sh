@@ -3,9 +3,10 @@
 # vendored in the llama-cpp-python sdist (PyPI), and cache the static binaries in CACHE_DIR/llama.cpp-VERSION/bin.
 # Later runs reuse them. About 10 minutes on 2 cores; run at low priority so it does not starve other work.
 #
-# Not GGML_NATIVE: its -march=native turns on ggml's AMX path on AMX Xeons, and there the binaries died with SIGILL
-# right after "llama threadpool init". Instead every x86 SIMD extension this CPU has, up to AVX-512 VNNI/BF16, is
-# named explicitly (AMX left out), so llama.cpp still gets its best non-AMX kernels here. The cache folder is keyed by
+# Not GGML_NATIVE: built with -march=native on an AMX Xeon (family 6 model 207), llama-perplexity died with SIGILL
+# right after "llama threadpool init" (AMX code suspected, not proven). Instead every x86 SIMD extension this CPU
+# has, up to AVX-512 VNNI/BF16, is named explicitly and AMX is left out; built so, it runs there. llama.cpp still gets
+# its best non-AMX kernels. The cache folder is keyed by
 # that flag set, so a cache carried to another CPU is rebuilt rather than run with instructions it lacks.
 set -euo pipefail
 cache=${1:?usage: build_llama_server.sh CACHE_DIR}
