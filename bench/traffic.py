@@ -8,9 +8,11 @@ Phases (each selectable alone with --phases):
   server applies the manifest's defaults; llama-server is started with the same ones as its defaults);
 - long: a task that makes the model write at length, up to --long-tokens (the report gives the lengths reached);
 - code-edit: a given function to be given back whole with one small change: most of the answer repeats the prompt.
-The long and code-edit phases send no sampler fields either. Every (phase, concurrency) runs each target once per
-repeat, the order rotated repeat to repeat; ratios are paired within a repeat, then the median is taken. The report
-goes to docs/benchmarks/<model>-traffic.md, raw rows to results/bench/<time>-traffic/results.json.
+The long and code-edit phases send no sampler fields either. Two more arms run on our side only, the same requests
+with prompt-lookup speculation asked for (`speculative: {"method": "ngram"}`): "code-edit+lookup" (what it gains
+where answers repeat the prompt) and "defaults+lookup" (what it costs on open chat). Every (phase, concurrency) runs
+each target once per repeat, the order rotated repeat to repeat; ratios are paired within a repeat, then the median
+is taken. The report goes to docs/benchmarks/<model>-traffic.md, raw rows to results/bench/<time>-traffic/results.json.
 """
 
 from __future__ import annotations
@@ -46,21 +48,28 @@ logger = logging.getLogger("bench.traffic")
 
 @dataclass(frozen=True)
 class Arm:
-    """One kind of request: its phase, name, prompt maker, sampler fields (None: greedy, {}: none) and length."""
+    """One kind of request: its phase, name, prompt maker, sampler fields (None: greedy, {}: none) and length;
+    ours_only: an arm that uses one of our extensions, not sent to llama-server."""
 
     phase: str
     name: str
     prompt: object  # (index) -> messages
     sampling: dict | None
     max_tokens: int
+    ours_only: bool = False
+
+
+LOOKUP = {"speculative": {"method": "ngram"}}  # prompt-lookup speculation, with the server's draft length
 
 
 def arms(phases: list[str], short_tokens: int, long_tokens: int) -> list[Arm]:
     every = [
         Arm("samplers", "greedy", traffic_prompts.question, None, short_tokens),
         Arm("samplers", "defaults", traffic_prompts.question, {}, short_tokens),
+        Arm("samplers", "defaults+lookup", traffic_prompts.question, LOOKUP, short_tokens, ours_only=True),
         Arm("long", "long", traffic_prompts.long_answer, {}, long_tokens),
         Arm("code-edit", "code-edit", traffic_prompts.code_edit, {}, 400),
+        Arm("code-edit", "code-edit+lookup", traffic_prompts.code_edit, LOOKUP, 400, ours_only=True),
     ]
     return [arm for arm in every if arm.phase in phases]
 
@@ -87,7 +96,7 @@ async def measure(args: argparse.Namespace, targets: list[ChatTarget], monitor: 
         for c in args.concurrency:
             for arm in chosen:
                 order = targets[repeat % len(targets) :] + targets[: repeat % len(targets)]
-                for target in order:
+                for target in [t for t in order if t.name == PROXY or not arm.ours_only]:
                     count = max(args.min_requests, c * args.rounds)
                     conversations = [arm.prompt(i) for i in range(count)]  # type: ignore[operator]
                     waited_s = await wait_for_quiet(monitor, args.quiet_wait_s)

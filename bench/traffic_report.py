@@ -21,6 +21,16 @@ def best_peer(table: ChatTable, c: int, arm: str) -> str | None:
     return max(peers, key=lambda t: table.figure(t, c, arm, "aggregate")) if peers else None
 
 
+def _arm_ratio(table: ChatTable, target: str, c: int, arm: str, base: str) -> float:
+    """One target's arm over another arm of it, output tok/s paired within a repeat, the median."""
+    pairs = [
+        table.rows[(target, c, arm, r)]["output_tok_s"] / table.rows[(target, c, base, r)]["output_tok_s"]
+        for r in table.repeats
+        if (target, c, arm, r) in table.rows and (target, c, base, r) in table.rows
+    ]
+    return statistics.median(pairs) if pairs else math.nan
+
+
 def write(results: dict, out: Path) -> str:
     table = ChatTable(results["chat"])
     arms = list(dict.fromkeys(row["prompt"] for row in results["chat"]))
@@ -65,15 +75,14 @@ def write(results: dict, out: Path) -> str:
     if "greedy" in arms and "defaults" in arms:
         for target in table.targets:
             for c in table.concurrencies:
-                pairs = [
-                    table.rows[(target, c, "defaults", r)]["output_tok_s"]
-                    / table.rows[(target, c, "greedy", r)]["output_tok_s"]
-                    for r in table.repeats
-                    if (target, c, "defaults", r) in table.rows and (target, c, "greedy", r) in table.rows
-                ]
-                if pairs:
-                    median = statistics.median(pairs)
+                median = _arm_ratio(table, target, c, "defaults", "greedy")
+                if not math.isnan(median):
                     summary.append(f"- {target}, {c} stream(s): default samplers / greedy = **{median:.2f}×**")
+    for with_lookup, without in (("code-edit+lookup", "code-edit"), ("defaults+lookup", "defaults")):
+        for c in table.concurrencies:
+            lookup_ratio = _arm_ratio(table, PROXY, c, with_lookup, without)
+            if not math.isnan(lookup_ratio):
+                summary.append(f"- ours, {c} stream(s): {with_lookup} / {without} = **{lookup_ratio:.2f}×** aggregate")
     lines[4:4] = ["## Summary", "", *summary, ""]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
