@@ -35,6 +35,7 @@ logger = logging.getLogger("bench.quality.variants")
 # The served build's options (tools/model_build/qwen.py QWEN_INT4_OPTIONS; SmolLM2's are the first two), and what
 # each variant changes. A later key=value overrides an earlier one in the builder's option parsing.
 SERVED_OPTIONS = {
+    "smollm2-135m-instruct": ["algo_config=k_quant", "accuracy_level=4"],
     "qwen2.5-coder-0.5b-instruct": ["algo_config=k_quant", "accuracy_level=4", "shared_embeddings=true"],
     "qwen2.5-coder-1.5b-instruct": ["algo_config=k_quant", "accuracy_level=4", "shared_embeddings=true"],
 }
@@ -66,7 +67,9 @@ def build(model: str, variant: str, hf: Path, out: Path) -> float:
     """The variant's folder (built now unless already complete); returns the build's seconds (0 when reused)."""
     if (out / ".complete").exists():
         return 0.0
-    if not (hf / "config.json").exists():
+    if (MODELS_DIR / "_hf" / model / "config.json").exists():  # SmolLM2's fp32 folder, kept by the model build
+        hf = MODELS_DIR / "_hf" / model
+    elif not (hf / "config.json").exists():
         gguf = MODELS_DIR / "_gguf" / model / "model.gguf"
         logger.info("%s: the GGUF dequantized to an fp32 HF folder (once for every variant)", model)
         subprocess.run([str(BUILD_PYTHON), "-c", FP32_HF_SCRIPT, str(gguf), str(hf)], cwd=ROOT, check=True)
