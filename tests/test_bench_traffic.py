@@ -16,9 +16,17 @@ PEER = "llama-server Q4_0"
 def test_each_phase_can_be_run_alone_and_greedy_is_the_only_arm_that_sends_samplers() -> None:
     assert [a.name for a in traffic.arms(["long"], 128, 320)] == ["long"]
     every = traffic.arms(["samplers", "long", "code-edit"], 128, 320)
-    assert [a.name for a in every] == ["greedy", "defaults", "long", "code-edit"]
-    assert [a.sampling for a in every] == [None, {}, {}, {}]  # None: temperature 0; {}: no sampler field at all
+    names = ["greedy", "defaults", "defaults+lookup", "long", "code-edit", "code-edit+lookup"]
+    assert [a.name for a in every] == names
+    # None: temperature 0; {}: no sampler field at all; the lookup arms add only the speculation request.
+    assert [a.sampling for a in every] == [None, {}, traffic.LOOKUP, {}, {}, traffic.LOOKUP]
     assert next(a for a in every if a.name == "long").max_tokens >= 256
+
+
+def test_only_our_extension_arms_are_kept_from_llama_server() -> None:
+    every = traffic.arms(["samplers", "long", "code-edit"], 128, 320)
+    assert [a.name for a in every if a.ours_only] == ["defaults+lookup", "code-edit+lookup"]
+    assert traffic.LOOKUP == {"speculative": {"method": "ngram"}}
 
 
 def test_llama_server_gets_the_manifests_defaults_and_none_of_its_own_extras() -> None:
