@@ -65,8 +65,8 @@ def create_app(settings: ChatSettings, engine_factory: EngineFactory = load_engi
         log_cpu(logger, settings.engine_threads, "CHAT_ENGINE_THREADS")
         spinning = EngineConfig.from_settings(settings).spinning  # what every model's session gets
         logger.info(
-            "onnxruntime intra-op threads wait for work: %s (CHAT_ENGINE_SPIN, CHAT_ENGINE_SPIN_US, "
-            "CHAT_ENGINE_DYNAMIC_BLOCK_BASE)",
+            "onnxruntime intra-op threads wait for work (CHAT_ENGINE_SPIN, CHAT_ENGINE_SPIN_US, "
+            "CHAT_ENGINE_DYNAMIC_BLOCK_BASE): %s",
             spinning.describe(),
             extra={"engine_spin": spinning.config_entries()},
         )

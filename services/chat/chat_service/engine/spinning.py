@@ -61,5 +61,5 @@ class ThreadSpinning:
     def describe(self) -> str:
         """One line for the startup log: the policy and the entries that carry it."""
         entries = self.config_entries()
-        given = ", ".join(f"{key}={value}" for key, value in entries.items()) if entries else "none set"
-        return f"{self.policy} ({given})"
+        given = ", ".join(f"{key}={value}" for key, value in entries.items()) if entries else "no entry set"
+        return f"{self.policy}, {given}"
