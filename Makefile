@@ -117,6 +117,11 @@ bench-real-size: install nginx build-venv $(MODEL_STAMPS) model-large ## Qwen2.5
 bench-traffic: install nginx build-venv $(MODEL_STAMPS) ## Traffic-like phases (default samplers vs greedy, long output, code edit) vs llama-server: make bench-traffic MODEL=…
 	ORTSERVE_CACHE_DIR=$(CACHE_DIR) $(PY) -m bench.traffic --model $(MODEL) $(TRAFFIC_ARGS)
 
+# SPIN_ARGS reaches bench/thread_spin.py (e.g. --policies default stop, --repeats 5, --concurrency 8).
+.PHONY: bench-spin
+bench-spin: install nginx $(MODEL_STAMPS) ## ONNX Runtime thread spinning policies (CHAT_ENGINE_SPIN…) A/B'd through nginx at 1 and 8 streams: make bench-spin MODEL=…
+	ORTSERVE_CACHE_DIR=$(CACHE_DIR) $(PY) -m bench.thread_spin --model $(MODEL) $(SPIN_ARGS)
+
 # QUALITY_ARGS reaches bench/quality/run.py (e.g. --models smollm2-135m-instruct, --no-llama, --reuse results.json).
 quality: install build-venv $(MODEL_STAMPS) ## Perplexity of the served int4 models vs fp32 and llama.cpp on the same GGUF: docs/QUALITY.md
 	ORTSERVE_CACHE_DIR=$(CACHE_DIR) $(PY) -m bench.quality.run $(QUALITY_ARGS)

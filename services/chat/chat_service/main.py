@@ -25,6 +25,7 @@ from chat_service.conversations.store.conversations import ConversationStore
 from chat_service.conversations.store.database import open_database
 from chat_service.conversations.store.responses import ResponseStore
 from chat_service.conversations.store.templates import PromptTemplateStore
+from chat_service.engine.config import EngineConfig
 from chat_service.messages.serving import MessagesServing
 from chat_service.models.catalog import ModelCatalog
 from chat_service.models.pool import EngineFactory, ModelPool, load_engine
@@ -62,6 +63,13 @@ def create_app(settings: ChatSettings, engine_factory: EngineFactory = load_engi
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log_cpu(logger, settings.engine_threads, "CHAT_ENGINE_THREADS")
+        spinning = EngineConfig.from_settings(settings).spinning  # what every model's session gets
+        logger.info(
+            "onnxruntime intra-op threads wait for work (CHAT_ENGINE_SPIN, CHAT_ENGINE_SPIN_US, "
+            "CHAT_ENGINE_DYNAMIC_BLOCK_BASE): %s",
+            spinning.describe(),
+            extra={"engine_spin": spinning.config_entries()},
+        )
         database = await to_thread.run_sync(open_database, settings.data_dir, settings.database_url)
         conversations = ConversationServing(ConversationStore(database))
         templates = PromptTemplateServing(PromptTemplateStore(database))

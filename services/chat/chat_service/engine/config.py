@@ -9,6 +9,8 @@ from typing import Literal, Protocol
 
 from ortserve_common.cpu import engine_threads
 
+from chat_service.engine.spinning import SpinPolicy, ThreadSpinning
+
 EngineName = Literal["batched", "generator"]
 EngineChoice = Literal["batched", "generator", "auto"]
 
@@ -18,6 +20,9 @@ class EngineSettings(Protocol):
 
     engine: EngineChoice
     engine_threads: int | None
+    engine_spin: SpinPolicy
+    engine_spin_us: int | None
+    engine_dynamic_block_base: int | None
     max_model_len: int | None
     max_batch_size: int
     batch_wait_ms: float
@@ -39,6 +44,7 @@ class EngineSettings(Protocol):
 class EngineConfig:
     engine: EngineChoice = "batched"  # auto: batched where the graph fits it, else generator (the load log says)
     threads: int = 1  # ONNX Runtime intra-op threads
+    spinning: ThreadSpinning = ThreadSpinning()  # how those threads wait for work (session config entries)
     max_model_len: int | None = None  # cap on prompt + completion; None: the model's context (slots capped lower)
     slots: int = 8  # KV slots: rows the batched engine decodes together
     workers: int = 8  # generations the generator engine runs at once (one thread each)
@@ -71,6 +77,7 @@ class EngineConfig:
         return cls(
             engine=settings.engine,
             threads=engine_threads(settings.engine_threads),
+            spinning=ThreadSpinning(settings.engine_spin, settings.engine_spin_us, settings.engine_dynamic_block_base),
             max_model_len=settings.max_model_len,
             slots=settings.max_batch_size,
             workers=settings.max_concurrency,  # as many as the model admits at once

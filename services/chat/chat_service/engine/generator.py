@@ -32,6 +32,14 @@ from chat_service.engine.waiting import WaitingRows
 logger = logging.getLogger(__name__)
 
 
+def session_overlay(config: EngineConfig) -> dict[str, Any]:
+    """The genai_config overlay the decoder session opens with: threads, and the spinning policy's config entries,
+    which ONNX Runtime GenAI hands to onnxruntime as they are (any session_options key it does not know itself is a
+    config entry; a string value, as onnxruntime takes them)."""
+    session_options: dict[str, Any] = {"intra_op_num_threads": config.threads, **config.spinning.config_entries()}
+    return {"model": {"decoder": {"session_options": session_options}}}
+
+
 @dataclass(eq=False)
 class QueuedGeneration:
     request: GenerationRequest
@@ -48,12 +56,16 @@ class GeneratorEngine:
         self.context_length = folder.context_length
         self.tokenizer = folder.tokenizer
         try:
-            folder.og_config.overlay(
-                json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": config.threads}}}})
-            )
+            overlay = session_overlay(config)
+            folder.og_config.overlay(json.dumps(overlay))
             self._model = og.Model(folder.og_config)
         except Exception as exc:  # og raises RuntimeError with its own text; keep it, name the path
             raise EngineLoadError(f"model path {model_path} could not be loaded by ONNX Runtime GenAI: {exc}") from exc
+        logger.info(
+            "generator engine on %s: decoder session options %s",
+            model_path,
+            overlay["model"]["decoder"]["session_options"],
+        )
         self._executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="generate")
         self._closing = threading.Event()
         self.in_flight = InFlight()

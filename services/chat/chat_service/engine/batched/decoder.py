@@ -7,6 +7,7 @@ A prefill with past tokens present must run at batch 1, hence: prefill new rows,
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,17 @@ from chat_service.engine.batched.kv_cache import SlotKVCache
 
 
 class OnnxDecoder:
-    def __init__(self, model_path: Path, genai_config: dict[str, Any], threads: int, slots: int, max_len: int) -> None:
-        """`genai_config` must have passed check_batched_graph: the graph's inputs are not checked again here."""
+    def __init__(
+        self,
+        model_path: Path,
+        genai_config: dict[str, Any],
+        threads: int,
+        slots: int,
+        max_len: int,
+        session_entries: Mapping[str, str] | None = None,
+    ) -> None:
+        """`genai_config` must have passed check_batched_graph: the graph's inputs are not checked again here.
+        `session_entries`: onnxruntime session config entries (the thread spinning policy, engine/spinning.py)."""
         decoder = genai_config["model"]["decoder"]
         outputs = decoder.get("outputs", {})
         options = ort.SessionOptions()
@@ -29,6 +39,8 @@ class OnnxDecoder:
         # to the system when freed instead of staying reserved: 130 MB less RSS after 8 Qwen2.5-0.5B streams at
         # the same speed (measured, bench/memory.py).
         options.enable_cpu_mem_arena = False
+        for key, value in (session_entries or {}).items():
+            options.add_session_config_entry(key, value)
         self.session = ort.InferenceSession(
             str(model_path / decoder["filename"]), options, providers=["CPUExecutionProvider"]
         )
@@ -59,6 +71,17 @@ class OnnxDecoder:
         # The same for a speculating row's verify calls: (slot, KV generation) → its binding, ids and mask rebound.
         self._verify_binding: ort.IOBinding | None = None
         self._verify_key: tuple[int, int] = (-1, -1)
+
+    def session_entries(self, keys: Iterable[str]) -> dict[str, str]:
+        """The config entries the open session holds among `keys` (read back from it, for the startup log)."""
+        options = self.session.get_session_options()
+        held = {}
+        for key in keys:
+            try:
+                held[key] = options.get_session_config_entry(key)
+            except RuntimeError:  # onnxruntime's answer for a key never set
+                continue
+        return held
 
     def _bind_cache(self, binding: ort.IOBinding, first: int, last: int) -> None:
         for (past_k, past_v), (present_k, present_v), (key, value) in zip(

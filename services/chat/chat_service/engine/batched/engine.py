@@ -17,6 +17,7 @@ from chat_service.engine.batched.scheduler import BatchScheduler
 from chat_service.engine.config import EngineConfig
 from chat_service.engine.fingerprint import system_fingerprint
 from chat_service.engine.model_folder import ModelFolder
+from chat_service.engine.spinning import SPINNING_KEYS
 from chat_service.engine.thread_events import END, InFlight, events_from_thread
 from chat_service.engine.types import EngineLoadError, EngineStats, GenerationRequest, TokenEvent
 
@@ -41,7 +42,14 @@ class BatchedEngine:
         # One KV region per slot, as long as the longest request allowed (prompt + max_tokens ≤ context_length).
         capped = config.max_model_len is not None
         self.context_length = folder.context_length if capped else min(folder.context_length, DEFAULT_SLOT_LEN_CAP)
-        decoder = OnnxDecoder(folder.model_path, folder.config, config.threads, config.slots, self.context_length)
+        decoder = OnnxDecoder(
+            folder.model_path,
+            folder.config,
+            config.threads,
+            config.slots,
+            self.context_length,
+            config.spinning.config_entries(),
+        )
         self._prefix_cache = PrefixCache(decoder.cache, config.prefix_block_tokens, config.prefix_cache_bytes)
         self.tokenizer = folder.tokenizer
         self._fingerprint = system_fingerprint(folder.model_path, "batched", config.batch_invariant)
@@ -49,7 +57,7 @@ class BatchedEngine:
         self._scheduler.start()
         logger.info(
             "batched engine on %s: %d slots of up to %d positions, %d kept for interactive requests (%.1f MB of KV "
-            "per 1k positions per slot); prefix cache of %d blocks of %d tokens",
+            "per 1k positions per slot); prefix cache of %d blocks of %d tokens; onnxruntime thread spinning %s",
             folder.model_path,
             config.slots,
             self.context_length,
@@ -57,6 +65,7 @@ class BatchedEngine:
             decoder.cache.bytes_per_position * 1000 / 2**20,
             self._prefix_cache.capacity_blocks,
             config.prefix_block_tokens,
+            decoder.session_entries(SPINNING_KEYS) or "as onnxruntime's defaults",
         )
 
     @property
