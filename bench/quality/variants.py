@@ -44,6 +44,7 @@ VARIANTS = {
     "block64": ["block_size=64"],
     "block128": ["block_size=128"],
     "asym": ["is_symmetric=false"],
+    "asym-rtn": ["is_symmetric=false", "algo_config=rtn"],
     "lm-head-int8": ["matmul_mixed_precision=last_matmul:int8"],
     "mixed-int8": ["algo_config=k_quant_mixed"],
     "acc-fp32": ["accuracy_level=1"],
