@@ -36,7 +36,7 @@ from bench import clients, environment, traffic_prompts, traffic_report
 from bench.clients import ChatTarget
 from bench.cpu_monitor import CpuMonitor, load_average, wait_for_quiet
 from bench.local_stack import LocalStack, descendants
-from bench.peers import LlamaServer, gguf_files, llama_cpp_bin
+from bench.peers import SERVER_ARGS, LlamaServer, gguf_files, llama_cpp_bin
 from bench.run import phase_result, stop_cleanly
 from bench.traffic_report import PROXY
 
@@ -59,6 +59,7 @@ class Arm:
     ours_only: bool = False
 
 
+WHOLE_CONTEXT = SERVER_ARGS[SERVER_ARGS.index("-c") + 1]
 LOOKUP = {"speculative": {"method": "ngram"}}  # prompt-lookup speculation, with the server's draft length
 
 
@@ -76,14 +77,14 @@ def arms(phases: list[str], short_tokens: int, long_tokens: int) -> list[Arm]:
 
 def llama_sampler_args(defaults: SamplingDefaults) -> list[str]:
     """llama-server's default samplers set to the model's manifest defaults. llama.cpp's own extras are turned off
-    (min_p 0.05 unless the manifest sets one), and its repetition penalty looks at every token seen (-1: the whole
-    context) as ours does, not its last 64."""
+    (min_p 0.05 unless the manifest sets one), and its repetition penalty looks at every token seen as ours does, not
+    its last 64: the server's whole context (this llama.cpp refuses -1, which older ones took for "the context")."""
     return [
         *("--temp", str(defaults.temperature if defaults.temperature is not None else 1.0)),
         *("--top-p", str(defaults.top_p if defaults.top_p is not None else 1.0)),
         *("--top-k", str(defaults.top_k if defaults.top_k is not None else 0)),
         *("--min-p", str(defaults.min_p if defaults.min_p is not None else 0.0)),
-        *("--repeat-penalty", str(defaults.repetition_penalty or 1.0), "--repeat-last-n", "-1"),
+        *("--repeat-penalty", str(defaults.repetition_penalty or 1.0), "--repeat-last-n", WHOLE_CONTEXT),
     ]
 
 

@@ -38,7 +38,7 @@ def test_llama_server_gets_the_manifests_defaults_and_none_of_its_own_extras() -
         "--top-k": "20",
         "--min-p": "0.0",
         "--repeat-penalty": "1.05",
-        "--repeat-last-n": "-1",
+        "--repeat-last-n": "8192",  # llama-server's whole context (-c), every slot's tokens
     }
 
 
