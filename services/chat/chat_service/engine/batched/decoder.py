@@ -3,6 +3,10 @@
 The builder's graph (GroupQueryAttention with rotary inside, no position_ids) needs only each attention-mask row's
 sum and the mask's width: a row's position is its own length, so rows of different lengths decode together.
 A prefill with past tokens present must run at batch 1, hence: prefill new rows, then decode all rows.
+
+The graph runs as gathered_logits.py rewrites it when it opens: logits only at the positions each call reads (a
+prefill's or a chunk's last, a decode row's one, a verify's every position), so a prompt chunk neither runs the lm_head
+on nor returns logits for every position. A graph the rewrite does not fit runs as built, with the same results.
 """
 
 from __future__ import annotations
