@@ -55,7 +55,7 @@ logger = logging.getLogger(__name__)
 # A prefill call takes at most this many tokens. Not for the logits any more (the decoder computes the last positions'
 # only, gathered_logits.py) but for the rest of a call's activations, which grow with its length, and for the rows
 # decoding meanwhile, which wait one chunk: a 2,000-token prompt on Qwen2.5-Coder-0.5B in one call peaked 390 MB over
-# the resting RSS against 116 MB in 512-token chunks, for the same time to its first token (docs/ENGINE_DESIGNS.md).
+# the resting RSS against 115 MB in 512-token chunks, for the same time to its first token (docs/ENGINE_DESIGNS.md).
 PREFILL_TOKENS = 512
 
 
