@@ -89,6 +89,25 @@ def test_a_graph_the_edit_does_not_fit_runs_whole(smollm_path, plain, monkeypatc
     assert_greedy_agrees(tokens, plain.greedy_with_margins(prompt, 16))
 
 
+def test_a_variant_that_returns_every_position_is_caught_at_startup(smollm_path, monkeypatch, caplog) -> None:
+    """A rewrite that fits in form but not in effect (here: the positions input added, nothing gathered) must not
+    reach a request: the decoder's startup probe sees the shape and opens the graph as built."""
+
+    def ignore_positions(onnx_path: Path, logits_name: str) -> bytes:
+        model = onnx.load(str(onnx_path), load_external_data=False)
+        model.graph.input.append(helper.make_tensor_value_info(POSITIONS_INPUT, TensorProto.INT64, ["b", "k"]))
+        return model.SerializeToString()
+
+    monkeypatch.setattr(decoder_module, "gathered_logits_model", ignore_positions)
+    folder = ModelFolder(smollm_path, max_model_len=256)
+    with caplog.at_level(logging.WARNING, logger=decoder_module.__name__):
+        decoder = OnnxDecoder(smollm_path, folder.config, 2, 1, 256)
+    assert "returned logits of shape (1, 3, 49152)" in caplog.text
+    assert not decoder.gathers
+    assert POSITIONS_INPUT not in {i.name for i in decoder.session.get_inputs()}
+    assert decoder.prefill([[1, 2, 3]], 0).shape == (1, 49152)
+
+
 # Small hand-made graphs: what the edit accepts and refuses ---------------------------------------------------------
 HIDDEN, VOCAB = 4, 6
 

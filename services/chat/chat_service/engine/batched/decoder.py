@@ -70,10 +70,10 @@ class OnnxDecoder:
         options.enable_cpu_mem_arena = False
         for key, value in (session_entries or {}).items():
             options.add_session_config_entry(key, value)
-        self.session = self._open(model_path / decoder["filename"], options, gather_logits)
-        self.gathers = POSITIONS_INPUT in {i.name for i in self.session.get_inputs()}
         self.layers = int(decoder["num_hidden_layers"])
         self._ids, self._mask, self._past = input_names(decoder)
+        self.session = self._open(model_path / decoder["filename"], options, gather_logits, decoder)
+        self.gathers = POSITIONS_INPUT in {i.name for i in self.session.get_inputs()}
         self._present = [
             (
                 outputs.get("present_key_names", "present.%d.key") % i,
@@ -111,14 +111,18 @@ class OnnxDecoder:
                 continue
         return held
 
-    def _open(self, onnx_path: Path, options: ort.SessionOptions, gather_logits: bool) -> ort.InferenceSession:
+    def _open(
+        self, onnx_path: Path, options: ort.SessionOptions, gather_logits: bool, decoder: dict[str, Any]
+    ) -> ort.InferenceSession:
         providers = ["CPUExecutionProvider"]
         if gather_logits:
             try:
                 variant = gathered_logits_model(onnx_path, self._logits)
                 # From bytes there is no path to find the weight file by: it is the graph file's neighbour.
                 options.add_session_config_entry(EXTERNAL_DATA_FOLDER_KEY, str(onnx_path.parent))
-                return ort.InferenceSession(variant, options, providers=providers)
+                session = ort.InferenceSession(variant, options, providers=providers)
+                self._probe(session, decoder)
+                return session
             except (VariantUnavailable, *ORT_ERRORS) as exc:
                 logger.warning(
                     "%s: the lm_head runs on every position (its logits-gathering variant could not be made: %s)",
@@ -126,6 +130,17 @@ class OnnxDecoder:
                     exc,
                 )
         return ort.InferenceSession(str(onnx_path), options, providers=providers)
+
+    def _probe(self, session: ort.InferenceSession, decoder: dict[str, Any]) -> None:
+        """One 3-token call (no past) asking for positions 2 and 0: a graph the rewrite fitted only in form (its lm_head
+        fed something other than [batch, positions, hidden]) fails here, at startup, instead of in every request."""
+        feeds = {self._ids: np.zeros((1, 3), np.int64), self._mask: np.ones((1, 3), np.int64)}
+        feeds[POSITIONS_INPUT] = np.asarray([[2, 0]], np.int64)
+        empty = np.zeros((1, int(decoder["num_key_value_heads"]), 0, int(decoder["head_size"])), np.float32)
+        feeds.update({name: empty for pair in self._past for name in pair})
+        (logits,) = session.run([self._logits], feeds)
+        if logits.ndim != 3 or logits.shape[:2] != (1, 2):
+            raise VariantUnavailable(f"a call asking for 2 positions returned logits of shape {logits.shape}")
 
     def _bind_cache(self, binding: ort.IOBinding, first: int, last: int) -> None:
         for (past_k, past_v), (present_k, present_v), (key, value) in zip(
