@@ -134,7 +134,7 @@ class OnnxDecoder:
     def _probe(self, session: ort.InferenceSession, decoder: dict[str, Any]) -> None:
         """One 3-token call (no past) asking for positions 2 and 0: a graph the rewrite fitted only in form (its lm_head
         fed something other than [batch, positions, hidden]) fails here, at startup, instead of in every request."""
-        feeds = {self._ids: np.zeros((1, 3), np.int64), self._mask: np.ones((1, 3), np.int64)}
+        feeds: dict[str, np.ndarray] = {self._ids: np.zeros((1, 3), np.int64), self._mask: np.ones((1, 3), np.int64)}
         feeds[POSITIONS_INPUT] = np.asarray([[2, 0]], np.int64)
         empty = np.zeros((1, int(decoder["num_key_value_heads"]), 0, int(decoder["head_size"])), np.float32)
         feeds.update({name: empty for pair in self._past for name in pair})
