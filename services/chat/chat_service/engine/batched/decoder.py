@@ -3,19 +3,44 @@
 The builder's graph (GroupQueryAttention with rotary inside, no position_ids) needs only each attention-mask row's
 sum and the mask's width: a row's position is its own length, so rows of different lengths decode together.
 A prefill with past tokens present must run at batch 1, hence: prefill new rows, then decode all rows.
+
+The graph runs as gathered_logits.py rewrites it when it opens: logits only at the positions each call reads (a
+prefill's or a chunk's last, a decode row's one, a verify's every position), so a prompt chunk neither runs the lm_head
+on nor returns logits for every position. A graph the rewrite does not fit runs as built, with the same results.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
+from chat_service.engine.batched.gathered_logits import (
+    EXTERNAL_DATA_FOLDER_KEY,
+    POSITIONS_INPUT,
+    VariantUnavailable,
+    gathered_logits_model,
+)
 from chat_service.engine.batched.graph import input_names
 from chat_service.engine.batched.kv_cache import SlotKVCache
+
+logger = logging.getLogger(__name__)
+
+# What onnxruntime raises when it refuses a graph (its exception classes share no base but Exception).
+ORT_ERRORS = (
+    ort_errors.Fail,
+    ort_errors.InvalidGraph,
+    ort_errors.InvalidArgument,
+    ort_errors.InvalidProtobuf,
+    ort_errors.NoSuchFile,
+    ort_errors.NotImplemented,
+    ort_errors.RuntimeException,
+)
 
 
 class OnnxDecoder:
@@ -27,26 +52,28 @@ class OnnxDecoder:
         slots: int,
         max_len: int,
         session_entries: Mapping[str, str] | None = None,
+        gather_logits: bool = True,
     ) -> None:
         """`genai_config` must have passed check_batched_graph: the graph's inputs are not checked again here.
-        `session_entries`: onnxruntime session config entries (the thread spinning policy, engine/spinning.py)."""
+        `session_entries`: onnxruntime session config entries (the thread spinning policy, engine/spinning.py).
+        `gather_logits` False runs the graph as built (every position's logits), as does a graph the edit does not
+        fit (logged)."""
         decoder = genai_config["model"]["decoder"]
         outputs = decoder.get("outputs", {})
+        self._logits = outputs.get("logits", "logits")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        # Without the arena, a prefill's logits for every prompt position (200 × 151936 floats on Qwen2.5) go back
-        # to the system when freed instead of staying reserved: 130 MB less RSS after 8 Qwen2.5-0.5B streams at
-        # the same speed (measured, bench/memory.py).
+        # Without the arena, a call's activations (and, on the full graph, a prefill's logits for every position)
+        # go back to the system when freed instead of staying reserved: 130 MB less RSS after 8 Qwen2.5-0.5B streams
+        # at the same speed (measured on the full graph, bench/memory.py).
         options.enable_cpu_mem_arena = False
         for key, value in (session_entries or {}).items():
             options.add_session_config_entry(key, value)
-        self.session = ort.InferenceSession(
-            str(model_path / decoder["filename"]), options, providers=["CPUExecutionProvider"]
-        )
         self.layers = int(decoder["num_hidden_layers"])
         self._ids, self._mask, self._past = input_names(decoder)
-        self._logits = outputs.get("logits", "logits")
+        self.session = self._open(model_path / decoder["filename"], options, gather_logits, decoder)
+        self.gathers = POSITIONS_INPUT in {i.name for i in self.session.get_inputs()}
         self._present = [
             (
                 outputs.get("present_key_names", "present.%d.key") % i,
@@ -68,6 +95,7 @@ class OnnxDecoder:
         # A decode binding stays valid while the row count and the KV buffers do: only ids and mask are rebound.
         self._step_binding: ort.IOBinding | None = None
         self._step_key: tuple[int, int] = (0, -1)
+        self._step_positions = np.zeros((0, 1), np.int64)  # bound by reference: kept alive with the binding
         # The same for a speculating row's verify calls: (slot, KV generation) → its binding, ids and mask rebound.
         self._verify_binding: ort.IOBinding | None = None
         self._verify_key: tuple[int, int] = (-1, -1)
@@ -83,6 +111,37 @@ class OnnxDecoder:
                 continue
         return held
 
+    def _open(
+        self, onnx_path: Path, options: ort.SessionOptions, gather_logits: bool, decoder: dict[str, Any]
+    ) -> ort.InferenceSession:
+        providers = ["CPUExecutionProvider"]
+        if gather_logits:
+            try:
+                variant = gathered_logits_model(onnx_path, self._logits)
+                # From bytes there is no path to find the weight file by: it is the graph file's neighbour.
+                options.add_session_config_entry(EXTERNAL_DATA_FOLDER_KEY, str(onnx_path.parent))
+                session = ort.InferenceSession(variant, options, providers=providers)
+                self._probe(session, decoder)
+                return session
+            except (VariantUnavailable, *ORT_ERRORS) as exc:
+                logger.warning(
+                    "%s: the lm_head runs on every position (its logits-gathering variant could not be made: %s)",
+                    onnx_path,
+                    exc,
+                )
+        return ort.InferenceSession(str(onnx_path), options, providers=providers)
+
+    def _probe(self, session: ort.InferenceSession, decoder: dict[str, Any]) -> None:
+        """One 3-token call (no past) asking for positions 2 and 0: a graph the rewrite fitted only in form (its lm_head
+        fed something other than [batch, positions, hidden]) fails here, at startup, instead of in every request."""
+        feeds: dict[str, np.ndarray] = {self._ids: np.zeros((1, 3), np.int64), self._mask: np.ones((1, 3), np.int64)}
+        feeds[POSITIONS_INPUT] = np.asarray([[2, 0]], np.int64)
+        empty = np.zeros((1, int(decoder["num_key_value_heads"]), 0, int(decoder["head_size"])), np.float32)
+        feeds.update({name: empty for pair in self._past for name in pair})
+        (logits,) = session.run([self._logits], feeds)
+        if logits.ndim != 3 or logits.shape[:2] != (1, 2):
+            raise VariantUnavailable(f"a call asking for 2 positions returned logits of shape {logits.shape}")
+
     def _bind_cache(self, binding: ort.IOBinding, first: int, last: int) -> None:
         for (past_k, past_v), (present_k, present_v), (key, value) in zip(
             self._past, self._present, self.cache.views(first, last), strict=True
@@ -93,15 +152,36 @@ class OnnxDecoder:
             binding.bind_ortvalue_output(present_k, key)
             binding.bind_ortvalue_output(present_v, value)
 
-    def _run(self, input_ids: np.ndarray, mask: np.ndarray, first: int, last: int) -> np.ndarray:
+    def _run(
+        self, input_ids: np.ndarray, mask: np.ndarray, first: int, last: int, positions: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Logits [batch, k, vocab] at `positions` [batch, k] within the call (every position when None)."""
+        if positions is None:
+            positions = np.broadcast_to(np.arange(input_ids.shape[1], dtype=np.int64), input_ids.shape)
         binding = self.session.io_binding()
         binding.bind_cpu_input(self._ids, input_ids)
         binding.bind_cpu_input(self._mask, mask)
+        if self.gathers:
+            binding.bind_cpu_input(POSITIONS_INPUT, np.ascontiguousarray(positions, np.int64))
         self._bind_cache(binding, first, last)
         binding.bind_output(self._logits)
         self.session.run_with_iobinding(binding)
         # Outputs come back in binding order; only the logits are read (the caches are already in place).
-        return binding.get_outputs()[-1].numpy()
+        logits = binding.get_outputs()[-1].numpy()
+        return logits if self.gathers else np.take_along_axis(logits, positions[:, :, None], axis=1)
+
+    @staticmethod
+    def _last_two(lengths: list[int]) -> np.ndarray:
+        """Each row's last two positions (its only one twice for a 1-token row; [[0]] for one 1-token row).
+
+        Why two where one is read: MLAS's int4 kernels on AVX2 take a one-row path for a single row (M = 1) that adds
+        in another order than the several-row path, and the full graph ran the lm_head on every position of a
+        prefill, so several rows (docs/ENGINE_DESIGNS.md, "Numerics by CPU"). Two rows keep the several-row kernel,
+        which treats each row alike: the logits read are the full graph's bit for bit on every ISA, for one row of
+        lm_head more."""
+        if len(lengths) == 1 and lengths[0] == 1:
+            return np.zeros((1, 1), np.int64)
+        return np.asarray([[max(n - 2, 0), n - 1] for n in lengths], np.int64)
 
     def prefill(self, prompts: list[list[int]], first_slot: int) -> np.ndarray:
         """Run new prompts (no past) into slots first_slot…; returns each row's last-position logits [n, vocab]."""
@@ -111,15 +191,15 @@ class OnnxDecoder:
         for row, prompt in enumerate(prompts):
             input_ids[row, : len(prompt)] = prompt
             mask[row, : len(prompt)] = 1
-        logits = self._run(input_ids, mask, first_slot, first_slot + len(prompts))
-        return logits[np.arange(len(prompts)), [len(p) - 1 for p in prompts]]
+        positions = self._last_two([len(p) for p in prompts])
+        return self._run(input_ids, mask, first_slot, first_slot + len(prompts), positions)[:, -1]
 
     def extend(self, slot: int, tokens: list[int], cached: int) -> np.ndarray:
         """Append a chunk of prompt tokens to one slot that already holds `cached` positions (batch 1, as the graph
         requires with a past); returns the chunk's last-position logits [vocab]."""
         input_ids = np.asarray(tokens, np.int64).reshape(1, -1)
         mask = np.ones((1, cached + len(tokens)), np.int64)
-        return self._run(input_ids, mask, slot, slot + 1)[0, -1]
+        return self._run(input_ids, mask, slot, slot + 1, self._last_two([len(tokens)]))[0, -1]
 
     def verify(self, slot: int, tokens: list[int], cached: int) -> np.ndarray:
         """Append two or more tokens to one slot that holds `cached` positions (batch 1, as the graph requires with a
@@ -133,6 +213,8 @@ class OnnxDecoder:
         binding = self._verify_binding
         binding.bind_cpu_input(self._ids, np.asarray(tokens, np.int64).reshape(1, -1))
         binding.bind_cpu_input(self._mask, np.ones((1, cached + len(tokens)), np.int64))
+        if self.gathers:  # every position: each one's logits are sampled
+            binding.bind_cpu_input(POSITIONS_INPUT, np.arange(len(tokens), dtype=np.int64).reshape(1, -1))
         binding.bind_output(self._logits)  # its shape changes with the draft's length: onnxruntime allocates it
         self.session.run_with_iobinding(binding)
         return binding.get_outputs()[-1].numpy()[0]
@@ -149,6 +231,9 @@ class OnnxDecoder:
             self._step_binding.bind_ortvalue_output(
                 self._logits, ort.OrtValue.ortvalue_from_numpy(self._step_logits[:n])
             )
+            if self.gathers:  # one new position per row, its only one: the gather changes nothing here
+                self._step_positions = np.zeros((n, 1), np.int64)
+                self._step_binding.bind_cpu_input(POSITIONS_INPUT, self._step_positions)
             self._step_key = key
         width = max(lengths) + 1
         mask = (np.arange(width)[None, :] <= np.asarray(lengths)[:, None]).astype(np.int64)

@@ -1,7 +1,8 @@
 """What the batched engine needs of a decoder graph, checked before its session opens (and its weights load).
 
 The graph's inputs and their element types are read from the .onnx file's protobuf directly: the weights sit in
-the external data file, so this reads the small graph file only, and the service needs no `onnx` package for it.
+the external data file, so this reads the small graph file only (it was written before the engine used the `onnx`
+package, for gathered_logits.py's rewrite, and needs nothing more).
 """
 
 from __future__ import annotations

@@ -9,9 +9,11 @@ shared cache would tell one key, through its TTFT, what another sent).
 A new request copies the longest chain of cached blocks into its KV slot and prefills only the rest, at least two
 tokens of it: a token run alone (one position, as in a decode step) takes other attention and matmul paths than the
 same token inside a chunk of two or more, and its logits differ in the low bits (up to 1.2 on SmolLM2, measured by
-bench/kernel_numerics.py), while a chunk of two or more gives a cold prefill's logits bit for bit. So a prompt served
-from the cache gives exactly what it gives cold, and a seeded request reproduces whichever way it is served. Blocks
-are evicted least recently used once the cache holds `capacity_bytes`.
+bench/kernel_numerics.py), while a chunk of two or more gives a cold prefill's logits bit for bit: the layers compute
+its positions alike, and both calls run the lm_head on the chunk's last two positions only (decoder.py's
+`_last_two`), the same kernel on the same rows. So a prompt served from the cache gives exactly what it gives cold, and
+a seeded request reproduces whichever way it is served. Blocks are evicted least recently used once the cache holds
+`capacity_bytes`.
 """
 
 from __future__ import annotations
