@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import time
 from pathlib import Path
 
@@ -21,9 +20,11 @@ import onnxruntime_genai as og
 from bench.quality.corpus import corpus
 
 
-def rss_mib() -> float:
+def status_mib(field: str) -> float:
+    """A /proc/self/status memory field in MiB. VmHWM, not getrusage's ru_maxrss: that one survives exec, so a
+    probe started by a large parent would report the parent's peak."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return 0.0
 
@@ -40,7 +41,7 @@ def main() -> None:
     config.overlay(json.dumps({"model": {"decoder": {"session_options": options}}}))
     model = og.Model(config)
     tokenizer = og.Tokenizer(model)
-    loaded_rss = rss_mib()
+    loaded_rss = status_mib("VmRSS")
     prompt = np.asarray(tokenizer.encode(corpus()[0].body)[: args.prompt_tokens], dtype=np.int32)
     params = og.GeneratorParams(model)
     params.set_search_options(max_length=len(prompt) + args.new_tokens, do_sample=False)
@@ -56,7 +57,7 @@ def main() -> None:
     done = time.perf_counter()
     result = {
         "loaded_rss_mib": round(loaded_rss, 1),
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mib": round(status_mib("VmHWM"), 1),
         "prefill_tok_s": round(len(prompt) / (prefilled - start), 2),
         "decode_tok_s": round(steps / (done - prefilled), 2) if steps else None,
         "decode_steps": steps,

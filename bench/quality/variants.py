@@ -122,6 +122,9 @@ def main() -> int:
     parser.add_argument("--stride", type=int, default=256)
     parser.add_argument("--fp32", type=Path, help="a results.json of make quality whose fp32 scores to reuse")
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--reuse", type=Path, help="an earlier run's raw results: its builds, perplexities and fp32 kept, probes redone"
+    )
     args = parser.parse_args()
     work = ROOT / "results/quality/variants" / args.model
     work.mkdir(parents=True, exist_ok=True)
@@ -136,7 +139,18 @@ def main() -> int:
         "options": {v: SERVED_OPTIONS[args.model] + VARIANTS[v] for v in variants},
         "variants": {v: {"probes": []} for v in variants},
     }
-    for variant in variants[1:]:
+    earlier = json.loads(args.reuse.read_text()) if args.reuse else None
+    if earlier is not None:
+        variants = [v for v in variants if v in earlier["variants"]]
+        results["options"] = earlier["options"]
+        results["failed"] = earlier.get("failed", {})
+        results["fp32"] = earlier["fp32"]
+        results["reused"] = str(args.reuse)
+        results["variants"] = {
+            v: {"probes": [], **{k: x for k, x in earlier["variants"][v].items() if k in ("build_s", "perplexity")}}
+            for v in variants
+        }
+    for variant in variants[1:] if earlier is None else []:
         try:
             results["variants"][variant]["build_s"] = round(build(args.model, variant, work / "_hf", folders[variant]))
         except BuildFailed as failed:
@@ -148,10 +162,14 @@ def main() -> int:
     for variant in variants:
         entry = results["variants"][variant]
         entry["size_mib"] = folder_mib(folders[variant])
+        if "perplexity" in entry:
+            continue
         start = time.monotonic()
         entry["perplexity"] = perplexity(folders[variant], args.threads, args.context, args.stride)
         logger.info("%s %s: scored in %.0f s", args.model, variant, time.monotonic() - start)
-    if args.fp32:
+    if "fp32" in results:
+        pass
+    elif args.fp32:
         results["fp32"] = json.loads(args.fp32.read_text())["models"][args.model]["fp32"]
     else:
         ids = {t.name: Int4Model(folders["served"], args.threads).encode(t.body) for t in corpus()}

@@ -41,6 +41,11 @@ def write(results: dict, out: Path) -> None:
         f" {results['load_1m_at_end']} at the end",
         f"- run: {results['started']}; `{results['command']}`; git {env['git']}",
         f"- fp32 perplexity (torch, the same ids): {fp32:.4f}",
+        *(
+            [f"- builds, perplexities and fp32 reused from {results['reused']}; speed and RSS probed in this run"]
+            if results.get("reused")
+            else []
+        ),
         "",
         "| variant | builder options beyond the served ones | int4 / fp32 | ≤ 1.03 | decode vs served | prefill vs"
         " served | decode tok/s | weights MiB | RSS after load MiB | peak RSS MiB |",
