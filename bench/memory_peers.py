@@ -32,7 +32,9 @@ logger = logging.getLogger("bench.memory_peers")
 
 async def workload(base_url: str, model: str, rounds: int) -> int:
     words = "one two three four five six seven eight nine ten ".split()
-    async with httpx.AsyncClient(timeout=600) as client:
+    # A new connection per request: llama-server may close a kept-alive one after answering (bench/clients.py).
+    limits = httpx.Limits(max_keepalive_connections=0)
+    async with httpx.AsyncClient(timeout=600, limits=limits) as client:
 
         async def one() -> int:
             prompt = f"{uuid.uuid4()} Count on: " + " ".join(words * 18)
@@ -52,6 +54,8 @@ def measure_chat(model: str, rounds: int, env: dict[str, str]) -> dict[str, floa
     environment = {
         **os.environ,
         "CHAT_MODEL_PATH": str(models_dir() / model),
+        "CHAT_MODEL_ID": model,
+        "CHAT_MAX_MODEL_LEN": "4096",  # as the real-size bench serves it (bench/run.py)
         "CHAT_PORT": str(port),
         "CHAT_HOST": "127.0.0.1",
         "CHAT_DATA_DIR": f"/tmp/memory-peers-{port}",
