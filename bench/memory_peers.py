@@ -83,6 +83,7 @@ def main() -> int:
     parser.add_argument("--model", default="qwen2.5-coder-0.5b-instruct")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--chat-env", action="append", default=[], help="NAME=VALUE for the chat service (repeat)")
+    parser.add_argument("--chat-only", action="store_true", help="leave llama-server out")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     bins = sorted(CACHE.glob("llama.cpp-*/bin"))
@@ -90,7 +91,7 @@ def main() -> int:
     rows = [
         ("chat service" + "".join(f", {k}={v}" for k, v in env.items()), measure_chat(args.model, args.rounds, env))
     ]
-    if bins:
+    if bins and not args.chat_only:
         for quant, gguf in gguf_files(CACHE, bins[-1], args.model, models_dir()).items():
             rows.append(
                 (f"llama-server {quant}", measure_llama(bins[-1] / "llama-server", gguf, args.model, args.rounds))
