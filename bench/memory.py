@@ -4,8 +4,9 @@ docs/benchmarks/memory.md.
 
 Each measurement runs in a fresh child process (RSS never shrinks back cleanly inside one): it imports what the
 chat service imports, reads its RSS (the baseline), opens the model as the service does, runs 8 concurrent greedy
-generations on ~200-token prompts and reads RSS again. Side by side, the same with an og.Model loaded as well,
-which is how the service opened a model before it read the tokenizer without the weights (the "weights twice" row).
+generations on ~200-token prompts and reads RSS and its peak (VmHWM) again. Three ways per model, side by side:
+llguidance's tokenizer built at load (as the service did before it was built on first need), as the service runs
+now (prefix cache off), and with the default prefix cache filled to its capacity by distinct prompts afterwards.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+from chat_service.settings import ChatSettings
 from ortserve_common.cpu import host_cpu
 from ortserve_common.models_dir import models_dir
 
@@ -45,10 +47,18 @@ def model_file_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in [onnx, *data, path / "tokenizer.json"])
 
 
-def child(path: Path, weights_twice: bool) -> dict:
-    """Runs in the child process: the measurement for one model, one way of opening it."""
+WAYS = ("tokenizer at load", "tokenizer on first need", "prefix cache full")
+
+
+def peak_rss_bytes() -> int:
+    with open("/proc/self/status") as status:
+        fields = dict(line.split(":", 1) for line in status)
+    return int(fields["VmHWM"].split()[0]) * 1024
+
+
+def child(path: Path, way: str, prefix_cache_mb: int) -> dict:
+    """Runs in the child process: the measurement for one model, one way."""
     import chat_service.main  # noqa: F401 - the service's imports, part of the baseline
-    import onnxruntime_genai as og
     from chat_service.engine.batched.engine import BatchedEngine
     from chat_service.engine.config import EngineConfig
     from chat_service.engine.model_folder import ModelFolder
@@ -56,16 +66,20 @@ def child(path: Path, weights_twice: bool) -> dict:
 
     gc.collect()
     baseline = rss_bytes()
-    config = EngineConfig(threads=2, max_model_len=MAX_LEN, slots=SLOTS)  # prefix cache off
+    cache_mb = prefix_cache_mb if way == "prefix cache full" else 0
+    config = EngineConfig(threads=2, max_model_len=MAX_LEN, slots=SLOTS, prefix_cache_bytes=cache_mb * 2**20)
     folder = ModelFolder(path, config.max_model_len)
-    extra = og.Model(folder.og_config) if weights_twice else None
     engine = BatchedEngine(folder, config)
+    vocabulary = engine.tokenizer.vocabulary
+    assert vocabulary is not None
+    if way == "tokenizer at load":
+        vocabulary.load_guidance_tokenizer()
     loaded = rss_bytes()
     words = "one two three four five six seven eight nine ten ".split()
     prompts = [engine.tokenizer.encode(f"Row {i}: " + " ".join(words * 20)) for i in range(SLOTS)]
 
-    async def generate(ids: list[int]) -> int:
-        request = GenerationRequest(ids, MAX_TOKENS, SamplingParams(temperature=0.0))
+    async def generate(ids: list[int], max_tokens: int = MAX_TOKENS) -> int:
+        request = GenerationRequest(ids, max_tokens, SamplingParams(temperature=0.0))
         return sum([1 async for _ in engine.generate(request)])
 
     async def run_all() -> list[int]:
@@ -79,20 +93,40 @@ def child(path: Path, weights_twice: bool) -> dict:
         "baseline": baseline,
         "loaded": loaded,
         "after_generation": rss_bytes(),
+        "peak": peak_rss_bytes(),
         "kv_allocated": kv,
         "kv_positions": stats.kv_positions_allocated // stats.kv_slots,
         "tokens": sum(tokens),
         "seconds": round(time.monotonic() - start, 1),
     }
+    if way == "tokenizer on first need":
+        # What the first request that needs it (a grammar, tools, logprobs) pays, and what the process then holds.
+        start = time.perf_counter()
+        vocabulary.load_guidance_tokenizer()
+        result["tokenizer_build_s"] = round(time.perf_counter() - start, 2)
+        result["after_tokenizer"] = rss_bytes()
+    if way == "prefix cache full":
+        # Distinct ~200-token prompts, as long as the streams' (so the peak is not a longer prefill's logits), one
+        # token out each, until the cache holds as many blocks as it can.
+        block_bytes = config.prefix_block_tokens * stats.kv_bytes_per_position
+        capacity = cache_mb * 2**20 // block_bytes
+        row = 0
+        while engine.stats().prefix_cache_blocks < capacity:
+            asyncio.run(generate(engine.tokenizer.encode(f"Fill {row}: " + " ".join(words * 20)), 1))
+            row += 1
+        result.update(
+            after_fill=rss_bytes(),
+            peak=peak_rss_bytes(),
+            prefix_cache_mb=cache_mb,
+            prefix_cache_bytes=engine.stats().prefix_cache_blocks * block_bytes,
+        )
     engine.close()
-    del extra
     return result
 
 
-def measure(model: str, weights_twice: bool) -> dict:
-    command = [sys.executable, "-m", "bench.memory", "--child", str(MODELS_DIR / model)]
-    if weights_twice:
-        command.append("--weights-twice")
+def measure(model: str, way: str, prefix_cache_mb: int) -> dict:
+    command = [sys.executable, "-m", "bench.memory", "--child", str(MODELS_DIR / model), "--way", way]
+    command += ["--prefix-cache-mb", str(prefix_cache_mb)]
     out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -103,34 +137,50 @@ def report(rows: list[dict]) -> str:
         "# Chat engine memory per model",
         "",
         "Generated by `python -m bench.memory` (bench/memory.py). Each row is a fresh process: the chat service's",
-        f"imports (baseline), one model opened as the service opens it ({SLOTS} KV slots of up to {MAX_LEN} positions,",
-        f"prefix cache off), {SLOTS} concurrent greedy generations of {MAX_TOKENS} tokens on ~200-token prompts.",
-        "*expected* = model files (.onnx, its data, tokenizer.json) + the KV cache allocated + the baseline; the",
-        f"target is RSS ≤ {TARGET}× expected. *weights twice* adds an og.Model on the same folder, as the service",
-        "did before it read the tokenizer without the weights.",
+        f"imports (baseline), one model opened as the service opens it ({SLOTS} KV slots of up to {MAX_LEN}",
+        f"positions), {SLOTS} concurrent greedy generations of {MAX_TOKENS} tokens on ~200-token prompts. *expected* =",
+        "model files (.onnx, its data, tokenizer.json) + the KV cache allocated + the baseline; the target is RSS ≤",
+        f"{TARGET}× expected. *tokenizer at load*: llguidance's tokenizer built with the model, as before it was built",
+        "on first need; *tokenizer on first need*: the service now, prefix cache off, then the tokenizer built (its",
+        "cost to the first request that needs it); *prefix cache full*: the service now with the prefix cache at its",
+        "default, filled by distinct prompts after the 8 streams. Peak is VmHWM (it includes the load's transient).",
         "",
         "| model | way | files MB | KV allocated MB | baseline MB | RSS loaded MB | RSS after 8 streams MB "
-        "| RSS / expected | target |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| peak RSS MB | RSS / expected | target |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    notes = []
     for row in rows:
         expected = row["files"] + row["kv_allocated"] + row["baseline"]
         ratio = row["after_generation"] / expected
-        verdict = ("met" if ratio <= TARGET else "**not met**") if row["way"] == "weights once" else ""
+        verdict = ("met" if ratio <= TARGET else "**not met**") if row["way"] == "tokenizer on first need" else ""
         lines.append(
             f"| {row['model']} | {row['way']} | {row['files'] / mb:.0f} | {row['kv_allocated'] / mb:.0f} "
             f"({row['kv_positions']} positions) | {row['baseline'] / mb:.0f} | {row['loaded'] / mb:.0f} "
-            f"| {row['after_generation'] / mb:.0f} | {ratio:.2f}× | {verdict} |"
+            f"| {row['after_generation'] / mb:.0f} | {row['peak'] / mb:.0f} | {ratio:.2f}× | {verdict} |"
         )
+        if "tokenizer_build_s" in row:
+            notes.append(
+                f"- {row['model']}: building llguidance's tokenizer on first need took {row['tokenizer_build_s']} s "
+                f"and RSS went from {row['after_generation'] / mb:.0f} to {row['after_tokenizer'] / mb:.0f} MB."
+            )
+        if "after_fill" in row:
+            notes.append(
+                f"- {row['model']}: the prefix cache filled to {row['prefix_cache_bytes'] / mb:.0f} MB "
+                f"(`CHAT_PREFIX_CACHE_MB={row['prefix_cache_mb']}`): RSS {row['after_fill'] / mb:.0f} MB, "
+                f"peak {row['peak'] / mb:.0f} MB."
+            )
+    lines += ["", *notes]
     lines += [
         "",
-        "Where the rest goes (measured by hand on Qwen2.5-Coder-0.5B, 2026-12-03): onnxruntime's session alone holds",
-        "440 MB of anonymous memory for the 321 MB file: MatMulNBits at accuracy level 4 repacks the int4 weights",
-        "for its int8-compute kernel, and the tied table stays as well for the embedding's GatherBlockQuantized.",
-        "With prepacking off the session holds 73 MB, but decoding drops from 35 to 0.45 tok/s, so it stays on.",
-        "The tokenizers take 85 MB (llguidance's for grammars and token bytes 77, GenAI's 7); the Hugging Face one",
-        "(140 MB) is built only when /tokenize or /detokenize is first called. With onnxruntime's arena on, RSS",
-        "after the 8 streams was 130 MB higher (the prefill logits of every prompt position stayed reserved).",
+        "Where the rest goes (measured by hand on Qwen2.5-Coder-0.5B): onnxruntime's session holds 440 MB of",
+        "anonymous memory for the 321 MB file (MatMulNBits at accuracy level 4 repacks the int4 weights with a copy of",
+        "their fp32 scales for its int8-compute kernel, and the tied table stays as well for the embedding's",
+        "GatherBlockQuantized), plus 67 MB of the data file that stays mapped: every scale and zero-point",
+        "initializer, which prepacking leaves in place (docs/ENGINE_DESIGNS.md, Memory). With prepacking off the",
+        "session holds 73 MB, but decoding is tens of times slower. The Hugging Face tokenizer (140 MB) is built only",
+        "when /tokenize or /detokenize is first called. With onnxruntime's arena on, RSS after the 8 streams was",
+        "130 MB higher.",
     ]
     # The CPU is named because every figure in the docs must say where it was measured (RSS barely depends on it,
     # but onnxruntime's prepacked weight layout is chosen per ISA).
@@ -142,13 +192,19 @@ def report(rows: list[dict]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--weights-twice", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--way", choices=WAYS, default=WAYS[1], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--prefix-cache-mb",
+        type=int,
+        default=ChatSettings.model_fields["prefix_cache_mb"].default,
+        help=argparse.SUPPRESS,
+    )
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated model ids (those built)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs/benchmarks/memory.md")
     args = parser.parse_args()
     if args.child:
         logging.disable(logging.CRITICAL)
-        sys.stdout.write(json.dumps(child(args.child, args.weights_twice)) + "\n")
+        sys.stdout.write(json.dumps(child(args.child, args.way, args.prefix_cache_mb)) + "\n")
         return 0
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     rows = []
@@ -156,8 +212,8 @@ def main() -> int:
         if not (MODELS_DIR / model / ".complete").exists():
             logger.info("%s is not built; skipped", model)
             continue
-        for way, twice in (("weights once", False), ("weights twice", True)):
-            result = measure(model, twice)
+        for way in WAYS:
+            result = measure(model, way, args.prefix_cache_mb)
             rows.append({"model": model, "way": way, "files": model_file_bytes(MODELS_DIR / model), **result})
             logger.info("%s, %s: %s", model, way, rows[-1])
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -83,10 +83,12 @@ class ChatSettings(ModelHostSettings):
         "load test) is prefilled straight away instead of queueing behind the next arrival. 0 turns it off.",
     )
     prefix_cache_mb: int = Field(
-        256,
+        128,
         ge=0,
         description="Memory for the KV of prompt prefixes seen before (a repeated system prompt or conversation "
-        "is then prefilled only past them), least recently used out first; 0 turns prefix reuse off. Batched engine.",
+        "is then prefilled only past them), least recently used out first; 0 turns prefix reuse off. Batched engine. "
+        "A token takes 45 KB on SmolLM2-135M, 24 KB on Qwen2.5-0.5B, 56 KB on Qwen2.5-1.5B: 128 MB holds a few "
+        "shared system prompts; conversations with many open at once want more (docs/ENGINE_DESIGNS.md, Memory).",
     )
     prefix_block_tokens: int = Field(
         32,

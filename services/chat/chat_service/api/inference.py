@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, StreamingResponse
 from ortserve_common.protocol.chat import ChatCompletionRequest, ChatCompletionResponse
@@ -50,12 +52,14 @@ async def completions(
 # llama-server's and vLLM's paths (no /v1 prefix); both take the model, or default to the main one.
 @router.post("/tokenize", response_model=TokenizeResponse)
 async def tokenize(request: TokenizeRequest, serving: TokenizeServingDep) -> TokenizeResponse:
-    return serving.tokenize(request)
+    # In a thread: the first call builds a tokenizer (the Hugging Face one, or llguidance's for token strings and
+    # tools), which takes up to a second or two, and other streams must not wait for it.
+    return await asyncio.to_thread(serving.tokenize, request)
 
 
 @router.post("/detokenize", response_model=DetokenizeResponse)
 async def detokenize(request: DetokenizeRequest, serving: TokenizeServingDep) -> DetokenizeResponse:
-    return serving.detokenize(request)
+    return await asyncio.to_thread(serving.detokenize, request)
 
 
 @router.get("/v1/models", response_model=ModelList)

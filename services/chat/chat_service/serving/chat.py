@@ -28,6 +28,7 @@ from chat_service.serving.chat_context import ChatContext, ChatTurn
 from chat_service.serving.chat_prompt import PromptEncoder
 from chat_service.serving.generation import TextGeneration
 from chat_service.serving.guided import extension_guidance, resolve_guidance, response_format_guidance
+from chat_service.serving.logprobs import load_token_bytes
 from chat_service.serving.multiplex import interleave, run_all
 from chat_service.tools.request import ToolPlan, blame_parameters, plan_tools
 from chat_service.vision.reading import NO_IMAGES, ImageReading
@@ -137,6 +138,8 @@ class ChatServing(BaseServing):
         request = turn.request = model.config.fill(turn.request)
         self.check_supported(request)  # again: a prompt template may have filled in parameters
         logprobs = self.chat_logprobs(request)
+        if logprobs is not None:
+            await load_token_bytes(engine.tokenizer.vocabulary)
         guidance = await self.guidance(engine, request, plan)
         requested = request.max_completion_tokens or request.max_tokens
         max_tokens = self.resolve_max_tokens(model, len(prompt_ids), requested, "messages")

@@ -26,7 +26,7 @@ from chat_service.models.pool import ServedModel
 from chat_service.serving.base import BaseServing, start_stream
 from chat_service.serving.generation import TextGeneration, TextPiece
 from chat_service.serving.guided import extension_guidance, resolve_guidance
-from chat_service.serving.logprobs import GeneratedToken, completion_logprobs
+from chat_service.serving.logprobs import GeneratedToken, completion_logprobs, load_token_bytes
 from chat_service.serving.multiplex import interleave, run_all
 
 
@@ -57,6 +57,8 @@ class CompletionServing(BaseServing):
     ) -> list[list[TextGeneration]]:
         """One group of n generations per prompt; `owner` scopes the prefix cache (see GenerationRequest)."""
         engine = model.engine
+        if request.logprobs is not None:
+            await load_token_bytes(engine.tokenizer.vocabulary)
         guidance = await resolve_guidance(extension_guidance(request), engine.tokenizer.vocabulary)
         bias = self.logit_bias(request, engine)
         samplings = self.sampling_params(request, request.logprobs, guidance, bias)

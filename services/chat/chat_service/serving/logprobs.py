@@ -8,6 +8,7 @@ the part before it.
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from dataclasses import dataclass
 
@@ -48,6 +49,14 @@ class TokenAligner:
                 out.append(GeneratedToken(token.token_id, token.text[: emitted - start], token.logprobs, cut=True))
             self._pending.clear()
         return out
+
+
+async def load_token_bytes(vocabulary: Vocabulary | None) -> None:
+    """Before a request with logprobs streams: token bytes come from llguidance's tokenizer, built on first use
+    (about a second for a 150k vocabulary), so the first such request builds it here, in a thread, rather than on the
+    event loop while other streams wait for their next chunk."""
+    if vocabulary is not None:
+        await asyncio.to_thread(vocabulary.load_guidance_tokenizer)
 
 
 def _bytes(vocabulary: Vocabulary, token: GeneratedToken) -> list[int]:
