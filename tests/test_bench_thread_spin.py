@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from chat_service.engine.config import EngineConfig
 from chat_service.settings import ChatSettings
+from ortserve_testing.bench_rows import phase_row
 
 from bench import thread_spin, thread_spin_report
 
-CPU = {"seconds": 1.0, "busy_cores": 1.0, "own_cores": 1.0, "other_cores": 0.1, "load_1m": 0.5}
 ENVIRONMENT = {
     "cpu": {"describe": "a made-up CPU, 2 usable cores"},
     "machine": "made up",
@@ -42,20 +42,8 @@ def test_the_baseline_leaves_every_knob_unset_whatever_the_callers_environment(
 
 
 def row(policy: str, c: int, repeat: int, tok_s: float) -> dict:
-    return {
-        "target": policy,
-        "prompt": thread_spin.PROMPT,
-        "concurrency": c,
-        "repeat": repeat,
-        "seconds": 1.0,
-        "output_tok_s": tok_s,
-        "ttft_s": [0.1] * 4,
-        "decode_tok_s": [tok_s / c] * 4,
-        "completion_tokens": [128] * 4,
-        "errors": [],
-        "cpu": CPU,
-        "cpu_ms_per_token": {"chat": 20.0, "nginx": 0.1, "client": 1.0},
-    }
+    cpu_ms = {"chat": 20.0, "nginx": 0.1, "client": 1.0}
+    return phase_row(policy, thread_spin.PROMPT, c, repeat, tok_s, cpu_ms_per_token=cpu_ms)
 
 
 def test_the_report_pairs_ratios_within_a_repeat(tmp_path: Path) -> None:

@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ortserve_common.model_manifest import SamplingDefaults
+from ortserve_testing.bench_rows import phase_row
 
 from bench import traffic, traffic_prompts, traffic_report
 
-CPU = {"seconds": 1.0, "busy_cores": 1.0, "own_cores": 1.0, "other_cores": 0.1, "load_1m": 0.5}
 PEER = "llama-server Q4_0"
 
 
@@ -49,20 +49,7 @@ def test_prompts_are_unique_and_a_code_edit_carries_its_whole_function() -> None
 
 
 def row(target: str, arm: str, c: int, repeat: int, tok_s: float) -> dict:
-    return {
-        "target": target,
-        "prompt": arm,
-        "phase": "samplers",
-        "concurrency": c,
-        "repeat": repeat,
-        "seconds": 1.0,
-        "output_tok_s": tok_s,
-        "ttft_s": [0.1] * 4,
-        "decode_tok_s": [tok_s / c] * 4,
-        "completion_tokens": [128] * 4,
-        "errors": [],
-        "cpu": CPU,
-    }
+    return phase_row(target, arm, c, repeat, tok_s, phase="samplers")
 
 
 def test_the_report_pairs_ratios_within_a_repeat(tmp_path: Path) -> None:
