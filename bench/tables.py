@@ -50,11 +50,22 @@ class ChatTable:
         return statistics.median(values) if values else float("nan")
 
     def ratio(self, target: str, reference: str, c: int, prompt: str, metric: str) -> float:
+        """One target's figure over another's for the same phase, paired within a repeat, the median."""
+        return self._paired([((target, c, prompt, r), (reference, c, prompt, r)) for r in self.repeats], metric)
+
+    def ratio_of_arms(self, target: str, c: int, prompt: str, base: str, metric: str) -> float:
+        """One target's prompt (arm) over another of its prompts at the same concurrency, paired within a repeat."""
+        return self._paired([((target, c, prompt, r), (target, c, base, r)) for r in self.repeats], metric)
+
+    def across_concurrency(self, target: str, high: int, low: int, prompt: str, metric: str) -> float:
+        """One target's figure at concurrency `high` over `low`, paired within a repeat."""
+        return self._paired([((target, high, prompt, r), (target, low, prompt, r)) for r in self.repeats], metric)
+
+    def _paired(self, keys: list[tuple[tuple, tuple]], metric: str = "aggregate") -> float:
         pairs = [
-            phase_value(self.rows[(target, c, prompt, r)], metric)
-            / phase_value(self.rows[(reference, c, prompt, r)], metric)
-            for r in self.repeats
-            if (target, c, prompt, r) in self.rows and (reference, c, prompt, r) in self.rows
+            phase_value(self.rows[a], metric) / phase_value(self.rows[b], metric)
+            for a, b in keys
+            if a in self.rows and b in self.rows
         ]
         pairs = [p for p in pairs if np.isfinite(p)]
         return statistics.median(pairs) if pairs else float("nan")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from bench.tables import ChatTable, phase_value
+from bench.tables import ChatTable
 
 PROXY = "chat via proxy (TLS)"
 BEFORE = "chat direct, generator engine (before)"
@@ -17,14 +16,7 @@ NO_REUSE = "chat direct, no prefix reuse"
 
 
 def across_concurrency(table: ChatTable, target: str, high: int, low: int, prompt: str, metric: str) -> float:
-
-    pairs = []
-    for repeat in table.repeats:
-        a, b = (table.rows.get((target, c, prompt, repeat)) for c in (high, low))
-        if a is not None and b is not None:
-            pairs.append(phase_value(a, metric) / phase_value(b, metric))
-    pairs = [p for p in pairs if np.isfinite(p)]
-    return statistics.median(pairs) if pairs else float("nan")
+    return table.across_concurrency(target, high, low, prompt, metric)
 
 
 def _cell(value: float, met: bool | None) -> str:

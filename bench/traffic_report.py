@@ -4,31 +4,17 @@ llama-server's best variant, and default samplers against greedy on each side; e
 from __future__ import annotations
 
 import math
-import statistics
 from pathlib import Path
 
+from bench import traffic_scorecard
 from bench.tables import ChatTable
+from bench.traffic_scorecard import arm_ratio, best_peer
 
-PROXY = "ours, through the proxy"  # the target the ratios are ours over
+PROXY = traffic_scorecard.PROXY  # the target the ratios are ours over
 
 
 def _f(value: float, digits: int = 1) -> str:
     return "-" if math.isnan(value) else f"{value:.{digits}f}"
-
-
-def best_peer(table: ChatTable, c: int, arm: str) -> str | None:
-    peers = [t for t in table.targets if t.startswith("llama-server") and table.values(t, c, arm, "aggregate")]
-    return max(peers, key=lambda t: table.figure(t, c, arm, "aggregate")) if peers else None
-
-
-def _arm_ratio(table: ChatTable, target: str, c: int, arm: str, base: str) -> float:
-    """One target's arm over another arm of it, output tok/s paired within a repeat, the median."""
-    pairs = [
-        table.rows[(target, c, arm, r)]["output_tok_s"] / table.rows[(target, c, base, r)]["output_tok_s"]
-        for r in table.repeats
-        if (target, c, arm, r) in table.rows and (target, c, base, r) in table.rows
-    ]
-    return statistics.median(pairs) if pairs else math.nan
 
 
 def write(results: dict, out: Path) -> str:
@@ -36,6 +22,10 @@ def write(results: dict, out: Path) -> str:
     arms = list(dict.fromkeys(row["prompt"] for row in results["chat"]))
     env = results["environment"]
     defaults = ", ".join(f"{k} {v}" for k, v in results["defaults"].items()) or "none"
+    others = max((row["cpu"]["other_cores"] for row in results["chat"]), default=0.0)
+    quiet = f"other processes used at most {others:.2f} cores during a phase" + (
+        ": **the machine was shared with other jobs**, absolute figures are noisy" if others > 0.3 else ""
+    )
     lines = [
         f"# Traffic phases: {results['model']}",
         "",
@@ -43,8 +33,8 @@ def write(results: dict, out: Path) -> str:
         "",
         f"- **CPU: {env['cpu']['describe']}**",
         f"- run: {results['started']}, repeats {results['args']['repeats']}; load average "
-        f"{results['load_1m_at_start']} at the start, {results['load_1m_at_end']} at the end. **The machine was "
-        "shared with other jobs**: absolute figures are noisy; read the ratios, paired within a repeat (interleaved).",
+        f"{results['load_1m_at_start']} at the start, {results['load_1m_at_end']} at the end; {quiet}. Read the "
+        "ratios, paired within a repeat (targets interleaved, the order rotated each repeat).",
         f"- default samplers (manifest; llama-server started with the same as its defaults): {defaults}",
         f"- llama.cpp: {env['llama.cpp'] or 'not run'}",
         "",
@@ -75,15 +65,16 @@ def write(results: dict, out: Path) -> str:
     if "greedy" in arms and "defaults" in arms:
         for target in table.targets:
             for c in table.concurrencies:
-                median = _arm_ratio(table, target, c, "defaults", "greedy")
+                median = arm_ratio(table, target, c, "defaults", "greedy")
                 if not math.isnan(median):
                     summary.append(f"- {target}, {c} stream(s): default samplers / greedy = **{median:.2f}×**")
     for with_lookup, without in (("code-edit+lookup", "code-edit"), ("defaults+lookup", "defaults")):
         for c in table.concurrencies:
-            lookup_ratio = _arm_ratio(table, PROXY, c, with_lookup, without)
+            lookup_ratio = arm_ratio(table, PROXY, c, with_lookup, without)
             if not math.isnan(lookup_ratio):
                 summary.append(f"- ours, {c} stream(s): {with_lookup} / {without} = **{lookup_ratio:.2f}×** aggregate")
-    lines[4:4] = ["## Summary", "", *summary, ""]
+    scorecard = traffic_scorecard.write(table, results.get("memory", {}), results.get("kernel_ceiling"))
+    lines[4:4] = [*scorecard, "## Summary", "", *summary, ""]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
     return "\n".join(summary)

@@ -73,3 +73,51 @@ def test_the_report_pairs_ratios_within_a_repeat(tmp_path: Path) -> None:
     assert f"{traffic.PROXY}, 1 stream(s): default samplers / greedy = **0.90×**" in summary
     assert f"{PEER}, 1 stream(s): default samplers / greedy = **0.75×**" in summary
     assert "some CPU" in (tmp_path / "traffic.md").read_text()
+
+
+def scored(tmp_path: Path, rows: list[dict], memory: dict, ceiling: dict | None) -> str:
+    results = {
+        "model": "m",
+        "started": "now",
+        "args": {"repeats": 1},
+        "defaults": {},
+        "load_1m_at_start": 0.5,
+        "load_1m_at_end": 0.5,
+        "environment": {"cpu": {"describe": "some CPU"}, "llama.cpp": "b1"},
+        "chat": rows,
+        "memory": memory,
+    } | ({"kernel_ceiling": ceiling} if ceiling else {})
+    traffic_report.write(results, tmp_path / "traffic.md")
+    return (tmp_path / "traffic.md").read_text()
+
+
+def test_the_scorecard_judges_each_target_against_llama_servers_best_variant(tmp_path: Path) -> None:
+    slow = "llama-server Q4_K_M"
+    rows = []
+    for c, ours, best in ((1, 42.0, 40.0), (8, 104.0, 80.0)):  # 1.05× at one stream, 1.3× at 8: both just met
+        for arm in ("greedy", "defaults"):
+            rows += [row(traffic.PROXY, arm, c, 0, ours), row(PEER, arm, c, 0, best), row(slow, arm, c, 0, best / 2)]
+    rows += [row(traffic.PROXY, "code-edit", 1, 0, 30.0), row(traffic.PROXY, "code-edit+lookup", 1, 0, 44.0)]
+    rows += [row(traffic.PROXY, "defaults+lookup", 1, 0, 42.0 * 0.96)]
+    memory = {traffic.PROXY: {"peak_mb": 900, "rss_mb": 800}, PEER: {"peak_mb": 750, "rss_mb": 700}}
+    ceiling = {"rows": 8, "step_ms_1": 20.0, "step_ms_rows": 40.0, "ceiling": 4.0, "threads": 2}
+    text = scored(tmp_path, rows, memory, ceiling)
+    assert f"| 1 stream, greedy: ours / llama-server's best ({PEER}) | 1.05× | ≥ 1.05 | met |" in text
+    assert f"| 8 streams, defaults: ours / llama-server's best ({PEER}) | 1.30× | ≥ 1.3 | met |" in text
+    assert "| ours, 1 stream(s): default samplers / greedy | 1.00× | ≥ 0.95 | met |" in text
+    assert "| ours, 1 stream: code edit with prompt lookup / without | 1.47× | ≥ 1.5 | **not met** |" in text
+    assert "| ours, 1 stream: open chat with prompt lookup / without | 0.96× | ≥ 0.97 | **not met** |" in text
+    assert f"| peak RSS: our chat service / llama-server ({PEER}) | 1.20× | ≤ 1 | **not met** |" in text
+    # Every phase row has TTFT 100 ms on both sides; the quickest peer is the one compared with.
+    assert "| TTFT p50, 1 stream, greedy: ours / llama-server" in text and "| 1.00× | ≤ 1 | met |" in text
+    # 104 / 42 = 2.48× over one stream, against a 4× ceiling: 62 % of it.
+    assert f"{traffic.PROXY}, greedy: 8 over 1 = 2.48×, 62% of the ceiling" in text
+    assert "at most **4.00×** one stream's tokens per second" in text
+
+
+def test_targets_a_run_did_not_measure_say_so_rather_than_pass(tmp_path: Path) -> None:
+    text = scored(tmp_path, [row(traffic.PROXY, "greedy", 1, 0, 40.0), row(PEER, "greedy", 1, 0, 40.0)], {}, None)
+    assert "| 8 streams, greedy: ours / llama-server's best | - | ≥ 1.3 | not measured in this run |" in text
+    assert "| ours, 1 stream: code edit with prompt lookup / without | - | ≥ 1.5 | not measured in this run |" in text
+    assert "kernel ceiling: not measured in this run" in text
+    assert "shared with other jobs" not in text  # made-up rows: others used 0.1 cores
