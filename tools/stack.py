@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import logging
-import math
 import os
 import secrets
 import shutil
@@ -32,6 +31,7 @@ import urllib.request
 from pathlib import Path
 
 from ortserve_common.models_dir import models_dir as bundled_models_dir
+from supervisord_conf import supervisord_conf  # tools/: this script's folder
 
 ROOT = Path(__file__).resolve().parent.parent
 logger = logging.getLogger("stack")
@@ -44,10 +44,6 @@ PORTS = {
     "OTLP_RECEIVER_PORT": "4318",
     "LIMITS_STORE_PORT": "6379",
 }
-
-
-SETTINGS_PREFIX = {"registry": "MODELS_", "chat": "CHAT_", "embeddings": "EMBED_"}
-DEFAULT_DRAIN_S = 30.0
 
 
 def traces_on() -> bool:
@@ -155,35 +151,7 @@ def prepare(run_dir: Path) -> dict[str, str]:
             f"--out {run_dir / 'traces.jsonl'}",
             {},
         )
-    sections = [
-        "[unix_http_server]",
-        f"file={run_dir / 'supervisor.sock'}",
-        "[supervisord]",
-        f"logfile={run_dir / 'logs/supervisord.log'}",
-        f"pidfile={run_dir / 'supervisord.pid'}",
-        "[rpcinterface:supervisor]",
-        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
-        "[supervisorctl]",
-        f"serverurl=unix://{run_dir / 'supervisor.sock'}",
-    ]
-    for name, (command, extra_env) in programs.items():
-        environment = ",".join(f'{k}="{v}"' for k, v in {**env, **extra_env}.items())
-        # A service drains for its *_DRAIN_TIMEOUT_S after SIGTERM; supervisord kills only a little after that.
-        drain_s = float(os.environ.get(f"{SETTINGS_PREFIX.get(name, '-')}DRAIN_TIMEOUT_S", DEFAULT_DRAIN_S))
-        sections += [
-            f"[program:{name}]",
-            f"command={command}",
-            f"directory={ROOT}",
-            f"environment={environment}",
-            "autorestart=true",
-            "startsecs=2",
-            "stopsignal=TERM" if name != "proxy" else "stopsignal=QUIT",
-            f"stopwaitsecs={math.ceil(drain_s) + 5}",
-            f"stdout_logfile={run_dir / 'logs' / name}.log",
-            "redirect_stderr=true",
-            "stdout_logfile_maxbytes=20MB",
-        ]
-    (run_dir / "supervisord.conf").write_text("\n".join(sections) + "\n")
+    (run_dir / "supervisord.conf").write_text(supervisord_conf(run_dir, env, programs))
     info = {"api_key": api_key, "admin_key": admin_key, "ca": str(run_dir / "tls/ca.pem"), **ports}
     info["limits_store"] = limits_store
     if traces_on():

@@ -34,7 +34,8 @@ from chat_service.responses.serving import ResponsesServing
 from chat_service.serving.chat import ChatServing
 from chat_service.serving.chat_context import ChatContext
 from chat_service.serving.completions import CompletionServing
-from chat_service.serving.observability import ChatMetrics, GenerationTelemetry
+from chat_service.serving.generation_telemetry import GenerationTelemetry
+from chat_service.serving.observability import ChatMetrics
 from chat_service.serving.templates import PromptTemplateServing
 from chat_service.serving.tokenize import TokenizeServing
 from chat_service.settings import ChatSettings

@@ -14,7 +14,8 @@ from chat_service.engine import GenerationRequest, TokenEvent
 from chat_service.engine.thread_events import InFlight
 from chat_service.engine.types import EngineStats
 from chat_service.main import create_app
-from chat_service.serving.observability import ChatMetrics, GenerationTelemetry
+from chat_service.serving.generation_telemetry import GenerationTelemetry
+from chat_service.serving.observability import ChatMetrics
 from chat_service.serving.request_run import RequestRun
 from chat_service.settings import ChatSettings
 from chat_testing import CharTokenizer

@@ -16,7 +16,7 @@ from chat_service.engine.protocol import ChatEngine
 from chat_service.engine.types import GuidanceSpec
 from chat_service.models.pool import ModelPool, ServedModel
 from chat_service.serving.generation import GenerationStats
-from chat_service.serving.observability import GenerationTelemetry
+from chat_service.serving.generation_telemetry import GenerationTelemetry
 from chat_service.serving.request_run import RequestRun
 from chat_service.settings import ChatSettings
 

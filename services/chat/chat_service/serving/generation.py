@@ -27,7 +27,7 @@ class GenerationStats:
     stop_sequence: str | None = None  # the stop string that ended it, when one did
     ttft_s: float | None = None
     total_s: float = 0.0
-    # For the metrics and the trace (observability.py): the gap before each token after the first, and the text
+    # For the metrics and the trace (generation_telemetry.py): the gap before each token after the first, and the text
     # sent (recorded on the span only when trace_content is on).
     itl_s: list[float] = field(default_factory=list)
     output: list[str] = field(default_factory=list)

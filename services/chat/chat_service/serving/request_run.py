@@ -16,7 +16,7 @@ from ortserve_common.priority import DEFAULT_PRIORITY, Priority
 from ortserve_common.protocol.sampling import SamplingRequest
 
 from chat_service.serving.generation import GenerationStats
-from chat_service.serving.observability import GenerationSpan, GenerationTelemetry
+from chat_service.serving.generation_telemetry import GenerationSpan, GenerationTelemetry
 from chat_service.settings import ChatSettings
 
 
