@@ -14,7 +14,7 @@ from test_conversations_e2e import _new_key
 from test_observability_e2e import _wait_spans
 
 CHAT_MODEL = "smollm2-135m-instruct"
-PREFIX_BLOCK_TOKENS = 32  # the chat service's default CHAT_PREFIX_BLOCK_TOKENS
+PREFIX_BLOCK_TOKENS = 8  # the chat service's default CHAT_PREFIX_BLOCK_TOKENS
 GREEDY = {"temperature": 0, "max_output_tokens": 64}
 WEATHER_TOOL = {
     "type": "function",

@@ -91,10 +91,11 @@ class ChatSettings(ModelHostSettings):
         "shared system prompts; conversations with many open at once want more (docs/ENGINE_DESIGNS.md, Memory).",
     )
     prefix_block_tokens: int = Field(
-        32,
+        8,
         ge=1,
         le=1024,
-        description="Prefix reuse granularity: prompts share cached KV in whole blocks of this many tokens.",
+        description="Prefix reuse granularity: prompts share cached KV in whole blocks of this many tokens. Small "
+        "enough that a model's default system prompt (~24 tokens on Qwen2.5) is reused by every request.",
     )
     prefix_cache_replies: bool = Field(
         False,
