@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from ortserve_common.cpu import host_cpu
@@ -33,7 +34,7 @@ def ask(client: httpx.Client, url: str, model: str, index: int) -> dict:
     """One streamed greedy request of 8 tokens: TTFT (to the first content delta) and the usage it reports."""
     body = {"model": model, "messages": traffic_prompts.question(index), "max_tokens": 8, "temperature": 0}
     body |= {"stream": True, "stream_options": {"include_usage": True}}
-    sent, first, usage = time.perf_counter(), None, {}
+    sent, first, usage = time.perf_counter(), None, dict[str, Any]()
     with client.stream("POST", f"{url}/v1/chat/completions", json=body) as response:
         response.raise_for_status()
         for line in response.iter_lines():
