@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import embeddings_phase, multi_turn, plots, real_size, targets
+from bench import embeddings_phase, multi_turn, plots, real_size, targets, traffic_index
 from bench.tables import ENGINE, LABELS, METRICS, PEERS, ChatTable
 
 NOISY_CORES = 0.25  # other processes' median CPU use above which the report warns
@@ -153,6 +153,7 @@ def write(results: dict, out: Path) -> str:
     lines += targets.prefix_section(table)
     lines += multi_turn.section(results.get("multi_turn", []))
     lines += [] if at_real_size else real_size.index_lines(out.parent / "benchmarks", out.parent)
+    lines += [] if at_real_size else traffic_index.index_lines(out.parent / "benchmarks", out.parent)
     lines += ["## Setup", "", *setup_section(results)]
     lines += [HOW_TO_READ]
     lines += ["## Chat", ""] + [f"![{p.stem}]({p.relative_to(out.parent)})" for p in plot_files] + [""]

@@ -35,7 +35,7 @@ import yaml
 from ortserve_common.model_manifest import SamplingDefaults, load_manifest
 from ortserve_common.models_dir import models_dir
 
-from bench import clients, environment, kernel_ceiling, traffic_prompts, traffic_report
+from bench import clients, environment, kernel_ceiling, traffic_index, traffic_prompts, traffic_report
 from bench.clients import ChatTarget
 from bench.cpu_monitor import CpuMonitor, load_average, wait_for_quiet
 from bench.local_stack import LocalStack, descendants
@@ -141,6 +141,8 @@ async def measure(args: argparse.Namespace, targets: list[ChatTarget], monitor: 
 def report(results: dict, results_path: Path, args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else ROOT / f"docs/benchmarks/{results['model']}-traffic.md"
     summary = traffic_report.write(results, out)
+    if not args.out:  # docs/BENCHMARKS.md gathers every model's traffic scorecard
+        traffic_index.refresh(ROOT / "docs/BENCHMARKS.md", out.parent)
     sys.stdout.write(f"{summary}\nreport: {out}\nraw results: {results_path}\n")
     return 1 if any(row["errors"] for row in results["chat"]) else 0
 

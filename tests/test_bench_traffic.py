@@ -9,7 +9,7 @@ import pytest
 from ortserve_common.model_manifest import SamplingDefaults, load_manifest
 from ortserve_testing.bench_rows import phase_row
 
-from bench import traffic, traffic_prompts, traffic_report
+from bench import traffic, traffic_index, traffic_prompts, traffic_report
 
 PEER = "llama-server Q4_0"
 
@@ -134,3 +134,20 @@ def test_the_benchs_manifest_serves_the_on_demand_15b_as_its_family_and_refuses_
     assert [e.id for e in same.models] == [e.id for e in load_manifest(traffic.MANIFEST).models]
     with pytest.raises(SystemExit, match="not in"):
         traffic.run_manifest("no-such-model", tmp_path / "o.yaml")
+
+
+def test_benchmarks_md_gathers_each_models_traffic_scorecard_and_keeps_the_rest(tmp_path: Path) -> None:
+    reports = tmp_path / "benchmarks"
+    reports.mkdir()
+    scored(reports, [row(traffic.PROXY, "greedy", 1, 0, 42.0), row(PEER, "greedy", 1, 0, 40.0)], {}, None)
+    (reports / "traffic.md").rename(reports / "m-traffic.md")
+    (reports / "m.md").write_text("# Benchmarks: m\n")  # a real-size report: not a traffic one
+    summary = tmp_path / "BENCHMARKS.md"
+    summary.write_text("# Benchmarks\n\nabove\n\n## Setup\n\nbelow\n")
+    for _ in range(2):  # a second run replaces the part, never adds another
+        traffic_index.refresh(summary, reports)
+    text = summary.read_text()
+    assert text.count(traffic_index.BEGIN) == 1 and text.index("above") < text.index(traffic_index.BEGIN)
+    assert text.index(traffic_index.END) < text.index("## Setup") < text.index("below")
+    assert "### [m](benchmarks/m-traffic.md)" in text and "- **CPU: some CPU**" in text
+    assert f"| 1 stream, greedy: ours / llama-server's best ({PEER}) | 1.05× | ≥ 1.05 | met |" in text
