@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from bench import marked_section
 from bench.tables import ChatTable
 from bench.targets import (
     DIRECT,
@@ -151,15 +152,5 @@ def index_lines(reports_dir: Path, relative_to: Path) -> list[str]:
 def refresh_index(summary: Path, reports_dir: Path) -> None:
     """Rewrite the real-size part of an existing docs/BENCHMARKS.md after a real-size run, leaving the rest as the
     last SmolLM2 run wrote it (inserted before its Setup section where it has none yet)."""
-    if not summary.exists():
-        return
-    text = summary.read_text()
     section = "\n".join(index_lines(reports_dir, summary.parent))
-    if INDEX_BEGIN in text and INDEX_END in text:
-        before, _, rest = text.partition(INDEX_BEGIN)
-        after = rest.partition(INDEX_END)[2].removeprefix("\n")
-        text = before + section + after
-    elif "\n## Setup" in text:
-        before, _, after = text.partition("\n## Setup")
-        text = before + "\n" + section + "\n## Setup" + after
-    summary.write_text(text)
+    marked_section.refresh(summary, INDEX_BEGIN, INDEX_END, section)

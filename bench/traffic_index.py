@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench import marked_section
+
 BEGIN, END = "<!-- traffic scorecards: begin -->", "<!-- traffic scorecards: end -->"
 TITLE = "# Traffic phases: "
 
@@ -38,16 +40,4 @@ def index_lines(reports_dir: Path, relative_to: Path) -> list[str]:
 
 def refresh(summary: Path, reports_dir: Path) -> None:
     """Rewrite the traffic part of an existing docs/BENCHMARKS.md (before its Setup section where it has none)."""
-    if not summary.exists():
-        return
-    text = summary.read_text()
-    section = "\n".join(index_lines(reports_dir, summary.parent))
-    if BEGIN in text and END in text:
-        before, _, rest = text.partition(BEGIN)
-        text = before + section + rest.partition(END)[2].removeprefix("\n")
-    elif "\n## Setup" in text:
-        before, _, after = text.partition("\n## Setup")
-        text = before + "\n" + section + "\n## Setup" + after
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    summary.write_text(text)
+    marked_section.refresh(summary, BEGIN, END, "\n".join(index_lines(reports_dir, summary.parent)))
