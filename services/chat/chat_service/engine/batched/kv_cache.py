@@ -6,11 +6,19 @@ cache into its slot (a copy of the filled positions only).
 Every slot has the same length (one strided tensor per layer), and the attention kernel touches a bound slot's
 whole length, so memory is slots × length. The length therefore grows on demand (doubling, up to `max_len`) to fit
 the longest active row, and falls back when the engine goes idle.
+
+Each layer's buffer is an anonymous mapping of its own, not a malloc block: the buffers are 1–16 MB (Qwen2.5-0.5B,
+8 slots, 256 to 4,096 positions), under the 32 MB that glibc's mmap threshold rises to once the engine has freed a
+few per-step blocks, so from malloc they came out of the heap, and every grow and fall left the freed buffers'
+pages resident (about 300 MB after the traffic phases, `python -m bench.memory_phases`). A mapping is given back
+whole when its last array goes, and the kernel zero-fills it page by page as positions are written.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import mmap
 from collections.abc import Sequence
 
 import numpy as np
@@ -19,6 +27,12 @@ import onnxruntime as ort
 logger = logging.getLogger(__name__)
 
 INITIAL_LEN = 256
+
+
+def mapped_zeros(shape: tuple[int, ...]) -> np.ndarray:
+    """A zeroed float32 array in a private anonymous mapping, unmapped when the array (its last view) is freed."""
+    buffer = mmap.mmap(-1, max(1, math.prod(shape)) * 4, flags=mmap.MAP_PRIVATE)
+    return np.frombuffer(buffer, np.float32, count=math.prod(shape)).reshape(shape)
 
 
 class SlotKVCache:
@@ -40,8 +54,8 @@ class SlotKVCache:
 
     def _allocate(self, capacity: int, used: Sequence[int]) -> None:
         shape = (self.slots, self._kv_heads, capacity, self._head_dim)
-        keys = [np.zeros(shape, np.float32) for _ in range(self._layers)]
-        values = [np.zeros(shape, np.float32) for _ in range(self._layers)]
+        keys = [mapped_zeros(shape) for _ in range(self._layers)]
+        values = [mapped_zeros(shape) for _ in range(self._layers)]
         if any(used):
             for new, old in zip(keys + values, self.keys + self.values, strict=True):
                 # Each slot's own filled positions only: one long row must not make every slot copy its length.
