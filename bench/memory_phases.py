@@ -1,12 +1,14 @@
-"""Which kind of traffic grows the chat service's resident memory, and how much stays: one chat service serving one
-model alone, the traffic bench's phases one after another (bench/traffic_prompts.py), its RSS and peak RSS read from
-/proc after each, once the engine is idle again.
+"""Which kind of traffic grows the chat service's resident memory, how much stays, and what glibc's malloc thresholds
+(CHAT_MALLOC_MMAP_THRESHOLD_KB, CHAT_MALLOC_TRIM_THRESHOLD_KB) cost in speed: one chat service serving one model
+alone, the traffic bench's phases one after another (bench/traffic_prompts.py), its RSS and peak RSS read from /proc
+after each, once the engine is idle again, and each phase's output tokens per second.
 
-    python -m bench.memory_phases [--model qwen2.5-coder-0.5b-instruct]
-    MALLOC_MMAP_THRESHOLD_=65536 MALLOC_TRIM_THRESHOLD_=131072 python -m bench.memory_phases   # glibc told to give back
+    python -m bench.memory_phases [--model qwen2.5-coder-0.5b-instruct] [--repeats 2] [--arms thresholds default]
 
-The service inherits this process's environment, so glibc's malloc tunables set here reach it. Prints one line per
-phase: RSS and peak in MB, and the prefix cache's blocks.
+Arms: `default` runs the service's defaults (glibc's own thresholds: its mmap threshold rises to 32 MB);
+`thresholds` sets a 64 KB mmap threshold and a 128 KB trim threshold. Each repeat starts a fresh service per arm, the
+order rotated repeat to repeat. Sampled phases send a fixed seed. Prints a markdown table per arm (the last repeat's
+memory) and each phase's tok/s ratio, thresholds over default, median over repeats.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -26,15 +29,21 @@ from bench.clients import ChatTarget
 from bench.local_stack import SoloChat
 from bench.peers import rss_mb
 
-LOOKUP = {"speculative": {"method": "ngram"}}
-PHASES = [  # name, prompt maker, streams, max_tokens, sampler fields (None: greedy; {}: the model's defaults)
+SEED = {"seed": 11}  # the model's default samplers, with a seed: both arms decode the same answers
+LOOKUP = {"speculative": {"method": "ngram"}, **SEED}
+PHASES = [  # name, prompt maker, streams, max_tokens, sampler fields (None: greedy)
     ("short questions, 8 streams, greedy", traffic_prompts.question, 8, 128, None),
-    ("short questions, 8 streams, defaults", traffic_prompts.question, 8, 128, {}),
-    ("long answers, 8 streams", traffic_prompts.long_answer, 8, 320, {}),
-    ("code edits, 8 streams", traffic_prompts.code_edit, 8, 400, {}),
+    ("short questions, 8 streams, defaults", traffic_prompts.question, 8, 128, SEED),
+    ("long answers, 8 streams", traffic_prompts.long_answer, 8, 320, SEED),
+    ("long answers, 1 stream", traffic_prompts.long_answer, 1, 320, SEED),
+    ("code edits, 8 streams", traffic_prompts.code_edit, 8, 400, SEED),
     ("code edits, 1 stream, prompt lookup", traffic_prompts.code_edit, 1, 400, LOOKUP),
     ("code edits, 8 streams, prompt lookup", traffic_prompts.code_edit, 8, 400, LOOKUP),
 ]
+ARMS = {
+    "default": {"CHAT_MALLOC_MMAP_THRESHOLD_KB": "", "CHAT_MALLOC_TRIM_THRESHOLD_KB": ""},  # the service's defaults
+    "thresholds": {"CHAT_MALLOC_MMAP_THRESHOLD_KB": "64", "CHAT_MALLOC_TRIM_THRESHOLD_KB": "128"},
+}
 
 
 def prefix_blocks(url: str) -> str:
@@ -44,27 +53,60 @@ def prefix_blocks(url: str) -> str:
     return "-"
 
 
-async def measure(model: str) -> list[str]:
-    settings = {"CHAT_MODEL_ID": model, "CHAT_MAX_MODEL_LEN": "4096"}  # as the manifest serves the Qwen models
+async def measure(model: str, arm: str) -> list[dict]:
+    """One fresh service under `arm`: a row per phase (and one after start) with RSS, peak, blocks and tok/s."""
+    settings = {"CHAT_MODEL_ID": model, "CHAT_MAX_MODEL_LEN": "4096", **ARMS[arm]}  # as the manifest serves Qwen
     with tempfile.TemporaryDirectory() as run_dir, SoloChat(Path(run_dir), models_dir() / model, settings) as chat:
         target = ChatTarget("chat", chat.url + "/v1", model)
-        lines = [f"| after start | {rss_mb(chat.pid)['rss_mb']:.0f} | {rss_mb(chat.pid)['peak_mb']:.0f} | 0 |"]
+        rows = [{"phase": "after start", **rss_mb(chat.pid), "blocks": "0", "tok_s": None}]
         for name, prompt, streams, max_tokens, sampling in PHASES:
             conversations = [prompt(i) for i in range(max(4, streams))]
-            await clients.closed_loop_chat(target, conversations, streams, max_tokens, sampling)
-            memory = rss_mb(chat.pid)
-            lines.append(f"| {name} | {memory['rss_mb']:.0f} | {memory['peak_mb']:.0f} | {prefix_blocks(chat.url)} |")
-        return lines
+            phase = await clients.closed_loop_chat(target, conversations, streams, max_tokens, sampling)
+            failed = [r.error for r in phase.records if r.error]
+            if failed:
+                raise RuntimeError(f"{name}: {failed[0]}")
+            rows.append(
+                {"phase": name, **rss_mb(chat.pid), "blocks": prefix_blocks(chat.url), "tok_s": phase.output_tok_s}
+            )
+        return rows
 
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="qwen2.5-coder-0.5b-instruct")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--arms", nargs="+", choices=sorted(ARMS), default=["thresholds", "default"])
     args = parser.parse_args()
-    rows = asyncio.run(measure(args.model))
-    header = ["| after | RSS MB | peak RSS MB | prefix cache blocks |", "|---|---|---|---|"]
-    sys.stdout.write("\n".join([*header, *rows]) + "\n")
+    runs: dict[str, list[list[dict]]] = {arm: [] for arm in args.arms}
+    for repeat in range(args.repeats):
+        order = args.arms[repeat % len(args.arms) :] + args.arms[: repeat % len(args.arms)]
+        for arm in order:
+            logging.info("repeat %d, arm %s", repeat + 1, arm)
+            runs[arm].append(asyncio.run(measure(args.model, arm)))
+    out = []
+    for arm, repeats in runs.items():
+        out += [
+            f"\n{arm}:",
+            "| after | RSS MB | peak RSS MB | prefix cache blocks | output tok/s |",
+            "|---|---|---|---|---|",
+        ]
+        for row in repeats[-1]:
+            tok_s = "" if row["tok_s"] is None else f"{row['tok_s']:.1f}"
+            out.append(f"| {row['phase']} | {row['rss_mb']:.0f} | {row['peak_mb']:.0f} | {row['blocks']} | {tok_s} |")
+    if set(runs) == set(ARMS):
+        out += [
+            "\ntok/s, thresholds / default (median of paired repeats):",
+            "| phase | ratio | per repeat |",
+            "|---|---|---|",
+        ]
+        for index, (name, *_) in enumerate(PHASES, start=1):
+            ratios = [
+                t[index]["tok_s"] / g[index]["tok_s"] for t, g in zip(runs["thresholds"], runs["default"], strict=True)
+            ]
+            per_repeat = ", ".join(f"{ratio:.3f}" for ratio in ratios)
+            out.append(f"| {name} | {statistics.median(ratios):.3f} | {per_repeat} |")
+    sys.stdout.write("\n".join(out) + "\n")
     return 0
 
 

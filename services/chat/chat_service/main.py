@@ -12,6 +12,7 @@ from ortserve_common.admin_models import admin_models_router
 from ortserve_common.app import create_service_app
 from ortserve_common.cpu import log_cpu
 from ortserve_common.limits.limiter import key_limiter_for
+from ortserve_common.malloc import tune_malloc
 from ortserve_common.registration import RegistrationClient
 from ortserve_common.server import on_drain
 
@@ -70,6 +71,13 @@ def create_app(settings: ChatSettings, engine_factory: EngineFactory = load_engi
             "CHAT_ENGINE_DYNAMIC_BLOCK_BASE): %s",
             spinning.describe(),
             extra={"engine_spin": spinning.config_entries()},
+        )
+        # Before the models load: the thresholds govern the allocations that follow.
+        malloc = tune_malloc(settings.malloc_mmap_threshold_kb, settings.malloc_trim_threshold_kb, logger)
+        logger.info(
+            "glibc malloc thresholds (CHAT_MALLOC_MMAP_THRESHOLD_KB, CHAT_MALLOC_TRIM_THRESHOLD_KB): %s",
+            malloc or "glibc's own",
+            extra={"malloc": malloc},
         )
         database = await to_thread.run_sync(open_database, settings.data_dir, settings.database_url)
         conversations = ConversationServing(ConversationStore(database))

@@ -6,14 +6,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from ortserve_common.models_dir import DEFAULT_MODELS_DIR
-from ortserve_common.settings import ModelHostSettings
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from chat_service.engine.spinning import SpinPolicy
+from chat_service.process_settings import EngineProcessSettings
 
 
-class ChatSettings(ModelHostSettings):
+class ChatSettings(EngineProcessSettings):
     model_config = SettingsConfigDict(env_prefix="CHAT_", extra="ignore", validate_default=True)
 
     model_path: Path | None = Field(
@@ -163,34 +162,6 @@ class ChatSettings(ModelHostSettings):
         description="When a model is unloaded (/admin/models/unload), how long its running generations may take to "
         "finish; those still running then end with a model_unloaded error. New requests for it get 404 at once.",
     )
-    engine_threads: int | None = Field(
-        None,
-        ge=1,
-        description="ONNX Runtime intra-op threads per model; unset (or empty), the usable cores: the CPUs this "
-        "process may run on, capped by its cgroup's CPU quota (a container's --cpus), never the host's count. A "
-        "models_file entry's engine threads take its place for that model.",
-    )
-    engine_spin: SpinPolicy = Field(
-        "default",
-        description="How idle ONNX Runtime intra-op threads wait for work, in both engines: default (onnxruntime's "
-        "own: they spin a while, inside a decode step and after it), off (never spin: each parallel section pays a "
-        "thread wake-up), stop (spin inside a step, stop when it returns, leaving the cores to the event loop, the "
-        "sampler and nginx between steps). The startup log names the session entries applied.",
-    )
-    engine_spin_us: int | None = Field(
-        None,
-        ge=1,
-        le=10000,
-        description="How long, in µs, an idle intra-op thread spins before it sleeps "
-        "(session.intra_op.spin_duration_us); unset: onnxruntime's own spin count. Not with CHAT_ENGINE_SPIN=off.",
-    )
-    engine_dynamic_block_base: int | None = Field(
-        None,
-        ge=1,
-        le=64,
-        description="Split each parallel loop of N iterations into blocks that shrink as it runs, from N / (threads "
-        "× this), taken by whichever thread is free (session.dynamic_block_base, e.g. 4); unset: equal blocks.",
-    )
     default_temperature: float = Field(
         0.7, ge=0, le=2, description="Temperature when neither the request nor the model's defaults give one."
     )
@@ -274,11 +245,9 @@ class ChatSettings(ModelHostSettings):
     )
     image_fetch_timeout_s: float = Field(10.0, gt=0, description="Time limit on fetching one remote image.")
 
-    @field_validator(
-        "model_path", "models_file", "engine_threads", "engine_spin_us", "engine_dynamic_block_base", mode="before"
-    )
+    @field_validator("model_path", "models_file", mode="before")
     @classmethod
-    def _empty_is_unset(cls, value: Any) -> Any:
+    def _empty_source_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("models", mode="before")
@@ -297,8 +266,4 @@ class ChatSettings(ModelHostSettings):
             )
         if self.models and self.models_file is None:
             raise ValueError("CHAT_MODELS picks entries of CHAT_MODELS_FILE, which is not set")
-        if self.engine_spin == "off" and self.engine_spin_us is not None:
-            raise ValueError(
-                "CHAT_ENGINE_SPIN_US bounds a spin, and CHAT_ENGINE_SPIN=off turns spinning off: unset one"
-            )
         return self
