@@ -39,6 +39,7 @@ import numpy as np
 from chat_service.engine.batched.decoder import OnnxDecoder
 from chat_service.engine.batched.prefix_cache import PrefixCache
 from chat_service.engine.batched.rows import BatchRow
+from chat_service.engine.batched.scheduler_stats import scheduler_stats
 from chat_service.engine.batched.slots import SlotTable
 from chat_service.engine.batched.speculation import SpeculationCounts, verify_row, wants_speculation
 from chat_service.engine.config import EngineConfig
@@ -120,25 +121,9 @@ class BatchScheduler:
         return len(self._pending)
 
     def stats(self) -> EngineStats:
-        """Read from another thread while this one runs: each figure is read once, so they may be a step apart
-        from one another, never torn."""
-        rows, staged, cache = list(self._table.rows), self._table.staged, self._decoder.cache
-        used = sum(row.length for row in rows) + (staged.length if staged is not None else 0)
-        return EngineStats(
-            rows_decoding=len(rows),
-            rows_waiting=len(self._pending),
-            rows_waiting_batch=self._pending.depth("batch"),
-            kv_slots=cache.slots,
-            kv_slots_used=len(rows) + (staged is not None),
-            kv_positions_used=used,
-            kv_positions_allocated=cache.slots * cache.capacity,
-            kv_bytes_per_position=cache.bytes_per_position,
-            prefix_cache_hit_tokens=self._prefix.hit_tokens,
-            prefix_cache_blocks=len(self._prefix),
-            decode_steps=self.steps,
-            spec_verify_steps=self.speculation.verify_calls,
-            spec_draft_tokens=self.speculation.drafted,
-            spec_accepted_tokens=self.speculation.accepted,
+        """Read from another thread while this one runs (see scheduler_stats)."""
+        return scheduler_stats(
+            self._table, self._pending, self._decoder.cache, self._prefix, self.steps, self.speculation
         )
 
     # The scheduler thread -----------------------------------------------------------------------------------------
