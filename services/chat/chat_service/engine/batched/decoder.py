@@ -28,6 +28,7 @@ from chat_service.engine.batched.gathered_logits import (
 )
 from chat_service.engine.batched.graph import input_names
 from chat_service.engine.batched.kv_cache import SlotKVCache
+from chat_service.engine.batched.weight_pages import release_weight_pages
 
 logger = logging.getLogger(__name__)
 
@@ -53,11 +54,13 @@ class OnnxDecoder:
         max_len: int,
         session_entries: Mapping[str, str] | None = None,
         gather_logits: bool = True,
+        release_weight_file: bool = True,
     ) -> None:
         """`genai_config` must have passed check_batched_graph: the graph's inputs are not checked again here.
         `session_entries`: onnxruntime session config entries (the thread spinning policy, engine/spinning.py).
         `gather_logits` False runs the graph as built (every position's logits), as does a graph the edit does not
-        fit (logged)."""
+        fit (logged). `release_weight_file` gives back the weight file's pages the session keeps mapped
+        (weight_pages.py); `released_bytes` says how many were resident."""
         decoder = genai_config["model"]["decoder"]
         outputs = decoder.get("outputs", {})
         self._logits = outputs.get("logits", "logits")
@@ -73,6 +76,7 @@ class OnnxDecoder:
         self.layers = int(decoder["num_hidden_layers"])
         self._ids, self._mask, self._past = input_names(decoder)
         self.session = self._open(model_path / decoder["filename"], options, gather_logits, decoder)
+        self.released_bytes = release_weight_pages(model_path) if release_weight_file else 0
         self.gathers = POSITIONS_INPUT in {i.name for i in self.session.get_inputs()}
         self._present = [
             (

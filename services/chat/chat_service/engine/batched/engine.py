@@ -57,7 +57,8 @@ class BatchedEngine:
         self._scheduler.start()
         logger.info(
             "batched engine on %s: %d slots of up to %d positions, %d kept for interactive requests (%.1f MB of KV "
-            "per 1k positions per slot); prefix cache of %d blocks of %d tokens; onnxruntime thread spinning %s",
+            "per 1k positions per slot); prefix cache of %d blocks of %d tokens; onnxruntime thread spinning %s; "
+            "%.1f MB of the weight file's pages given back after loading",
             folder.model_path,
             config.slots,
             self.context_length,
@@ -66,6 +67,7 @@ class BatchedEngine:
             self._prefix_cache.capacity_blocks,
             config.prefix_block_tokens,
             decoder.session_entries(SPINNING_KEYS) or "as onnxruntime's defaults",
+            decoder.released_bytes / 2**20,
         )
 
     @property
