@@ -97,6 +97,11 @@ def test_keys_as_x_api_key_or_bearer_and_anthropic_shaped_refusals(stack: Stack)
         _anthropic_error(wrong, 401, "authentication_error")
         query = http.post("/v1/messages?api_key=x", json=body, headers={"x-api-key": stack.api_key})
         _anthropic_error(query, 400, "invalid_request_error")
+        # A method nginx refuses itself (TRACE) is Anthropic's 405 here, with the route's Allow.
+        traced = http.request("TRACE", "/v1/messages/count_tokens", headers={"x-api-key": stack.api_key})
+        _anthropic_error(traced, 405, "invalid_request_error")
+        assert "POST" in traced.headers["allow"]
+        assert http.request("TRACE", "/v1/models").json()["error"]["code"] == "method_not_allowed"
         # x-api-key opens the OpenAI routes too, whose refusals keep OpenAI's shape.
         assert http.get("/v1/models", headers={"x-api-key": stack.api_key}).status_code == 200
         assert http.get("/v1/models").json()["error"]["code"] == "invalid_api_key"
