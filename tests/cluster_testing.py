@@ -88,15 +88,19 @@ class ClusterStack(ComposeStack):
             response = http.get(f"/v1/models/{model}", headers={"Authorization": f"Bearer {self.api_key}"})
         return response.json() if response.status_code == 200 else {}
 
-    def upstreams(self) -> dict[str, str]:
-        """request id -> upstream address(es), from the proxy's JSON access log (the proxy runs on the manager)."""
+    def access_log(self) -> dict[str, dict]:
+        """request id -> the proxy's JSON access-log entry (the proxy runs on the manager)."""
         found = {}
         logs = self.swarm("service", "logs", "--raw", f"{STACK}_proxy", check=False)
         for line in logs.splitlines():
             if line.startswith("{") and '"request_id"' in line:
                 entry = json.loads(line)
-                found[entry["request_id"]] = entry["upstream"]
+                found[entry["request_id"]] = entry
         return found
+
+    def upstreams(self) -> dict[str, str]:
+        """request id -> upstream address(es) nginx tried, in order ("a:8000, b:8000" after a retry)."""
+        return {rid: entry["upstream"] for rid, entry in self.access_log().items()}
 
 
 @dataclass

@@ -136,6 +136,9 @@ def test_a_killed_node_loses_only_its_own_streams(cluster: ClusterStack) -> None
     victim_ips = {ip for task in cluster.tasks("chat") if task["node"] == victim for ip in task["ips"]}
     with StreamLoad(cluster.openai(), workers=4) as load:
         cluster.wait_until("streams flowing", lambda: len(load.completed()) >= 4, DEADLINE_S)
+        # Where the replicas are: a start-first rolling update and a drain leave the spread uneven (2 of 3 on one
+        # node is common), and the swarm does not move them back.
+        placement = cluster.running_nodes("chat")
         killed_at = time.monotonic()
         docker("kill", victim)
         cluster.wait_until(
@@ -149,16 +152,39 @@ def test_a_killed_node_loses_only_its_own_streams(cluster: ClusterStack) -> None
             DEADLINE_S,
         )
     healed_s = time.monotonic() - killed_at
-    upstreams = cluster.upstreams()
+    logged = cluster.access_log()
+    upstreams = {rid: entry["upstream"] for rid, entry in logged.items()}
     failed, after = load.failed(), [o for o in load.failed() if o.started > killed_at]
     on_victim = [o for o in failed if upstreams.get(o.trace_id, "").split(":")[0] in victim_ips]
     slowest_failure_s = max((o.ended - killed_at for o in failed), default=0.0)
+    survivors = [node for node in placement if node != victim]
     print(
-        f"\n[cluster] node kill: {len(load.completed())} streams completed, {len(failed)} lost "
-        f"({len(on_victim)} on the dead node, {len(after)} started after the kill); the last loss ended "
-        f"{slowest_failure_s:.1f} s after the kill; 3 replicas listed again {healed_s:.0f} s after it"
+        f"\n[cluster] node kill: chat replicas on {placement}; {len(load.completed())} streams completed, "
+        f"{len(failed)} lost ({len(on_victim)} on the dead node, {len(after)} started after the kill); the last "
+        f"loss ended {slowest_failure_s:.1f} s after the kill; 3 replicas listed again {healed_s:.0f} s after it"
     )
-    assert len(on_victim) == len(failed)  # only streams that were on the dead node
-    assert not after  # and nothing sent after it died
+    # Each loss and each request nginx had to retry, with what it tried, for a failure to explain itself.
+    retried = [o for o in load.outcomes if "," in upstreams.get(o.trace_id, "")]
+    for o in sorted({id(o): o for o in failed + retried}.values(), key=lambda o: o.started):
+        entry = logged.get(o.trace_id, {})
+        print(
+            f"[cluster]   {o.started - killed_at:+.1f} s to {o.ended - killed_at:+.1f} s: "
+            f"{entry.get('status')} from {entry.get('upstream')} ({entry.get('upstream_status')}; dead node: "
+            f"{sorted(victim_ips)}) {o.error[:80]}"
+        )
+    before = [o for o in failed if o.started <= killed_at]
+    assert all(o in on_victim for o in before)  # the streams lost at the kill were all on the dead node
+    # A request sent after the kill still meets the dead node's addresses: Docker's DNS lists them for about 10 s,
+    # dropping one at a time, and nginx tries each for its 5 s connect timeout before the next (the retries above).
+    if survivors:
+        assert not after  # a replica on another node stayed in every answer, and each such request reached it
+    else:
+        # Every replica was on the dead node, so nothing could serve until the swarm started new ones. (A CI run lost
+        # one request sent after the kill: a 502 after exactly one 5 s connect timeout, as an answer holding one dead
+        # address and no live one gives.) Such a request must be nginx's own retryable refusal (502/504 with
+        # Retry-After), which no replica ever accepted.
+        for outcome in after:
+            statuses = logged.get(outcome.trace_id, {}).get("upstream_status", "")
+            assert "200" not in statuses and ("502" in outcome.error or "504" in outcome.error), (outcome, statuses)
     # No hang: a lost stream ends on the proxy's TCP keepalive (about 11 s), far below its hour-long read timeout.
     assert slowest_failure_s < 120
