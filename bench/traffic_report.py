@@ -71,8 +71,12 @@ def write(results: dict, out: Path) -> str:
     for with_lookup, without in (("code-edit+lookup", "code-edit"), ("defaults+lookup", "defaults")):
         for c in table.concurrencies:
             lookup_ratio = arm_ratio(table, PROXY, c, with_lookup, without)
+            decode_ratio = arm_ratio(table, PROXY, c, with_lookup, without, "decode")
             if not math.isnan(lookup_ratio):
-                summary.append(f"- ours, {c} stream(s): {with_lookup} / {without} = **{lookup_ratio:.2f}×** aggregate")
+                summary.append(
+                    f"- ours, {c} stream(s): {with_lookup} / {without} = **{lookup_ratio:.2f}×** aggregate, "
+                    f"{decode_ratio:.2f}× per-stream decode"
+                )
     scorecard = traffic_scorecard.write(table, results.get("memory", {}), results.get("kernel_ceiling"))
     lines[4:4] = [*scorecard, "## Summary", "", *summary, ""]
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -41,9 +41,20 @@ def best_peer(table: ChatTable, c: int, arm: str) -> str | None:
     return max(measured, key=lambda t: table.figure(t, c, arm, "aggregate")) if measured else None
 
 
-def arm_ratio(table: ChatTable, target: str, c: int, arm: str, base: str) -> float:
+def arm_ratio(table: ChatTable, target: str, c: int, arm: str, base: str, metric: str = "aggregate") -> float:
     """One target's arm over another arm of it, output tok/s paired within a repeat, the median."""
-    return table.ratio_of_arms(target, c, arm, base, "aggregate")
+    return table.ratio_of_arms(target, c, arm, base, metric)
+
+
+def _arms(table: ChatTable, c: int, arm: str, base: str, name: str, at_least: float) -> list[Target]:
+    """Our arm over another, by aggregate output tok/s and by per-stream decode tok/s. Sampled answers' lengths differ
+    between two arms by chance (a median of 17 tokens in one, 86 in the other, in one run), and a short answer's
+    aggregate is mostly its TTFT; the decode rate, after the first token, is what the sampler or the lookup changes."""
+    aggregate, decode = (arm_ratio(table, PROXY, c, arm, base, m) for m in ("aggregate", "decode"))
+    return [
+        Target(name, f"≥ {at_least}", aggregate, lambda f: f >= at_least),
+        Target(f"{name}, per-stream decode tok/s", f"≥ {at_least}", decode, lambda f: f >= at_least),
+    ]
 
 
 def _versus_best(table: ChatTable, c: int, arm: str, at_least: float) -> Target:
@@ -86,12 +97,13 @@ def targets(table: ChatTable, memory: dict) -> list[Target]:
     for c, goal in ((1, 1.05), (8, 1.3)):
         rows += [_versus_best(table, c, arm, goal) for arm in ("greedy", "defaults")]
     for c in (1, 8):
-        figure = arm_ratio(table, PROXY, c, "defaults", "greedy")
-        rows.append(Target(f"ours, {c} stream(s): default samplers / greedy", "≥ 0.95", figure, lambda f: f >= 0.95))
-    figure = arm_ratio(table, PROXY, 1, "code-edit+lookup", "code-edit")
-    rows.append(Target("ours, 1 stream: code edit with prompt lookup / without", "≥ 1.5", figure, lambda f: f >= 1.5))
-    figure = arm_ratio(table, PROXY, 1, "defaults+lookup", "defaults")
-    rows.append(Target("ours, 1 stream: open chat with prompt lookup / without", "≥ 0.97", figure, lambda f: f >= 0.97))
+        rows += _arms(table, c, "defaults", "greedy", f"ours, {c} stream(s): default samplers / greedy", 0.95)
+    rows += _arms(
+        table, 1, "code-edit+lookup", "code-edit", "ours, 1 stream: code edit with prompt lookup / without", 1.5
+    )
+    rows += _arms(
+        table, 1, "defaults+lookup", "defaults", "ours, 1 stream: open chat with prompt lookup / without", 0.97
+    )
     rows += [_ttft(table, "greedy"), _ttft(table, "defaults")]
     rows += _memory(memory)
     return rows
