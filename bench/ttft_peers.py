@@ -35,7 +35,8 @@ def first_token(client: httpx.Client, base_url: str, model: str, messages: list[
     """(TTFT in ms, what the server said of the prompt: usage, and llama-server's timings)."""
     body = {"model": model, "messages": messages, "max_tokens": 2, "stream": True, "temperature": 0}
     body["stream_options"] = {"include_usage": True}
-    started, first, said = time.perf_counter(), None, {}
+    started, first = time.perf_counter(), None
+    said: dict = {}
     with client.stream("POST", f"{base_url}/chat/completions", json=body) as response:
         for line in response.iter_lines():
             if not line.startswith("data: {"):
