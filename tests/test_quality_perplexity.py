@@ -95,3 +95,15 @@ def test_verdicts_hold_int4_to_1_03_and_to_llama_cpps_q4_0_ratio() -> None:
     assert found["good"]["ratio"] == pytest.approx(1.02) and found["good"]["met"]
     assert not found["over_target"]["met_target"] and found["over_target"]["met_llama"]
     assert found["worse_than_llama"]["met_target"] and not found["worse_than_llama"]["met"]
+
+
+def test_the_report_names_each_sides_weight_types_where_the_run_recorded_them() -> None:
+    model = _model(10.2, 10.0, 10.5, 10.0)
+    assert report.types_lines(model) == [] and report.output_type(model, "Q4_0") == "?"
+    model["int4_types"] = {"by_type": {"int4": 1.0}, "output": "int4", "elements": 10}
+    model["llama"]["Q4_0"]["types"] = {"by_type": {"Q4_0": 0.8, "Q8_0": 0.2}, "output": "Q8_0", "elements": 10}
+    assert report.types_lines(model)[-2:] == [
+        "| int4 (ours) | int4 100.0 %; output matrix int4 |",
+        "| llama.cpp Q4_0 | Q4_0 80.0 %, Q8_0 20.0 %; output matrix Q8_0 |",
+    ]
+    assert (report.output_type(model, "int4"), report.output_type(model, "Q4_0")) == ("int4", "Q8_0")

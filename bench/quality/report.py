@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.quality.perplexity import Score
+from bench.quality.weight_types import describe
 
 TARGET = 1.03  # int4 perplexity at most this many times the fp32 one
 
@@ -59,6 +60,7 @@ def model_section(model_id: str, model: dict, names: list[str], verdict: dict) -
         llama_tokens = ", ".join(f"{n} {model['llama']['F32'][n]['tokens']}" for n in names)
         source = next(variant for variant, entries in model["llama"].items() if entries["source"])
         lines.append(f"llama.cpp's tokenization: {llama_tokens}; its source GGUF is {source}.")
+    lines += types_lines(model)
     lines += ["", f"- int4 / fp32 = {verdict['ratio']:.4f} (target ≤ {TARGET}): {_yes(verdict['met_target'])}"]
     if "llama_q4_0_ratio" in verdict:
         lines.append(
@@ -68,6 +70,22 @@ def model_section(model_id: str, model: dict, names: list[str], verdict: dict) -
     seconds = f"int4 {sum(v['seconds'] for v in model['int4'].values()):.0f} s, fp32 {model['fp32']['seconds']:.0f} s"
     lines += [f"- time: {model['seconds']} s for this model ({seconds}; the rest: loading, llama.cpp if run)", ""]
     return lines
+
+
+def types_lines(model: dict) -> list[str]:
+    """What each side stores its weight matrices in (tied tables counted once), where the run recorded it."""
+    sides = {"int4 (ours)": model.get("int4_types")}
+    sides |= {f"llama.cpp {variant}": entries.get("types") for variant, entries in model.get("llama", {}).items()}
+    known = {side: types for side, types in sides.items() if types}
+    if not known:
+        return []
+    lines = ["", "| side | weight matrices by type (share of their weights) |", "|---|---|"]
+    return lines + [f"| {side} | {describe(types)} |" for side, types in known.items()]
+
+
+def output_type(model: dict, side: str) -> str:
+    types = model.get("int4_types") if side == "int4" else model.get("llama", {}).get(side, {}).get("types")
+    return types["output"] if types else "?"
 
 
 def write(results: dict, out: Path) -> str:
@@ -95,13 +113,17 @@ def write(results: dict, out: Path) -> str:
         "",
         "## Verdicts",
         "",
-        "| model | int4 / fp32 | ≤ 1.03 | llama.cpp Q4_0 / F32 | int4 no worse |",
-        "|---|---|---|---|---|",
+        "| model | int4 / fp32 | ≤ 1.03 | llama.cpp Q4_0 / F32 | int4 no worse | output matrix: ours, Q4_0's |",
+        "|---|---|---|---|---|---|",
     ]
     for model_id, v in verdict.items():
         llama_ratio = f"{v['llama_q4_0_ratio']:.4f}" if "llama_q4_0_ratio" in v else "not run"
         llama_met = _yes(v["met_llama"]) if "met_llama" in v else "not run"
-        lines.append(f"| {model_id} | {v['ratio']:.4f} | {_yes(v['met_target'])} | {llama_ratio} | {llama_met} |")
+        model = results["models"][model_id]
+        outputs = f"{output_type(model, 'int4')}, {output_type(model, 'Q4_0')}"
+        lines.append(
+            f"| {model_id} | {v['ratio']:.4f} | {_yes(v['met_target'])} | {llama_ratio} | {llama_met} | {outputs} |"
+        )
     lines += ["", *(Path(__file__).with_name("reading.md").read_text().splitlines()), ""]
     for model_id, model in results["models"].items():
         lines += model_section(model_id, model, names, verdict[model_id])

@@ -26,7 +26,7 @@ from ortserve_common.models_dir import models_dir
 from bench import environment
 from bench.cpu_monitor import load_average
 from bench.peers import gguf_files, llama_cpp_bin
-from bench.quality import llama, report
+from bench.quality import llama, report, weight_types
 from bench.quality.corpus import corpus
 from bench.quality.int4 import Int4Model
 from bench.quality.perplexity import score
@@ -53,11 +53,28 @@ def fp32_reference(model: str, tokens: dict, work: Path, threads: int) -> dict:
 
 def measure(model: str, args: argparse.Namespace, work: Path, bin_dir: Path | None, earlier: dict | None) -> dict:
     """One model's figures; earlier (the same model, corpus and windows from a previous run) supplies the int4 and
-    fp32 scores, the slow part, so that a run can add llama.cpp's without redoing them."""
-    texts = corpus()
+    fp32 scores, the slow part, so that a run can add llama.cpp's without redoing them (and keeps its llama.cpp
+    figures where this run runs no llama.cpp for the model)."""
     if earlier is not None:
         logger.info("%s: int4 and fp32 scores reused from an earlier run", model)
-        return earlier | {"llama": measure_llama(model, args, work, bin_dir)}
+        if bin_dir is None and earlier.get("llama"):
+            return with_types(model, earlier)
+        return with_types(model, earlier | {"llama": measure_llama(model, args, work, bin_dir)})
+    return with_types(model, score_model(model, args, work) | {"llama": measure_llama(model, args, work, bin_dir)})
+
+
+def with_types(model: str, figures: dict) -> dict:
+    """The figures with what each side stores its weights in (bench/quality/weight_types.py)."""
+    figures = figures | {"int4_types": weight_types.onnx_types(MODELS_DIR / model)}
+    for entries in figures.get("llama", {}).values():
+        if "types" not in entries and Path(entries["gguf"]).exists():
+            entries["types"] = weight_types.gguf_types(Path(entries["gguf"]), BUILD_PYTHON)
+    return figures
+
+
+def score_model(model: str, args: argparse.Namespace, work: Path) -> dict:
+    """The int4 build's and the fp32 reference's scores on the same ids."""
+    texts = corpus()
     int4 = Int4Model(MODELS_DIR / model, args.threads)
     ids = {text.name: int4.encode(text.body) for text in texts}
     result: dict = {"tokens": {name: len(t) for name, t in ids.items()}, "int4": {}, "llama": {}}
@@ -70,7 +87,7 @@ def measure(model: str, args: argparse.Namespace, work: Path, bin_dir: Path | No
     job = {"context": args.context, "stride": args.stride, "texts": ids}
     start = time.monotonic()
     result["fp32"] = fp32_reference(model, job, work, args.threads) | {"seconds": round(time.monotonic() - start, 1)}
-    return result | {"llama": measure_llama(model, args, work, bin_dir)}
+    return result
 
 
 def measure_llama(model: str, args: argparse.Namespace, work: Path, bin_dir: Path | None) -> dict:
@@ -116,7 +133,10 @@ def main() -> int:
     parser.add_argument("--llama-models", nargs="+", help="run llama-perplexity for these models only")
     parser.add_argument("--note", help="a paragraph for the report: what this run left out, and why")
     parser.add_argument(
-        "--reuse", type=Path, nargs="+", help="results.json files whose int4 and fp32 scores to keep (same corpus)"
+        "--reuse",
+        type=Path,
+        nargs="+",
+        help="results.json files whose int4 and fp32 scores to keep (same corpus); with --no-llama, llama.cpp's too",
     )
     args = parser.parse_args()
     models = args.models or [m for m in MODELS if (MODELS_DIR / m / "genai_config.json").exists()]
@@ -138,6 +158,9 @@ def main() -> int:
         "models": {},
     }
     earlier = reusable(args, results["texts"])
+    if bin_dir is None and args.reuse:  # the llama.cpp figures kept are the earlier run's: say which llama.cpp
+        version = json.loads(args.reuse[-1].read_text())["environment"].get("llama.cpp")
+        results["environment"]["llama.cpp"] = f"{version}, its figures reused" if version else None
     for model in models:
         begun = time.monotonic()
         llama_here = bin_dir if args.llama_models is None or model in args.llama_models else None

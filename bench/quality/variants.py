@@ -24,6 +24,7 @@ from pathlib import Path
 
 from bench import environment
 from bench.cpu_monitor import load_average
+from bench.quality import weight_types
 from bench.quality.corpus import corpus
 from bench.quality.int4 import Int4Model
 from bench.quality.perplexity import score
@@ -162,6 +163,7 @@ def main() -> int:
     for variant in variants:
         entry = results["variants"][variant]
         entry["size_mib"] = folder_mib(folders[variant])
+        entry["types"] = weight_types.onnx_types(folders[variant])
         if "perplexity" in entry:
             continue
         start = time.monotonic()

@@ -6,6 +6,7 @@ import statistics
 from pathlib import Path
 
 from bench.quality.perplexity import Score
+from bench.quality.weight_types import describe
 
 QUALITY_TARGET = 1.03
 
@@ -48,8 +49,8 @@ def write(results: dict, out: Path) -> None:
         ),
         "",
         "| variant | builder options beyond the served ones | int4 / fp32 | ≤ 1.03 | decode vs served | prefill vs"
-        " served | decode tok/s | weights MiB | RSS after load MiB | peak RSS MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        " served | decode tok/s | weights MiB | RSS after load MiB | peak RSS MiB | weight matrices by type |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     served_options = results["options"]["served"]
     for name, entry in results["variants"].items():
@@ -60,11 +61,12 @@ def write(results: dict, out: Path) -> None:
         lines.append(
             f"| {name} | {' '.join(f'`{o}`' for o in extra)} | {ratio:.4f} | {met} | {entry['decode_ratio']:.2f}×"
             f" | {entry['prefill_ratio']:.2f}× | {_median(probes, 'decode_tok_s'):.1f} | {entry['size_mib']}"
-            f" | {_median(probes, 'loaded_rss_mib'):.0f} | {_median(probes, 'peak_rss_mib'):.0f} |"
+            f" | {_median(probes, 'loaded_rss_mib'):.0f} | {_median(probes, 'peak_rss_mib'):.0f}"
+            f" | {describe(entry['types']) if entry.get('types') else '?'} |"
         )
     for name, reason in results.get("failed", {}).items():
         extra = [o for o in results["options"][name] if o not in served_options]
-        lines.append(f"| {name} | {' '.join(f'`{o}`' for o in extra)} | not built: {reason} | | | | | | | |")
+        lines.append(f"| {name} | {' '.join(f'`{o}`' for o in extra)} | not built: {reason} | | | | | | | | |")
     texts = list(fp32_texts)
     lines += ["", "Per text (perplexity):", "", "| variant | " + " | ".join(texts) + " |"]
     lines.append("|---|" + "---|" * len(texts))
