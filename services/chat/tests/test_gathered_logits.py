@@ -67,7 +67,7 @@ def test_every_call_reads_the_full_graphs_rows(smollm_path) -> None:
 
 
 def test_a_graph_the_edit_does_not_fit_runs_whole(smollm_path, plain, monkeypatch, caplog) -> None:
-    def refuse(onnx_path: Path, logits_name: str) -> bytes:
+    def refuse(graph: onnx.ModelProto, logits_name: str) -> bytes:
         raise VariantUnavailable("made to fail by the test")
 
     monkeypatch.setattr(decoder_module, "gathered_logits_model", refuse)
@@ -93,8 +93,9 @@ def test_a_variant_that_returns_every_position_is_caught_at_startup(smollm_path,
     """A rewrite that fits in form but not in effect (here: the positions input added, nothing gathered) must not
     reach a request: the decoder's startup probe sees the shape and opens the graph as built."""
 
-    def ignore_positions(onnx_path: Path, logits_name: str) -> bytes:
-        model = onnx.load(str(onnx_path), load_external_data=False)
+    def ignore_positions(graph: onnx.ModelProto, logits_name: str) -> bytes:
+        model = onnx.ModelProto()
+        model.CopyFrom(graph)
         model.graph.input.append(helper.make_tensor_value_info(POSITIONS_INPUT, TensorProto.INT64, ["b", "k"]))
         return model.SerializeToString()
 

@@ -7,6 +7,7 @@ A prefill with past tokens present must run at batch 1, hence: prefill new rows,
 The graph runs as gathered_logits.py rewrites it when it opens: logits only at the positions each call reads (a
 prefill's or a chunk's last, a decode row's one, a verify's every position), so a prompt chunk neither runs the lm_head
 on nor returns logits for every position. A graph the rewrite does not fit runs as built, with the same results.
+A tied embedding gathers its rows from the weight file rather than from a folded copy of the table (file_table.py).
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
+from chat_service.engine.batched.file_table import gather_from_file
 from chat_service.engine.batched.gathered_logits import (
     EXTERNAL_DATA_FOLDER_KEY,
     POSITIONS_INPUT,
     VariantUnavailable,
     gathered_logits_model,
+    read_graph,
 )
 from chat_service.engine.batched.graph import input_names
 from chat_service.engine.batched.kv_cache import SlotKVCache
@@ -55,12 +58,14 @@ class OnnxDecoder:
         session_entries: Mapping[str, str] | None = None,
         gather_logits: bool = True,
         release_weight_file: bool = True,
+        gather_from_weight_file: bool = True,
     ) -> None:
         """`genai_config` must have passed check_batched_graph: the graph's inputs are not checked again here.
         `session_entries`: onnxruntime session config entries (the thread spinning policy, engine/spinning.py).
         `gather_logits` False runs the graph as built (every position's logits), as does a graph the edit does not
         fit (logged). `release_weight_file` gives back the weight file's pages the session keeps mapped
-        (weight_pages.py); `released_bytes` says how many were resident."""
+        (weight_pages.py); `released_bytes` says how many were resident. `gather_from_weight_file` False keeps a
+        tied embedding's folded copy of its table (file_table.py), the "before" of its test."""
         decoder = genai_config["model"]["decoder"]
         outputs = decoder.get("outputs", {})
         self._logits = outputs.get("logits", "logits")
@@ -75,6 +80,8 @@ class OnnxDecoder:
             options.add_session_config_entry(key, value)
         self.layers = int(decoder["num_hidden_layers"])
         self._ids, self._mask, self._past = input_names(decoder)
+        self.file_tables: list[str] = []  # the Gathers that read their table from the weight file (file_table.py)
+        self._gather_from_file = gather_from_weight_file
         self.session = self._open(model_path / decoder["filename"], options, gather_logits, decoder)
         self.released_bytes = release_weight_pages(model_path) if release_weight_file else 0
         self.gathers = POSITIONS_INPUT in {i.name for i in self.session.get_inputs()}
@@ -119,12 +126,17 @@ class OnnxDecoder:
         self, onnx_path: Path, options: ort.SessionOptions, gather_logits: bool, decoder: dict[str, Any]
     ) -> ort.InferenceSession:
         providers = ["CPUExecutionProvider"]
+        try:
+            graph = read_graph(onnx_path)
+        except VariantUnavailable as exc:
+            logger.warning("%s: opened as built (%s)", onnx_path, exc)
+            return ort.InferenceSession(str(onnx_path), options, providers=providers)
+        # From bytes there is no path to find the weight file by: it is the graph file's neighbour.
+        options.add_session_config_entry(EXTERNAL_DATA_FOLDER_KEY, str(onnx_path.parent))
+        self.file_tables = gather_from_file(graph) if self._gather_from_file else []
         if gather_logits:
             try:
-                variant = gathered_logits_model(onnx_path, self._logits)
-                # From bytes there is no path to find the weight file by: it is the graph file's neighbour.
-                options.add_session_config_entry(EXTERNAL_DATA_FOLDER_KEY, str(onnx_path.parent))
-                session = ort.InferenceSession(variant, options, providers=providers)
+                session = ort.InferenceSession(gathered_logits_model(graph, self._logits), options, providers=providers)
                 self._probe(session, decoder)
                 return session
             except (VariantUnavailable, *ORT_ERRORS) as exc:
@@ -133,7 +145,7 @@ class OnnxDecoder:
                     onnx_path,
                     exc,
                 )
-        return ort.InferenceSession(str(onnx_path), options, providers=providers)
+        return ort.InferenceSession(graph.SerializeToString(), options, providers=providers)
 
     def _probe(self, session: ort.InferenceSession, decoder: dict[str, Any]) -> None:
         """One 3-token call (no past) asking for positions 2 and 0: a graph the rewrite fitted only in form (its lm_head

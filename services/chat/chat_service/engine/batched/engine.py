@@ -58,7 +58,7 @@ class BatchedEngine:
         logger.info(
             "batched engine on %s: %d slots of up to %d positions, %d kept for interactive requests (%.1f MB of KV "
             "per 1k positions per slot); prefix cache of %d blocks of %d tokens; onnxruntime thread spinning %s; "
-            "%.1f MB of the weight file's pages given back after loading",
+            "%.1f MB of the weight file's pages given back after loading; gathering from the weight file: %s",
             folder.model_path,
             config.slots,
             self.context_length,
@@ -68,6 +68,7 @@ class BatchedEngine:
             config.prefix_block_tokens,
             decoder.session_entries(SPINNING_KEYS) or "as onnxruntime's defaults",
             decoder.released_bytes / 2**20,
+            ", ".join(decoder.file_tables) or "none",
         )
 
     @property

@@ -39,12 +39,18 @@ class VariantUnavailable(Exception):
     as it is)."""
 
 
-def gathered_logits_model(onnx_path: Path, logits_name: str) -> bytes:
-    """The serialized variant of the graph at `onnx_path` (its external data referenced, not loaded)."""
+def read_graph(onnx_path: Path) -> onnx.ModelProto:
+    """The graph file alone (its external data referenced, not loaded)."""
     try:
-        model = onnx.load(str(onnx_path), load_external_data=False)
+        return onnx.load(str(onnx_path), load_external_data=False)
     except (OSError, DecodeError) as exc:
         raise VariantUnavailable(f"{onnx_path} could not be read: {exc}") from exc
+
+
+def gathered_logits_model(source: Path | onnx.ModelProto, logits_name: str) -> bytes:
+    """The serialized variant of the graph at `source` (a path, or a graph already read, which stays unchanged)."""
+    model = onnx.ModelProto()
+    model.CopyFrom(source if isinstance(source, onnx.ModelProto) else read_graph(source))
     graph = model.graph
     if any(i.name == POSITIONS_INPUT for i in graph.input):
         raise VariantUnavailable(f"the graph already has an input named {POSITIONS_INPUT}")
