@@ -22,8 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from chat_service.engine.batched import speculation
 from chat_service.engine.batched.decoder import OnnxDecoder
 from chat_service.engine.batched.engine import BatchedEngine
+from chat_service.engine.batched.speculation import SpeculationState
 from chat_service.engine.config import EngineConfig
 from chat_service.engine.model_folder import ModelFolder
 from chat_service.engine.types import GenerationRequest, SamplingParams
@@ -116,7 +118,10 @@ def test_greedy_with_speculation_is_the_chunked_greedy_whatever_was_accepted(smo
     assert eight == _teacher_forced(smollm_path, prompt, eight)
 
 
-def test_seeded_sampling_with_speculation_reproduces_at_any_draft_length(smollm_path) -> None:
+def test_seeded_sampling_with_speculation_reproduces_at_any_draft_length(smollm_path, monkeypatch) -> None:
+    # Sampled, SmolLM2 soon stops repeating the list, and the row would give up speculating after GIVE_UP_AFTER
+    # tokens (the last test): kept speculating here, so that drafts taken later count too.
+    monkeypatch.setattr(speculation, "GIVE_UP_AFTER", 10**6)
     engine = _engine(smollm_path)
     prompt = engine.tokenizer.encode(REPEATING)
     try:
@@ -201,3 +206,49 @@ def _one_token_reference(path: Path, prompt: list[int], reply: list[int]) -> Gre
     margins = [float(np.diff(np.partition(row, -2)[-2:])[0]) for row in stepped]
     tolerance = SAFETY * max(float(np.max(np.abs(a - b))) for a, b in zip(stepped, chunked, strict=False))
     return GreedyReference(reply, margins, folder.tokenizer.decode, tolerance)
+
+
+OPEN_CHAT = "Write a short poem about autumn leaves and the first frost."
+
+
+def test_a_row_the_lookup_keeps_missing_gives_up_after_the_same_token_at_any_draft_length(smollm_path) -> None:
+    """Open chat: the lookup's first guess is seldom the next token, so the row stops speculating (GIVE_UP_AFTER
+    tokens in) and decodes one token a step. The reply is then the chunked path's up to the token where it gave up and
+    the one-token path's after it, compared exactly with a decoder run that way by hand."""
+    engine = _engine(smollm_path)
+    tokenizer = engine.tokenizer
+    prompt = tokenizer.encode(tokenizer.apply_chat_template([{"role": "user", "content": OPEN_CHAT}]))
+    try:
+        before = engine.stats()
+        reply = _text_tokens(_generate(engine, prompt, GREEDY, 64, 8))
+        after = engine.stats()
+        shorter = _text_tokens(_generate(engine, prompt, GREEDY, 64, 2))
+        sampled = [_generate(engine, prompt, SEEDED, 64, n) for n in (8, 2)]
+        end = engine.stats()
+    finally:
+        engine.close()
+    assert after.spec_rows_given_up - before.spec_rows_given_up == 1
+    assert end.spec_rows_given_up - after.spec_rows_given_up == 3  # the greedy at 2, both sampled
+    assert _text_tokens(sampled[0]) == _text_tokens(sampled[1])
+    assert [e.logprobs for e in sampled[0]] == [e.logprobs for e in sampled[1]]
+    assert after.decode_steps > before.decode_steps  # one-token steps once it gave up
+    assert shorter == reply  # the same token ends speculation whatever the draft length
+    # Where it gave up follows from the tokens alone: the first verify call's drafter holds the prompt and the first
+    # token, and scores each token after.
+    state = SpeculationState([*prompt, reply[0]], 8, 3)
+    given_up_at = next((i for i, token in enumerate(reply[1:], start=1) if _gives_up(state, token)), None)
+    assert given_up_at is not None and given_up_at < len(reply) - 1, (given_up_at, len(reply))
+    assert reply[: given_up_at + 1] == _teacher_forced(smollm_path, prompt, reply[: given_up_at + 1])
+    decoder = OnnxDecoder(smollm_path, ModelFolder(smollm_path, max_model_len=1024).config, 2, 1, 1024)
+    decoder.prefill([[*prompt, *reply[:given_up_at]]], 0)
+    stepped, token = [], reply[given_up_at]
+    for position in range(len(prompt) + given_up_at, len(prompt) + len(reply) - 1):
+        token = int(np.argmax(decoder.decode([token], [position])[0]))
+        stepped.append(token)
+    assert reply[given_up_at + 1 :] == stepped, (given_up_at, len(reply))
+    assert len(stepped) >= 8, (given_up_at, len(reply))  # enough one-token steps after it to tell the paths apart
+
+
+def _gives_up(state: SpeculationState, token: int) -> bool:
+    state.append(token)
+    return state.given_up

@@ -104,3 +104,4 @@ class EngineStats:
     spec_verify_steps: int = 0  # a lone row's speculative verify calls (each one step of that row)
     spec_draft_tokens: int = 0  # prompt-lookup tokens drafted into those calls
     spec_accepted_tokens: int = 0  # of those, the ones the row's sampler drew: tokens gained over one per step
+    spec_rows_given_up: int = 0  # rows that stopped speculating, their drafts seldom right (speculation.py)

@@ -107,6 +107,12 @@ ENGINE_SERIES = (
         "counter",
         "spec_accepted_tokens",
     ),
+    (
+        "ortserve_engine_spec_rows_given_up",
+        "Rows that stopped speculating for the rest of their reply: the lookup seldom guessed their tokens.",
+        "counter",
+        "spec_rows_given_up",
+    ),
 )
 
 

@@ -37,7 +37,8 @@ class BatchRow:
         """Count a sampled token and make its event: its text so far, and the finish reason on EOS or max_tokens."""
         self.generated += 1
         if self.speculation is not None:
-            self.speculation.drafter.append(token)
+            self.speculation.append(token)
+            self.speculates = self.speculates and not self.speculation.given_up
         finish: FinishReason | None = None
         if token in eos_token_ids:
             text, finish = self.detokenizer.flush(), "stop"

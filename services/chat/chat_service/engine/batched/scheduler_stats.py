@@ -37,4 +37,5 @@ def scheduler_stats(
         spec_verify_steps=speculation.verify_calls,
         spec_draft_tokens=speculation.drafted,
         spec_accepted_tokens=speculation.accepted,
+        spec_rows_given_up=speculation.given_up,
     )
