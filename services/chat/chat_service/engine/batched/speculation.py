@@ -105,7 +105,10 @@ class SpeculationState:
         self.given_up = False
 
     def append(self, token: int) -> None:
-        """The row's next token: scored against the lookup's first guess, then added to what it drafts from."""
+        """The row's next token: scored against the lookup's first guess, then added to what it drafts from. Once
+        the row has given up it drafts no more, so nothing is scored or indexed."""
+        if self.given_up:
+            return
         self.observed += 1
         self.guessed += self.drafter.propose(1) == [token]
         self.drafter.append(token)
