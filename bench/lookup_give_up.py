@@ -1,8 +1,10 @@
-"""Prompt lookup with the model's default samplers, in-process: off, on (rows give up when the lookup keeps missing)
-and on without giving up, interleaved per prompt.
+"""Prompt lookup with the model's default samplers, in-process: `off`; `on` (a probation of 16 scored one-token
+steps, then drafts, and rows give up when the lookup keeps missing); `probation-8` (the same after 8); `no-probation`
+(drafts from the first step, giving up from the 16th token on); and `always` (drafts from the first step, never
+giving up); interleaved per prompt.
 
     python -m bench.lookup_give_up [--model qwen2.5-coder-0.5b-instruct] [--workload chat|code] [--rounds 2]
-                                   [--max-tokens 128]
+                                   [--max-tokens 128] [--arms off,on,probation-8,no-probation,always]
 
 Each request is seeded and sent alone to one BatchedEngine (no HTTP); the arms take turns per prompt, the order
 rotated. Reported: each arm's median decode rate (tokens after the first over the time after it), the engine's
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import statistics
 import time
@@ -37,7 +40,7 @@ MORE_CHAT = [
     "What should I consider when buying a used car?",
     "Summarize the plot of a classic detective novel you like.",
 ]
-ARMS = ("off", "on", "always")
+ARMS = ("off", "on", "probation-8", "no-probation", "always")
 GIVE_UP_AFTER = speculation.GIVE_UP_AFTER
 
 
@@ -61,15 +64,24 @@ def main() -> None:
     parser.add_argument("--workload", choices=["chat", "code"], default="chat")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument(
+        "--arms", default="off,on,no-probation,always", help="a comma-separated subset of " + ",".join(ARMS)
+    )
     args = parser.parse_args()
+    arms = tuple(arm for arm in ARMS if arm in args.arms.split(","))
+    if "off" not in arms:
+        parser.error("--arms needs off: every ratio is over it")
     config = EngineConfig(threads=2, max_model_len=2048, slots=8)
     folder = ModelFolder(models_dir() / args.model, config.max_model_len)
     engine = BatchedEngine(folder, config)
     texts = WORKLOADS["code-edit"] * 2 if args.workload == "code" else [*CHAT, *MORE_CHAT]
     tokenizer = folder.tokenizer
     prompts = [tokenizer.encode(tokenizer.apply_chat_template([{"role": "user", "content": t}])) for t in texts]
-    rates: dict[str, list[float]] = {arm: [] for arm in ARMS}
-    counts = {arm: [0, 0, 0, 0] for arm in ARMS}
+    rates: dict[str, list[float]] = {arm: [] for arm in arms}
+    counts = {arm: [0, 0, 0, 0] for arm in arms}
+    # The probation is the engine's setting, read when a row first decodes alone: set per arm on its scheduler.
+    arm_configs = {arm: dataclasses.replace(config, prompt_lookup_probation=0) for arm in ("no-probation", "always")}
+    arm_configs["probation-8"] = dataclasses.replace(config, prompt_lookup_probation=8)
     load = load_average()
     try:
         for round_ in range(args.rounds):
@@ -78,9 +90,10 @@ def main() -> None:
                 sampling = SamplingParams(
                     temperature=0.7, top_p=0.8, top_k=20, repetition_penalty=1.05, seed=1000 * round_ + i
                 )
-                turn = (i + round_) % len(ARMS)
-                for arm in ARMS[turn:] + ARMS[:turn]:
+                turn = (i + round_) % len(arms)
+                for arm in arms[turn:] + arms[:turn]:
                     speculation.GIVE_UP_AFTER = 10**9 if arm == "always" else GIVE_UP_AFTER
+                    engine._scheduler._config = arm_configs.get(arm, config)
                     before = engine.stats()
                     _, rate = decode_rate(engine, prompt, sampling, args.max_tokens, arm != "off")
                     after = engine.stats()
@@ -97,7 +110,7 @@ def main() -> None:
     logger.info("%s, %s, %d prompts × %d rounds, %d tokens at most", *shape)
     logger.info("| arm | median decode tok/s | verify calls | drafted | taken | rows given up | over off (median) |")
     logger.info("|---|---|---|---|---|---|---|")
-    for arm in ARMS:
+    for arm in arms:
         ratio = statistics.median(r / o for r, o in zip(rates[arm], rates["off"], strict=True) if r and o)
         logger.info("| %s | %.1f | %d | %d | %d | %d | %.3f |", arm, statistics.median(rates[arm]), *counts[arm], ratio)
 

@@ -140,6 +140,14 @@ class ChatSettings(EngineProcessSettings):
         le=8,
         description="Drafts follow the latest earlier occurrence of the last n tokens, n from this down to 1.",
     )
+    prompt_lookup_probation: int = Field(
+        16,
+        ge=0,
+        description="A row that may speculate first decodes this many tokens one a step while the lookup's first "
+        "guess for each is scored, and drafts only if it was right for 15 % of them or more: open chat, where it "
+        "seldom is, then never pays for verify calls (each costs more than the one-token step it replaces). 0: "
+        "draft from the first step (code edits gain a little; open chat pays until the row gives up).",
+    )
     max_concurrency: int = Field(
         8,
         ge=1,

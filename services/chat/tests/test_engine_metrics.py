@@ -29,8 +29,14 @@ def _chat(question: str, **extra: object) -> dict[str, object]:
 
 
 def test_engine_series_follow_a_stream_and_the_prefix_cache(smollm_path: Path, tmp_path: Path) -> None:
+    # Rows asked to speculate draft from their first step (no probation), so that these short replies verify.
     settings = ChatSettings(
-        model_path=smollm_path, model_id=MODEL, max_batch_size=2, max_model_len=1024, data_dir=tmp_path / "data"
+        model_path=smollm_path,
+        model_id=MODEL,
+        max_batch_size=2,
+        max_model_len=1024,
+        data_dir=tmp_path / "data",
+        prompt_lookup_probation=0,
     )
     with TestClient(create_app(settings)) as http:
         idle = _series(http)

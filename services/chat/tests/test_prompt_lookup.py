@@ -1,18 +1,20 @@
 """Prompt-lookup speculation on the real models, in-process: it changes how many model calls a reply takes, never
 the reply.
 
-Why the comparisons are exact by construction. A speculating row verifies at least one draft every step, so each
-of its tokens comes from logits that onnxruntime computed in a call of two or more new tokens over the row's past
-(one attention path), never from the one-token decode path. The row's greedy tokens are then the argmax of the
-model run over prompt + reply in chunks, wherever the chunks were cut: whatever was drafted and however much was
-accepted. Where a CPU gives a position the same logits whichever way the chunks are cut (checked first, on this
-CPU: `_chunks_agree`), that is one prefill of prompt + reply, teacher-forced, so the tests compare with it exactly,
-and with the same request at other draft lengths (other calls, other acceptances) exactly. Seeded sampling draws
-one uniform per token in order with the row's own sampler, so it is exact in the same way.
+Why the comparisons are exact by construction. A row first decodes `prompt_lookup_probation` tokens one a step (the
+one-token path) while the lookup's guesses are scored. If it then speculates, it verifies at least one draft every
+step, so each of its tokens comes from logits that onnxruntime computed in a call of two or more new tokens over the
+row's past (one attention path), never from the one-token path, until it gives up and decodes one token a step
+again. Both decisions read only the tokens. The row's greedy tokens are then what a decoder run by hand that way
+gives: one-token steps, then the speculating stretch teacher-forced in chunks (wherever they were cut: whatever was
+drafted and however much was accepted), then one-token steps. Where a CPU gives a position the same logits whichever
+way the chunks are cut (checked first, on this CPU), that is one call over the whole stretch, so the tests compare
+with it exactly, and with the same request at other draft lengths (other calls, other acceptances) exactly. Seeded
+sampling draws one uniform per token in order with the row's own sampler, so it is exact in the same way.
 
-Against the engine without speculation (the one-token path, which differs in the low bits: 0.2-1.2 of a logit
-here), the tokens may part only at a near-tie, bounded by what the two paths were measured to differ by
-(ortserve_testing.numerics).
+Against the engine without speculation (the one-token path throughout, which differs from the chunked one in the
+low bits: 0.2-1.2 of a logit here), the tokens may part only at a near-tie, bounded by what the two paths were
+measured to differ by (ortserve_testing.numerics).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from chat_testing import MODELS_DIR
 from ortserve_testing.numerics import SAFETY, GreedyReference, assert_greedy_agrees
 
 QWEN = MODELS_DIR / "qwen2.5-coder-0.5b-instruct"
+PROBATION = EngineConfig().prompt_lookup_probation
 GREEDY = SamplingParams(temperature=0.0)
 # The model's own defaults and then some: the repetition penalty and logprobs change the sampler's state per token.
 SEEDED = SamplingParams(temperature=0.7, top_p=0.8, top_k=20, repetition_penalty=1.05, seed=7, logprobs=2)
@@ -49,8 +52,15 @@ CODE = '''def mean(values):
 '''
 
 
-def _engine(path: Path, slots: int = 2) -> BatchedEngine:
-    config = EngineConfig(threads=2, max_model_len=1024, slots=slots, prompt_lookup=True, prompt_lookup_tokens=8)
+def _engine(path: Path, slots: int = 2, probation: int = PROBATION) -> BatchedEngine:
+    config = EngineConfig(
+        threads=2,
+        max_model_len=1024,
+        slots=slots,
+        prompt_lookup=True,
+        prompt_lookup_tokens=8,
+        prompt_lookup_probation=probation,
+    )
     return BatchedEngine(ModelFolder(path, config.max_model_len), config)
 
 
@@ -76,21 +86,45 @@ def _all_logits(decoder: OnnxDecoder, tokens: list[int], chunks: list[int]) -> n
     return np.concatenate(out)
 
 
-def _teacher_forced(path: Path, prompt: list[int], reply: list[int]) -> list[int]:
-    """The argmax after each reply position's predecessor, from one prefill of prompt + reply; skips the test where
-    this CPU gives other logits when the same tokens are cut into other chunks of two or more."""
-    folder = ModelFolder(path, max_model_len=1024)
-    decoder = OnnxDecoder(path, folder.config, 2, 1, 1024)
-    whole = _all_logits(decoder, [*prompt, *reply], [])
-    if not _chunks_agree(decoder, [*prompt, *reply], whole):
-        pytest.skip("this CPU's chunked calls depend on where the chunks are cut: only near-tie bounds hold here")
-    return [int(np.argmax(whole[len(prompt) - 1 + i])) for i in range(len(reply))]
+def _by_hand(path: Path, prompt: list[int], reply: list[int], chunked: range) -> list[int]:
+    """The greedy tokens a decoder gives run by hand over `reply` (teacher-forced): a prefill of the prompt, then one
+    token a step, but the tokens whose indices are in `chunked` from one call over their predecessors. Skips the test
+    where this CPU gives that stretch other logits when it is cut into other chunks of two or more."""
+    decoder = OnnxDecoder(path, ModelFolder(path, max_model_len=1024).config, 2, 1, 1024)
+    tokens = [int(np.argmax(decoder.prefill([prompt], 0)[0]))]
+    while len(tokens) < len(reply):
+        at = len(prompt) + len(tokens) - 1  # where the predecessor of the next token goes
+        if len(tokens) not in chunked:
+            tokens.append(int(np.argmax(decoder.decode([reply[len(tokens) - 1]], [at])[0])))
+            continue
+        stretch = reply[len(tokens) - 1 : chunked.stop - 1]
+        whole = decoder.verify(0, stretch, at).astype(np.float32)
+        pieces, cut = [], 0
+        for size in (2, 3, 5, len(stretch)):
+            if cut < len(stretch):
+                pieces.append(decoder.verify(0, stretch[cut : cut + size], at + cut).astype(np.float32))
+                cut += size
+        if not np.array_equal(whole, np.concatenate(pieces)):
+            pytest.skip("this CPU's chunked calls depend on where the chunks are cut: only near-tie bounds hold here")
+        tokens.extend(int(token) for token in np.argmax(whole, axis=-1))
+    return tokens
 
 
-def _chunks_agree(decoder: OnnxDecoder, tokens: list[int], whole: np.ndarray) -> bool:
-    cut = len(tokens) - 12
-    chunked = _all_logits(decoder, tokens, [cut, 2, 3, 5])
-    return bool(np.array_equal(whole, chunked))
+def _speculated(prompt: list[int], reply: list[int]) -> range:
+    """The indices of the reply's tokens that came from verify calls: from the end of the probation to the token
+    where the row gave up (or the end). The lookup's state starts from the prompt and the first token, as the
+    scheduler's does when the row first decodes alone."""
+    state = SpeculationState([*prompt, reply[0]], 8, 3, PROBATION)
+    for index, token in enumerate(reply[1:], start=1):
+        if state.on_probation:
+            state.append(token)
+            if state.given_up:
+                return range(index + 1, index + 1)  # judged at the probation's end: it never speculated
+            continue
+        state.append(token)
+        if state.given_up:
+            return range(PROBATION + 1, index + 1)
+    return range(PROBATION + 1, len(reply))
 
 
 def _text_tokens(events: list) -> list[int]:
@@ -111,18 +145,20 @@ def test_greedy_with_speculation_is_the_chunked_greedy_whatever_was_accepted(smo
     drafted = after.spec_draft_tokens - before.spec_draft_tokens
     accepted = after.spec_accepted_tokens - before.spec_accepted_tokens
     verified = after.spec_verify_steps - before.spec_verify_steps
-    assert accepted >= 8, (drafted, accepted)  # it repeats its prompt for a while: drafts are taken
-    assert verified + accepted == len(eight) - 1  # every token after the prefill's came from a verify call
-    assert after.decode_steps == before.decode_steps  # alone, it never took the one-token path
+    assert accepted >= 4, (drafted, accepted)  # it repeats its prompt for a while: drafts are taken
+    # The probation's tokens came from one-token steps, every later one from a verify call.
+    assert after.decode_steps - before.decode_steps == PROBATION
+    assert verified + accepted == len(eight) - 1 - PROBATION
     assert one == three == eight
-    assert eight == _teacher_forced(smollm_path, prompt, eight)
+    assert _speculated(prompt, eight) == range(PROBATION + 1, len(eight))  # it never gave up
+    assert eight == _by_hand(smollm_path, prompt, eight, _speculated(prompt, eight))
 
 
 def test_seeded_sampling_with_speculation_reproduces_at_any_draft_length(smollm_path, monkeypatch) -> None:
-    # Sampled, SmolLM2 soon stops repeating the list, and the row would give up speculating after GIVE_UP_AFTER
-    # tokens (the last test): kept speculating here, so that drafts taken later count too.
+    # Sampled, SmolLM2 soon stops repeating the list, and the row would give up speculating after its probation
+    # (the last test): it speculates from its first step here and never gives up, so that drafts count throughout.
     monkeypatch.setattr(speculation, "GIVE_UP_AFTER", 10**6)
-    engine = _engine(smollm_path)
+    engine = _engine(smollm_path, probation=0)
     prompt = engine.tokenizer.encode(REPEATING)
     try:
         before = engine.stats()
@@ -185,9 +221,10 @@ def test_qwen_code_edit_speculates_and_keeps_the_greedy_reply(qwen_path) -> None
     finally:
         engine.close()
     accepted = after.spec_accepted_tokens - before.spec_accepted_tokens
-    assert accepted > len(on) // 2, accepted  # most of the reply is the prompt's code
+    assert accepted > (len(on) - PROBATION) // 2, accepted  # most of the reply is the prompt's code
     tokens = _text_tokens(on)
-    assert tokens == _teacher_forced(qwen_path, prompt, tokens)
+    assert _speculated(prompt, tokens) == range(PROBATION + 1, len(tokens))  # the lookup guessed well: no give-up
+    assert tokens == _by_hand(qwen_path, prompt, tokens, _speculated(prompt, tokens))
     # Against the one-token path: the same, or parted at a near-tie within what the two paths differ by here.
     reference = _one_token_reference(qwen_path, prompt, _text_tokens(off))
     assert_greedy_agrees(tokens, reference)
@@ -212,9 +249,9 @@ OPEN_CHAT = "Write a short poem about autumn leaves and the first frost."
 
 
 def test_a_row_the_lookup_keeps_missing_gives_up_after_the_same_token_at_any_draft_length(smollm_path) -> None:
-    """Open chat: the lookup's first guess is seldom the next token, so the row stops speculating (GIVE_UP_AFTER
-    tokens in) and decodes one token a step. The reply is then the chunked path's up to the token where it gave up and
-    the one-token path's after it, compared exactly with a decoder run that way by hand."""
+    """Open chat: the lookup's first guess is seldom the next token, so the row never starts speculating, or stops
+    soon after, and decodes one token a step. Where it stopped follows from the tokens alone, and the reply is
+    compared exactly with a decoder run that way by hand."""
     engine = _engine(smollm_path)
     tokenizer = engine.tokenizer
     prompt = tokenizer.encode(tokenizer.apply_chat_template([{"role": "user", "content": OPEN_CHAT}]))
@@ -231,24 +268,10 @@ def test_a_row_the_lookup_keeps_missing_gives_up_after_the_same_token_at_any_dra
     assert end.spec_rows_given_up - after.spec_rows_given_up == 3  # the greedy at 2, both sampled
     assert _text_tokens(sampled[0]) == _text_tokens(sampled[1])
     assert [e.logprobs for e in sampled[0]] == [e.logprobs for e in sampled[1]]
-    assert after.decode_steps > before.decode_steps  # one-token steps once it gave up
     assert shorter == reply  # the same token ends speculation whatever the draft length
-    # Where it gave up follows from the tokens alone: the first verify call's drafter holds the prompt and the first
-    # token, and scores each token after.
-    state = SpeculationState([*prompt, reply[0]], 8, 3)
-    given_up_at = next((i for i, token in enumerate(reply[1:], start=1) if _gives_up(state, token)), None)
-    assert given_up_at is not None and given_up_at < len(reply) - 1, (given_up_at, len(reply))
-    assert reply[: given_up_at + 1] == _teacher_forced(smollm_path, prompt, reply[: given_up_at + 1])
-    decoder = OnnxDecoder(smollm_path, ModelFolder(smollm_path, max_model_len=1024).config, 2, 1, 1024)
-    decoder.prefill([[*prompt, *reply[:given_up_at]]], 0)
-    stepped, token = [], reply[given_up_at]
-    for position in range(len(prompt) + given_up_at, len(prompt) + len(reply) - 1):
-        token = int(np.argmax(decoder.decode([token], [position])[0]))
-        stepped.append(token)
-    assert reply[given_up_at + 1 :] == stepped, (given_up_at, len(reply))
-    assert len(stepped) >= 8, (given_up_at, len(reply))  # enough one-token steps after it to tell the paths apart
-
-
-def _gives_up(state: SpeculationState, token: int) -> bool:
-    state.append(token)
-    return state.given_up
+    speculated = _speculated(prompt, reply)
+    assert speculated.stop < len(reply) - 8, (speculated, len(reply))  # enough one-token steps after it to tell
+    assert after.decode_steps - before.decode_steps == len(reply) - 1 - len(speculated)
+    verified = after.spec_verify_steps - before.spec_verify_steps
+    assert (verified > 0) == (len(speculated) > 0)
+    assert reply == _by_hand(smollm_path, prompt, reply, speculated)

@@ -38,6 +38,7 @@ class EngineSettings(Protocol):
     prompt_lookup_tokens: int
     prompt_lookup_max_rows: int
     prompt_lookup_ngram: int
+    prompt_lookup_probation: int
 
 
 @dataclass(frozen=True)
@@ -65,11 +66,13 @@ class EngineConfig:
     # scheduler (a step or a prefill) and its own prefill, not for a batch answer to end. At most slots - 1.
     interactive_reserved_slots: int = 0
     # Prompt-lookup speculation (batched/speculation.py): on for requests that do not say, drafts per verify call
-    # at most, while at most this many rows decode, from n-grams of up to this many tokens.
+    # at most, while at most this many rows decode, from n-grams of up to this many tokens, after a probation of
+    # this many tokens decoded one a step while the lookup's guesses are scored.
     prompt_lookup: bool = False
     prompt_lookup_tokens: int = 8
     prompt_lookup_max_rows: int = 1
     prompt_lookup_ngram: int = 3
+    prompt_lookup_probation: int = 16
 
     @classmethod
     def from_settings(cls, settings: EngineSettings) -> EngineConfig:
@@ -93,4 +96,5 @@ class EngineConfig:
             prompt_lookup_tokens=settings.prompt_lookup_tokens,
             prompt_lookup_max_rows=settings.prompt_lookup_max_rows,
             prompt_lookup_ngram=settings.prompt_lookup_ngram,
+            prompt_lookup_probation=settings.prompt_lookup_probation,
         )

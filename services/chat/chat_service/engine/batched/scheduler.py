@@ -41,7 +41,12 @@ from chat_service.engine.batched.prefix_cache import PrefixCache
 from chat_service.engine.batched.rows import BatchRow
 from chat_service.engine.batched.scheduler_stats import scheduler_stats
 from chat_service.engine.batched.slots import SlotTable
-from chat_service.engine.batched.speculation import SpeculationCounts, verify_row, wants_speculation
+from chat_service.engine.batched.speculation import (
+    SpeculationCounts,
+    ready_to_draft,
+    verify_row,
+    wants_speculation,
+)
 from chat_service.engine.config import EngineConfig
 from chat_service.engine.detokenizer import IncrementalDetokenizer
 from chat_service.engine.guidance import GuidanceError
@@ -240,8 +245,10 @@ class BatchScheduler:
         if not rows:
             return
         room = self._decoder.cache.max_len
-        if len(rows) <= self._config.prompt_lookup_max_rows and all(
-            row.speculates and row.length + 2 <= room for row in rows
+        if (
+            len(rows) <= self._config.prompt_lookup_max_rows
+            and all(row.speculates and row.length + 2 <= room for row in rows)
+            and all([ready_to_draft(row, self._config, self.speculation) for row in rows])  # every row scored
         ):
             # Several new tokens over a past run at batch 1 only: each row verifies its drafts in a call of its own.
             for slot, row in enumerate(rows):

@@ -15,12 +15,13 @@ A speculating row checks at least one draft every step, so every one of its toke
 more new tokens (one attention path), never from the one-token decode path: its greedy output is then that of
 the chunked path whatever was drafted or accepted, which the tests compare exactly.
 
-Until it gives up: a row whose own output the lookup keeps failing to predict (open chat, with sampling: 8 % of
-drafts taken, each two-token call ~1.18x a one-token step on Qwen2.5-Coder-0.5B, docs/ENGINE_DESIGNS.md) stops
-speculating for the rest of its reply and decodes one token a step. The decision reads only the tokens: after each
-token, whether the lookup's first guess for it was right, counted from the row's first verify call on; so it falls
-after the same token whatever the draft length, and the reply is the chunked path's up to there and the one-token
-path's after, at any draft length.
+A row drafts only where the lookup has shown it can guess: open chat with sampling takes ~8 % of drafts, and each
+two-token call costs ~1.1-1.2x the one-token step it replaces (Qwen2.5-Coder, docs/ENGINE_DESIGNS.md). So a row
+first decodes `prompt_lookup_probation` tokens one a step while each is scored against the lookup's first guess
+for it; it then speculates only if that guess was right for GIVE_UP_BELOW of them or more, and gives up for the
+rest of its reply as soon as the share falls below. Both decisions read only the tokens, so they fall after the
+same tokens at any draft length: the reply is the one-token path's through the probation, the chunked path's
+while it speculates, and the one-token path's after it gives up.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ from chat_service.engine.types import GenerationRequest
 # Each request's drafts start at this many tokens, then follow what was accepted (AdaptiveDraftLength).
 FIRST_DRAFT = 4
 # A row gives up speculating once the lookup's first guess was right for under this share of its tokens, judged
-# after this many. Code edits run at 37-84 % (their preamble included); open chat with sampling at ~8 %.
+# from the end of its probation on, or after this many tokens when it has none. Code edits run at 37-84 % (their
+# preamble included); open chat with sampling at ~8 %.
 GIVE_UP_AFTER = 16
 GIVE_UP_BELOW = 0.15
 
@@ -94,15 +96,40 @@ class AdaptiveDraftLength:
             self.length = max(1, min(self.limit, accepted + 1))
 
 
+@dataclass
+class SpeculationCounts:
+    """Since the engine started; read by stats() from another thread (plain ints: each read is whole)."""
+
+    verify_calls: int = 0
+    drafted: int = 0
+    accepted: int = 0
+    given_up: int = 0  # rows that stopped speculating, or never started (SpeculationState.given_up)
+
+
 class SpeculationState:
     """One row's drafter, draft length and counts."""
 
-    def __init__(self, tokens: Sequence[int], limit: int, max_ngram: int) -> None:
+    def __init__(
+        self,
+        tokens: Sequence[int],
+        limit: int,
+        max_ngram: int,
+        probation: int,
+        counts: SpeculationCounts | None = None,
+    ) -> None:
         self.drafter = PromptLookupDrafter(tokens, max_ngram)
         self.length = AdaptiveDraftLength(limit)
-        self.observed = 0  # tokens since the first verify call
+        self.probation = probation  # tokens decoded one a step, scored, before the first draft
+        self._judged_from = probation or GIVE_UP_AFTER  # tokens observed before the row may give up
+        self.observed = 0  # tokens since the row first decoded alone
         self.guessed = 0  # of those, the ones the lookup's first draft would have been
         self.given_up = False
+        self._counts = counts
+
+    @property
+    def on_probation(self) -> bool:
+        """Still scoring the lookup's guesses before its first draft."""
+        return not self.given_up and self.observed < self.probation
 
     def append(self, token: int) -> None:
         """The row's next token: scored against the lookup's first guess, then added to what it drafts from. Once
@@ -112,8 +139,10 @@ class SpeculationState:
         self.observed += 1
         self.guessed += self.drafter.propose(1) == [token]
         self.drafter.append(token)
-        if self.observed >= GIVE_UP_AFTER and self.guessed < GIVE_UP_BELOW * self.observed:
+        if self.observed >= self._judged_from and self.guessed < GIVE_UP_BELOW * self.observed:
             self.given_up = True
+            if self._counts is not None:
+                self._counts.given_up += 1
 
     def draft(self, room: int) -> list[int]:
         """Drafts for the next verify call, at most `room` (what is left of max_tokens and of the KV slot)."""
@@ -135,16 +164,6 @@ class SpeculatingRow(Protocol):
 Row = TypeVar("Row", bound=SpeculatingRow)
 
 
-@dataclass
-class SpeculationCounts:
-    """Since the engine started; read by stats() from another thread (plain ints: each read is whole)."""
-
-    verify_calls: int = 0
-    drafted: int = 0
-    accepted: int = 0
-    given_up: int = 0  # rows that stopped speculating in a verify call (SpeculationState.given_up)
-
-
 def _limit(request: GenerationRequest, config: EngineConfig) -> int:
     """Drafts per call at most: the request's own count, else the server's when it speculates by default, else 0."""
     if request.speculative_tokens is not None:
@@ -157,6 +176,20 @@ def wants_speculation(request: GenerationRequest, config: EngineConfig) -> bool:
     (a draft that breaks it would be cut at once; the grammar's mask per position is not what costs here). Not in
     batch-invariant mode: a lone row there must take the several-row decode path, as it does in company."""
     return _limit(request, config) > 0 and request.sampling.guidance is None and not config.batch_invariant
+
+
+def ready_to_draft(row: SpeculatingRow, config: EngineConfig, counts: SpeculationCounts) -> bool:
+    """Whether a lone row's next step is a verify call: its scoring starts here, the first time it decodes alone
+    (rows that never do never pay for the index), and it drafts once its probation is over."""
+    if row.speculation is None:
+        tokens = [*row.request.prompt_ids, *row.fed, row.next_token]
+        limit, ngram, probation = (
+            _limit(row.request, config),
+            config.prompt_lookup_ngram,
+            config.prompt_lookup_probation,
+        )
+        row.speculation = SpeculationState(tokens, limit, ngram, probation, counts)
+    return not row.speculation.on_probation
 
 
 def verify_row(
@@ -173,10 +206,8 @@ def verify_row(
     The slot must have room for the pending token and one draft at least."""
     room = decoder.cache.max_len - row.length - 1
     request = row.request
-    if row.speculation is None:  # built on first use: rows that never decode alone never pay for the index
-        tokens = [*request.prompt_ids, *row.fed, row.next_token]
-        row.speculation = SpeculationState(tokens, _limit(request, config), config.prompt_lookup_ngram)
     state = row.speculation
+    assert state is not None and not state.on_probation
     # Never more drafts than tokens still to come; but one at least, so this row stays on one attention path.
     drafts = state.draft(min(room, max(1, request.max_tokens - row.generated - 1)))
     tokens = [row.next_token, *drafts]
@@ -199,5 +230,3 @@ def verify_row(
     counts.verify_calls += 1
     counts.drafted += len(drafts)
     counts.accepted += accepted
-    if state.given_up:  # from the next step on it decodes one token a step (token_event turned speculates off)
-        counts.given_up += 1
