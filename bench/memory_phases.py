@@ -3,12 +3,13 @@
 alone, the traffic bench's phases one after another (bench/traffic_prompts.py), its RSS and peak RSS read from /proc
 after each, once the engine is idle again, and each phase's output tokens per second.
 
-    python -m bench.memory_phases [--model qwen2.5-coder-0.5b-instruct] [--repeats 2] [--arms thresholds default]
+    python -m bench.memory_phases [--model qwen2.5-coder-0.5b-instruct] [--repeats 2] [--arms default thresholds …]
 
 Arms: `default` runs the service's defaults (glibc's own thresholds: its mmap threshold rises to 32 MB);
-`thresholds` sets a 64 KB mmap threshold and a 128 KB trim threshold. Each repeat starts a fresh service per arm, the
-order rotated repeat to repeat. Sampled phases send a fixed seed. Prints a markdown table per arm (the last repeat's
-memory) and each phase's tok/s ratio, thresholds over default, median over repeats.
+`thresholds` sets a 64 KB mmap threshold and a 128 KB trim threshold; `thresholds-8m` 8 MB for both; `arenas-2`
+caps glibc's arenas at two (MALLOC_ARENA_MAX). Each repeat starts a fresh service per arm, the order rotated repeat
+to repeat. Sampled phases send a fixed seed. Prints a markdown table per arm (the last repeat's memory) and each
+phase's tok/s ratio, each arm over default, median over repeats.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from bench.clients import ChatTarget
 from bench.local_stack import SoloChat
 from bench.peers import rss_mb
 
+JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
 SEED = {"seed": 11}  # the model's default samplers, with a seed: both arms decode the same answers
 LOOKUP = {"speculative": {"method": "ngram"}, **SEED}
 PHASES = [  # name, prompt maker, streams, max_tokens, sampler fields (None: greedy)
@@ -43,6 +45,13 @@ PHASES = [  # name, prompt maker, streams, max_tokens, sampler fields (None: gre
 ARMS = {
     "default": {"CHAT_MALLOC_MMAP_THRESHOLD_KB": "", "CHAT_MALLOC_TRIM_THRESHOLD_KB": ""},  # the service's defaults
     "thresholds": {"CHAT_MALLOC_MMAP_THRESHOLD_KB": "64", "CHAT_MALLOC_TRIM_THRESHOLD_KB": "128"},
+    # Above a verify call's logits (5.5 MB at 8 drafts on Qwen's vocabulary), below a 512-token chunk's activations.
+    "thresholds-8m": {"CHAT_MALLOC_MMAP_THRESHOLD_KB": "8192", "CHAT_MALLOC_TRIM_THRESHOLD_KB": "8192"},
+    # glibc's arenas: one per thread that allocates, up to 8 per core, each keeping what its thread freed.
+    "arenas-2": {"MALLOC_ARENA_MAX": "2"},
+    # jemalloc (Debian's libjemalloc2) in glibc's place: it gives freed pages back after a decay time (10 s by default).
+    "jemalloc": {"LD_PRELOAD": JEMALLOC},
+    "jemalloc-1s": {"LD_PRELOAD": JEMALLOC, "MALLOC_CONF": "background_thread:true,dirty_decay_ms:1000"},
 }
 
 
@@ -94,16 +103,14 @@ def main() -> int:
         for row in repeats[-1]:
             tok_s = "" if row["tok_s"] is None else f"{row['tok_s']:.1f}"
             out.append(f"| {row['phase']} | {row['rss_mb']:.0f} | {row['peak_mb']:.0f} | {row['blocks']} | {tok_s} |")
-    if set(runs) == set(ARMS):
+    for arm in (arm for arm in runs if arm != "default" and "default" in runs):
         out += [
-            "\ntok/s, thresholds / default (median of paired repeats):",
+            f"\ntok/s, {arm} / default (median of paired repeats):",
             "| phase | ratio | per repeat |",
             "|---|---|---|",
         ]
         for index, (name, *_) in enumerate(PHASES, start=1):
-            ratios = [
-                t[index]["tok_s"] / g[index]["tok_s"] for t, g in zip(runs["thresholds"], runs["default"], strict=True)
-            ]
+            ratios = [t[index]["tok_s"] / g[index]["tok_s"] for t, g in zip(runs[arm], runs["default"], strict=True)]
             per_repeat = ", ".join(f"{ratio:.3f}" for ratio in ratios)
             out.append(f"| {name} | {statistics.median(ratios):.3f} | {per_repeat} |")
     sys.stdout.write("\n".join(out) + "\n")

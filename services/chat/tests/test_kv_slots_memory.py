@@ -42,3 +42,26 @@ def test_every_layer_buffer_is_a_mapping_unmapped_once_the_cache_moves_on() -> N
     gc.collect()
     assert kv.capacity == INITIAL_LEN
     assert all(ref() is None for ref in grown), "the grown buffers are still mapped after falling back"
+
+
+def test_a_grow_holds_one_old_buffer_beside_the_new_ones_not_all_of_them(monkeypatch) -> None:
+    """A grow copies buffer by buffer, each old one unmapped once copied, so the KV is never held twice over: the
+    peak of a grow is the KV once plus the buffer being copied into."""
+    from chat_service.engine.batched import kv_cache
+
+    kv = SlotKVCache(layers=4, kv_heads=2, head_dim=4, slots=2, max_len=4 * INITIAL_LEN)
+    for buffer in kv.keys + kv.values:
+        buffer[0, :, :3] = 2.5
+    old = [weakref.ref(mapping_of(buffer)) for buffer in kv.keys + kv.values]
+    alive_at_each_new: list[int] = []
+
+    def counting(shape: tuple[int, ...]) -> np.ndarray:
+        alive_at_each_new.append(sum(ref() is not None for ref in old))
+        return mapped_zeros(shape)
+
+    monkeypatch.setattr(kv_cache, "mapped_zeros", counting)
+    kv.ensure(2 * INITIAL_LEN, used=[3, 0])
+    assert len(alive_at_each_new) == len(old) == 8
+    # Before the k-th new buffer, the k copied before it are gone.
+    assert alive_at_each_new == [len(old) - k for k in range(len(old))], alive_at_each_new
+    assert all((buffer[0, :, :3] == 2.5).all() and not buffer[0, :, 3:].any() for buffer in kv.keys + kv.values)

@@ -3,6 +3,8 @@ tokens are always left to compute, and eviction takes the newest extensions befo
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 from chat_service.engine.batched.kv_cache import SlotKVCache
 from chat_service.engine.batched.prefix_cache import PrefixCache
@@ -142,3 +144,25 @@ def test_prefixes_are_shared_only_within_their_scope() -> None:
     assert cache.load(asked, 1, scope="key-b") == 0
     assert cache.load(asked, 1) == 0
     assert cache.load(asked, 1, scope="key-a") == 8
+
+
+def test_blocks_live_in_the_cache_pool_not_in_arrays_of_their_own() -> None:
+    """Storing blocks allocates nothing in proportion to them (numpy reports its buffers to tracemalloc): they are
+    written into the pool mapped when the cache was made, and an evicted block's place is reused."""
+    kv = SlotKVCache(layers=4, kv_heads=2, head_dim=64, slots=2, max_len=64)
+    cache = _cache(kv, 10)
+    block_bytes = BLOCK * kv.bytes_per_position  # 16 KB
+    prompts = [[100 * n + i for i in range(4 * BLOCK + 1)] for n in range(10)]  # 4 blocks each: 40, twice the pool
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for tokens in prompts:
+            _fill(kv, 0, tokens)
+            cache.store(tokens, 0, len(tokens))
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert cache.stored_blocks == 40 and len(cache) == 10
+    assert grown < 10 * block_bytes // 4, grown  # the chain keys and the index only
+    assert cache.load(prompts[-1] + [99], 1) == 4 * BLOCK  # the newest prompt's blocks, in reused places
+    assert _held(kv, 1, 4 * BLOCK) == prompts[-1][: 4 * BLOCK]

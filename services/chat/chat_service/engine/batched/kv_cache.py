@@ -54,15 +54,23 @@ class SlotKVCache:
 
     def _allocate(self, capacity: int, used: Sequence[int]) -> None:
         shape = (self.slots, self._kv_heads, capacity, self._head_dim)
-        keys = [mapped_zeros(shape) for _ in range(self._layers)]
-        values = [mapped_zeros(shape) for _ in range(self._layers)]
-        if any(used):
-            for new, old in zip(keys + values, self.keys + self.values, strict=True):
-                # Each slot's own filled positions only: one long row must not make every slot copy its length.
+        if not self.keys:
+            self.keys = [mapped_zeros(shape) for _ in range(self._layers)]
+            self.values = [mapped_zeros(shape) for _ in range(self._layers)]
+        # One buffer at a time: each old one is unmapped once it is copied, so a grow holds the KV once plus the
+        # buffer being filled, not twice over (134 MB more at the peak for 8 rows of 700 positions on Qwen 0.5B).
+        # The bindings over the old buffers are rebuilt before they run again (generation).
+        for buffers in (self.keys, self.values):
+            for layer, old in enumerate(buffers):
+                if old.shape == shape:
+                    continue  # just made
+                new = mapped_zeros(shape)
                 for slot, length in enumerate(used):
+                    # Each slot's own filled positions only: one long row must not make every slot copy its length.
                     if length:
                         new[slot, :, :length] = old[slot, :, :length]
-        self.keys, self.values, self.capacity = keys, values, capacity
+                buffers[layer] = new
+        self.capacity = capacity
         self.generation += 1
 
     def ensure(self, length: int, used: Sequence[int] | None = None) -> None:

@@ -14,6 +14,11 @@ its positions alike, and both calls run the lm_head on the chunk's last two posi
 `_last_two`), the same kernel on the same rows. So a prompt served from the cache gives exactly what it gives cold, and
 a seeded request reproduces whichever way it is served. Blocks are evicted least recently used once the cache holds
 `capacity_bytes`.
+
+The blocks live in one pool per side, an anonymous mapping of `capacity_bytes` whose pages become resident as blocks
+are first written, and an evicted block's place is reused: the cache costs its size and no more. As numpy arrays of
+their own (~0.1 MB each on Qwen 0.5B, under glibc's mmap threshold) they came from the scheduler thread's heap, among
+every step's short-lived buffers, and a long-lived block left there keeps the heap from shrinking below it.
 """
 
 from __future__ import annotations
@@ -21,17 +26,10 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
-from chat_service.engine.batched.kv_cache import SlotKVCache
-
-
-@dataclass
-class _Block:
-    keys: np.ndarray  # [layers, kv_heads, block_tokens, head_dim]
-    values: np.ndarray
+from chat_service.engine.batched.kv_cache import SlotKVCache, mapped_zeros
 
 
 class PrefixCache:
@@ -40,7 +38,11 @@ class PrefixCache:
         self.block_tokens = block_tokens
         self._block_bytes = block_tokens * kv.bytes_per_position
         self.capacity_blocks = capacity_bytes // self._block_bytes
-        self._blocks: OrderedDict[bytes, _Block] = OrderedDict()
+        _, kv_heads, _, head_dim = kv.keys[0].shape
+        shape = (self.capacity_blocks, len(kv.keys), kv_heads, block_tokens, head_dim) if self.enabled else (0,)
+        self._keys, self._values = mapped_zeros(shape), mapped_zeros(shape)  # [block, layer, kv_heads, token, dim]
+        self._blocks: OrderedDict[bytes, int] = OrderedDict()  # chain key → its place in the pools
+        self._free = list(range(self.capacity_blocks))
         self.hit_tokens = 0  # counters for logs and tests
         self.stored_blocks = 0
 
@@ -66,7 +68,7 @@ class PrefixCache:
         module's note); the last one's logits give the first output."""
         if not self.enabled:
             return 0
-        found: list[_Block] = []
+        found: list[int] = []
         chain = self._chain(tokens, max(0, len(tokens) - 2) // self.block_tokens, scope)
         for key in chain:
             block = self._blocks.get(key)
@@ -77,8 +79,8 @@ class PrefixCache:
         size = self.block_tokens
         for i, block in enumerate(found):
             for layer, (keys, values) in enumerate(zip(self._kv.keys, self._kv.values, strict=True)):
-                keys[slot, :, i * size : (i + 1) * size] = block.keys[layer]
-                values[slot, :, i * size : (i + 1) * size] = block.values[layer]
+                keys[slot, :, i * size : (i + 1) * size] = self._keys[block, layer]
+                values[slot, :, i * size : (i + 1) * size] = self._values[block, layer]
         self.hit_tokens += len(found) * size
         return len(found) * size
 
@@ -91,16 +93,20 @@ class PrefixCache:
         # A prefix outlives its extensions, so blocks past the capacity could never stay: never copy them (with a large
         # model's KV, a long prompt's blocks would otherwise take gigabytes for a moment).
         chain = self._chain(tokens, min(min(cached, len(tokens)) // size, self.capacity_blocks), scope)
+        # The chain's cached blocks become the most recent first, so that the places the new ones need are taken from
+        # other prefixes' leaves (the chain is no longer than the cache).
+        self._touch([key for key in chain if key in self._blocks])
         for i, key in enumerate(chain):
-            if key not in self._blocks:
-                self._blocks[key] = _Block(
-                    np.stack([layer[slot, :, i * size : (i + 1) * size] for layer in self._kv.keys]),
-                    np.stack([layer[slot, :, i * size : (i + 1) * size] for layer in self._kv.values]),
-                )
-                self.stored_blocks += 1
+            if key in self._blocks:
+                continue
+            if not self._free:
+                self._free.append(self._blocks.popitem(last=False)[1])
+            block = self._blocks[key] = self._free.pop()
+            for layer, (keys, values) in enumerate(zip(self._kv.keys, self._kv.values, strict=True)):
+                self._keys[block, layer] = keys[slot, :, i * size : (i + 1) * size]
+                self._values[block, layer] = values[slot, :, i * size : (i + 1) * size]
+            self.stored_blocks += 1
         self._touch(chain)
-        while len(self._blocks) > self.capacity_blocks:
-            self._blocks.popitem(last=False)
 
     def _touch(self, chain: list[bytes]) -> None:
         # Last block first, so a prefix is always more recent than its extensions: eviction takes the leaves, never a
