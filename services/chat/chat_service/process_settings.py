@@ -48,8 +48,9 @@ class EngineProcessSettings(ModelHostSettings):
         "of at least this size that the heap cannot hold gets a mapping of its own, given back when freed. Unset (or "
         "empty): glibc's own, which rises to 32 MB as blocks are freed. The KV slots are mapped on their own anyway; "
         "on Qwen2.5-Coder-0.5B, 64 with a trim threshold of 128 took the peak RSS over the traffic phases from 1,090 "
-        "to 1,023 MB, but mapping every per-call block cost code edits with prompt lookup 8-14 % of their speed "
-        "(docs/ENGINE_DESIGNS.md, Memory).",
+        "to 1,023 MB, but mapping every per-call block cost code edits with prompt lookup 8-14 % of their speed; "
+        "8192 with a trim threshold of 8192 keeps those blocks in the heap and took 23-39 MB off that peak with no "
+        "speed cost measured (docs/ENGINE_DESIGNS.md, Memory).",
     )
     malloc_trim_threshold_kb: int | None = Field(
         None,
