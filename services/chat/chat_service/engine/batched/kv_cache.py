@@ -57,13 +57,13 @@ class SlotKVCache:
         if not self.keys:
             self.keys = [mapped_zeros(shape) for _ in range(self._layers)]
             self.values = [mapped_zeros(shape) for _ in range(self._layers)]
+            self.capacity = capacity
+            return
         # One buffer at a time: each old one is unmapped once it is copied, so a grow holds the KV once plus the
         # buffer being filled, not twice over (134 MB more at the peak for 8 rows of 700 positions on Qwen 0.5B).
         # The bindings over the old buffers are rebuilt before they run again (generation).
         for buffers in (self.keys, self.values):
             for layer, old in enumerate(buffers):
-                if old.shape == shape:
-                    continue  # just made
                 new = mapped_zeros(shape)
                 for slot, length in enumerate(used):
                     # Each slot's own filled positions only: one long row must not make every slot copy its length.

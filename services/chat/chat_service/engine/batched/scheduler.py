@@ -41,12 +41,7 @@ from chat_service.engine.batched.prefix_cache import PrefixCache
 from chat_service.engine.batched.rows import BatchRow
 from chat_service.engine.batched.scheduler_stats import scheduler_stats
 from chat_service.engine.batched.slots import SlotTable
-from chat_service.engine.batched.speculation import (
-    SpeculationCounts,
-    ready_to_draft,
-    verify_row,
-    wants_speculation,
-)
+from chat_service.engine.batched.speculation import SpeculationCounts, rows_verify, verify_row, wants_speculation
 from chat_service.engine.config import EngineConfig
 from chat_service.engine.detokenizer import IncrementalDetokenizer
 from chat_service.engine.guidance import GuidanceError
@@ -244,12 +239,7 @@ class BatchScheduler:
         rows = self._table.rows
         if not rows:
             return
-        room = self._decoder.cache.max_len
-        if (
-            len(rows) <= self._config.prompt_lookup_max_rows
-            and all(row.speculates and row.length + 2 <= room for row in rows)
-            and all([ready_to_draft(row, self._config, self.speculation) for row in rows])  # every row scored
-        ):
+        if rows_verify(rows, self._decoder.cache.max_len, self._config, self.speculation):
             # Several new tokens over a past run at batch 1 only: each row verifies its drafts in a call of its own.
             for slot, row in enumerate(rows):
                 verify_row(row, slot, self._decoder, self._config, self._advance, self._table.used, self.speculation)

@@ -150,7 +150,7 @@ class SpeculationState:
 
 
 class SpeculatingRow(Protocol):
-    """What verify_row needs of the scheduler's row."""
+    """What rows_verify and verify_row need of the scheduler's row."""
 
     request: GenerationRequest
     length: int
@@ -158,6 +158,7 @@ class SpeculatingRow(Protocol):
     next_token: int
     fed: list[int]
     done: bool
+    speculates: bool
     speculation: SpeculationState | None
 
 
@@ -178,18 +179,22 @@ def wants_speculation(request: GenerationRequest, config: EngineConfig) -> bool:
     return _limit(request, config) > 0 and request.sampling.guidance is None and not config.batch_invariant
 
 
-def ready_to_draft(row: SpeculatingRow, config: EngineConfig, counts: SpeculationCounts) -> bool:
-    """Whether a lone row's next step is a verify call: its scoring starts here, the first time it decodes alone
-    (rows that never do never pay for the index), and it drafts once its probation is over."""
-    if row.speculation is None:
-        tokens = [*row.request.prompt_ids, *row.fed, row.next_token]
-        limit, ngram, probation = (
-            _limit(row.request, config),
-            config.prompt_lookup_ngram,
-            config.prompt_lookup_probation,
-        )
-        row.speculation = SpeculationState(tokens, limit, ngram, probation, counts)
-    return not row.speculation.on_probation
+def rows_verify(rows: Sequence[SpeculatingRow], room: int, config: EngineConfig, counts: SpeculationCounts) -> bool:
+    """Whether this step verifies drafts, a call per row: at most `prompt_lookup_max_rows` rows decode, every one may
+    speculate, has room for a draft in its slot (`room` positions) and is past its probation. A row's scoring
+    starts here, the first time it decodes alone (rows that never do never pay for the index)."""
+    if len(rows) > config.prompt_lookup_max_rows or not all(row.speculates and row.length + 2 <= room for row in rows):
+        return False
+    for row in rows:
+        if row.speculation is None:
+            tokens = [*row.request.prompt_ids, *row.fed, row.next_token]
+            limit, ngram, probation = (
+                _limit(row.request, config),
+                config.prompt_lookup_ngram,
+                config.prompt_lookup_probation,
+            )
+            row.speculation = SpeculationState(tokens, limit, ngram, probation, counts)
+    return not any(row.speculation.on_probation for row in rows if row.speculation is not None)
 
 
 def verify_row(
