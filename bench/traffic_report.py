@@ -22,6 +22,7 @@ def write(results: dict, out: Path) -> str:
     arms = list(dict.fromkeys(row["prompt"] for row in results["chat"]))
     env = results["environment"]
     defaults = ", ".join(f"{k} {v}" for k, v in results["defaults"].items()) or "none"
+    chat_env = ", ".join(f"`{item}`" for item in results["args"].get("chat_env") or []) or "none"
     others = max((row["cpu"]["other_cores"] for row in results["chat"]), default=0.0)
     quiet = f"other processes used at most {others:.2f} cores during a phase" + (
         ": **the machine was shared with other jobs**, absolute figures are noisy" if others > 0.3 else ""
@@ -36,6 +37,7 @@ def write(results: dict, out: Path) -> str:
         f"{results['load_1m_at_start']} at the start, {results['load_1m_at_end']} at the end; {quiet}. Read the "
         "ratios, paired within a repeat (targets interleaved, the order rotated each repeat).",
         f"- default samplers (manifest; llama-server started with the same as its defaults): {defaults}",
+        f"- our chat service's settings beyond its defaults: {chat_env}",
         f"- llama.cpp: {env['llama.cpp'] or 'not run'}",
         "",
         "| phase | streams | target | aggregate tok/s | per-stream decode tok/s | TTFT p50 ms | tokens out (median) "

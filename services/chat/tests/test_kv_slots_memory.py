@@ -55,9 +55,9 @@ def test_a_grow_holds_one_old_buffer_beside_the_new_ones_not_all_of_them(monkeyp
     old = [weakref.ref(mapping_of(buffer)) for buffer in kv.keys + kv.values]
     alive_at_each_new: list[int] = []
 
-    def counting(shape: tuple[int, ...]) -> np.ndarray:
+    def counting(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         alive_at_each_new.append(sum(ref() is not None for ref in old))
-        return mapped_zeros(shape)
+        return mapped_zeros(shape, dtype)
 
     monkeypatch.setattr(kv_cache, "mapped_zeros", counting)
     kv.ensure(2 * INITIAL_LEN, used=[3, 0])

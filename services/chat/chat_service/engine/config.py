@@ -13,6 +13,7 @@ from chat_service.engine.spinning import SpinPolicy, ThreadSpinning
 
 EngineName = Literal["batched", "generator"]
 EngineChoice = Literal["batched", "generator", "auto"]
+KVCacheDtype = Literal["float32", "float16"]
 
 
 class EngineSettings(Protocol):
@@ -39,6 +40,7 @@ class EngineSettings(Protocol):
     prompt_lookup_max_rows: int
     prompt_lookup_ngram: int
     prompt_lookup_probation: int
+    kv_cache_dtype: KVCacheDtype
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,8 @@ class EngineConfig:
     prompt_lookup_max_rows: int = 1
     prompt_lookup_ngram: int = 3
     prompt_lookup_probation: int = 16
+    # The batched engine's KV cache: float32 as the graph is built, or float16 (half the memory; batched/half_kv.py).
+    kv_cache_dtype: KVCacheDtype = "float32"
 
     @classmethod
     def from_settings(cls, settings: EngineSettings) -> EngineConfig:
@@ -97,4 +101,5 @@ class EngineConfig:
             prompt_lookup_max_rows=settings.prompt_lookup_max_rows,
             prompt_lookup_ngram=settings.prompt_lookup_ngram,
             prompt_lookup_probation=settings.prompt_lookup_probation,
+            kv_cache_dtype=settings.kv_cache_dtype,
         )

@@ -2,10 +2,11 @@
 
 OpenAI returns one so that a client knows when the same seeded request may stop giving the same answer. Here the
 numerics follow the CPU's kernel-selecting ISA flags (MLAS picks its int4 and attention kernels by them), the
-onnxruntime and onnxruntime-genai versions, the engine, whether the batched engine runs batch-invariant, and the model
-build itself (its genai_config.json and the size of its weights). The thread count is left out: it splits work
-between threads without changing any sum (bench/kernel_numerics.py --threads 1 and 2 give the same logits). The
-sampler's version is in too: the same seed draws other tokens when the sampling code draws differently.
+onnxruntime and onnxruntime-genai versions, the engine, whether the batched engine runs batch-invariant, its KV
+cache's type where it is float16, and the model build itself (its genai_config.json and the size of its weights). The
+thread count is left out: it splits work between threads without changing any sum (bench/kernel_numerics.py
+--threads 1 and 2 give the same logits). The sampler's version is in too: the same seed draws other tokens when the
+sampling code draws differently.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def model_build_id(model_path: Path) -> str:
     return digest.hexdigest()
 
 
-def system_fingerprint(model_path: Path, engine: str, batch_invariant: bool) -> str:
+def system_fingerprint(model_path: Path, engine: str, batch_invariant: bool, kv_dtype: str = "float32") -> str:
     parts = {
         "isa": list(host_cpu().isa),
         "onnxruntime": _version("onnxruntime"),
@@ -47,6 +48,8 @@ def system_fingerprint(model_path: Path, engine: str, batch_invariant: bool) -> 
         "engine": engine,
         "sampler": SAMPLER_VERSION,
         "batch_invariant": batch_invariant,
+        # Added with the float16 cache; left out for float32 so that existing fingerprints do not change.
+        **({"kv_cache": kv_dtype} if kv_dtype != "float32" else {}),
         "model": model_build_id(model_path),
     }
     return "fp_" + hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:10]

@@ -8,6 +8,8 @@ The graph runs as gathered_logits.py rewrites it when it opens: logits only at t
 prefill's or a chunk's last, a decode row's one, a verify's every position), so a prompt chunk neither runs the lm_head
 on nor returns logits for every position. A graph the rewrite does not fit runs as built, with the same results.
 A tied embedding gathers its rows from the weight file rather than from a folded copy of the table (file_table.py).
+With `kv_dtype` float16 the attention keeps its KV in float16 (half_kv.py); the cache takes the type the session's
+past inputs have, so a graph that edit does not fit runs with a float32 cache.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
@@ -30,6 +33,7 @@ from chat_service.engine.batched.gathered_logits import (
     read_graph,
 )
 from chat_service.engine.batched.graph import input_names
+from chat_service.engine.batched.half_kv import half_kv_model
 from chat_service.engine.batched.kv_cache import SlotKVCache
 from chat_service.engine.batched.weight_pages import release_weight_pages
 
@@ -59,13 +63,15 @@ class OnnxDecoder:
         gather_logits: bool = True,
         release_weight_file: bool = True,
         gather_from_weight_file: bool = True,
+        kv_dtype: str = "float32",
     ) -> None:
         """`genai_config` must have passed check_batched_graph: the graph's inputs are not checked again here.
         `session_entries`: onnxruntime session config entries (the thread spinning policy, engine/spinning.py).
         `gather_logits` False runs the graph as built (every position's logits), as does a graph the edit does not
         fit (logged). `release_weight_file` gives back the weight file's pages the session keeps mapped
         (weight_pages.py); `released_bytes` says how many were resident. `gather_from_weight_file` False keeps a
-        tied embedding's folded copy of its table (file_table.py), the "before" of its test."""
+        tied embedding's folded copy of its table (file_table.py), the "before" of its test. `kv_dtype`: "float32"
+        (the graph's own) or "float16" (half_kv.py)."""
         decoder = genai_config["model"]["decoder"]
         outputs = decoder.get("outputs", {})
         self._logits = outputs.get("logits", "logits")
@@ -82,7 +88,10 @@ class OnnxDecoder:
         self._ids, self._mask, self._past = input_names(decoder)
         self.file_tables: list[str] = []  # the Gathers that read their table from the weight file (file_table.py)
         self._gather_from_file = gather_from_weight_file
+        self._half_kv = kv_dtype == "float16"
         self.session = self._open(model_path / decoder["filename"], options, gather_logits, decoder)
+        past_type = next(i.type for i in self.session.get_inputs() if i.name == self._past[0][0])
+        self.kv_dtype = np.dtype(np.float16 if past_type == "tensor(float16)" else np.float32)
         self.released_bytes = release_weight_pages(model_path) if release_weight_file else 0
         self.gathers = POSITIONS_INPUT in {i.name for i in self.session.get_inputs()}
         self._present = [
@@ -93,7 +102,7 @@ class OnnxDecoder:
             for i in range(self.layers)
         ]
         self.cache = SlotKVCache(
-            self.layers, int(decoder["num_key_value_heads"]), int(decoder["head_size"]), slots, max_len
+            self.layers, int(decoder["num_key_value_heads"]), int(decoder["head_size"]), slots, max_len, self.kv_dtype
         )
         self.pad_id = int(genai_config["model"].get("pad_token_id") or 0)
         logits_info = next(o for o in self.session.get_outputs() if o.name == self._logits)
@@ -134,6 +143,19 @@ class OnnxDecoder:
         # From bytes there is no path to find the weight file by: it is the graph file's neighbour.
         options.add_session_config_entry(EXTERNAL_DATA_FOLDER_KEY, str(onnx_path.parent))
         self.file_tables = gather_from_file(graph) if self._gather_from_file else []
+        if self._half_kv:
+            try:
+                return self._session(half_kv_model(graph), options, gather_logits, decoder)
+            except (VariantUnavailable, *ORT_ERRORS) as exc:
+                logger.warning(
+                    "%s: the KV cache stays float32 (its float16 variant could not be made: %s)", onnx_path, exc
+                )
+        return self._session(graph, options, gather_logits, decoder)
+
+    def _session(
+        self, graph: onnx.ModelProto, options: ort.SessionOptions, gather_logits: bool, decoder: dict[str, Any]
+    ) -> ort.InferenceSession:
+        providers = ["CPUExecutionProvider"]
         if gather_logits:
             try:
                 session = ort.InferenceSession(gathered_logits_model(graph, self._logits), options, providers=providers)
@@ -141,9 +163,7 @@ class OnnxDecoder:
                 return session
             except (VariantUnavailable, *ORT_ERRORS) as exc:
                 logger.warning(
-                    "%s: the lm_head runs on every position (its logits-gathering variant could not be made: %s)",
-                    onnx_path,
-                    exc,
+                    "the lm_head runs on every position (its logits-gathering variant could not be made: %s)", exc
                 )
         return ort.InferenceSession(graph.SerializeToString(), options, providers=providers)
 
@@ -152,8 +172,9 @@ class OnnxDecoder:
         fed something other than [batch, positions, hidden]) fails here, at startup, instead of in every request."""
         feeds: dict[str, np.ndarray] = {self._ids: np.zeros((1, 3), np.int64), self._mask: np.ones((1, 3), np.int64)}
         feeds[POSITIONS_INPUT] = np.asarray([[2, 0]], np.int64)
-        empty = np.zeros((1, int(decoder["num_key_value_heads"]), 0, int(decoder["head_size"])), np.float32)
-        feeds.update({name: empty for pair in self._past for name in pair})
+        types = {i.name: np.float16 if i.type == "tensor(float16)" else np.float32 for i in session.get_inputs()}
+        shape = (1, int(decoder["num_key_value_heads"]), 0, int(decoder["head_size"]))
+        feeds.update({name: np.zeros(shape, types[name]) for pair in self._past for name in pair})
         (logits,) = session.run([self._logits], feeds)
         if logits.ndim != 3 or logits.shape[:2] != (1, 2):
             raise VariantUnavailable(f"a call asking for 2 positions returned logits of shape {logits.shape}")

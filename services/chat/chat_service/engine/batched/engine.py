@@ -49,21 +49,25 @@ class BatchedEngine:
             config.slots,
             self.context_length,
             config.spinning.config_entries(),
+            kv_dtype=config.kv_cache_dtype,
         )
         self._prefix_cache = PrefixCache(decoder.cache, config.prefix_block_tokens, config.prefix_cache_bytes)
         self.tokenizer = folder.tokenizer
-        self._fingerprint = system_fingerprint(folder.model_path, "batched", config.batch_invariant)
+        self._fingerprint = system_fingerprint(
+            folder.model_path, "batched", config.batch_invariant, str(decoder.kv_dtype)
+        )
         self._scheduler = BatchScheduler(decoder, folder.tokenizer, self._prefix_cache, config, END)
         self._scheduler.start()
         logger.info(
             "batched engine on %s: %d slots of up to %d positions, %d kept for interactive requests (%.1f MB of KV "
-            "per 1k positions per slot); prefix cache of %d blocks of %d tokens; onnxruntime thread spinning %s; "
+            "per 1k positions per slot, %s); prefix cache of %d blocks of %d tokens; onnxruntime thread spinning %s; "
             "%.1f MB of the weight file's pages given back after loading; gathering from the weight file: %s",
             folder.model_path,
             config.slots,
             self.context_length,
             self._scheduler.reserved,
             decoder.cache.bytes_per_position * 1000 / 2**20,
+            decoder.kv_dtype,
             self._prefix_cache.capacity_blocks,
             config.prefix_block_tokens,
             decoder.session_entries(SPINNING_KEYS) or "as onnxruntime's defaults",

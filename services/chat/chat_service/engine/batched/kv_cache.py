@@ -27,17 +27,27 @@ import onnxruntime as ort
 logger = logging.getLogger(__name__)
 
 INITIAL_LEN = 256
+FLOAT32 = np.dtype(np.float32)
 
 
-def mapped_zeros(shape: tuple[int, ...]) -> np.ndarray:
-    """A zeroed float32 array in a private anonymous mapping, unmapped when the array (its last view) is freed."""
-    buffer = mmap.mmap(-1, max(1, math.prod(shape)) * 4, flags=mmap.MAP_PRIVATE)
-    return np.frombuffer(buffer, np.float32, count=math.prod(shape)).reshape(shape)
+def mapped_zeros(shape: tuple[int, ...], dtype: np.dtype = FLOAT32) -> np.ndarray:
+    """A zeroed array in a private anonymous mapping, unmapped when the array (its last view) is freed."""
+    buffer = mmap.mmap(-1, max(1, math.prod(shape)) * dtype.itemsize, flags=mmap.MAP_PRIVATE)
+    return np.frombuffer(buffer, dtype, count=math.prod(shape)).reshape(shape)
 
 
 class SlotKVCache:
-    def __init__(self, layers: int, kv_heads: int, head_dim: int, slots: int, max_len: int) -> None:
+    def __init__(
+        self,
+        layers: int,
+        kv_heads: int,
+        head_dim: int,
+        slots: int,
+        max_len: int,
+        dtype: np.dtype = FLOAT32,
+    ) -> None:
         self.slots = slots
+        self.dtype = dtype
         self.max_len = max_len
         self._layers = layers
         self._kv_heads = kv_heads
@@ -50,13 +60,13 @@ class SlotKVCache:
 
     @property
     def bytes_per_position(self) -> int:
-        return 2 * self._layers * self._kv_heads * self._head_dim * 4
+        return 2 * self._layers * self._kv_heads * self._head_dim * self.dtype.itemsize
 
     def _allocate(self, capacity: int, used: Sequence[int]) -> None:
         shape = (self.slots, self._kv_heads, capacity, self._head_dim)
         if not self.keys:
-            self.keys = [mapped_zeros(shape) for _ in range(self._layers)]
-            self.values = [mapped_zeros(shape) for _ in range(self._layers)]
+            self.keys = [mapped_zeros(shape, self.dtype) for _ in range(self._layers)]
+            self.values = [mapped_zeros(shape, self.dtype) for _ in range(self._layers)]
             self.capacity = capacity
             return
         # One buffer at a time: each old one is unmapped once it is copied, so a grow holds the KV once plus the
@@ -64,7 +74,7 @@ class SlotKVCache:
         # The bindings over the old buffers are rebuilt before they run again (generation).
         for buffers in (self.keys, self.values):
             for layer, old in enumerate(buffers):
-                new = mapped_zeros(shape)
+                new = mapped_zeros(shape, self.dtype)
                 for slot, length in enumerate(used):
                     # Each slot's own filled positions only: one long row must not make every slot copy its length.
                     if length:

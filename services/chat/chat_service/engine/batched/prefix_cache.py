@@ -40,7 +40,7 @@ class PrefixCache:
         self.capacity_blocks = capacity_bytes // self._block_bytes
         _, kv_heads, _, head_dim = kv.keys[0].shape
         shape = (self.capacity_blocks, len(kv.keys), kv_heads, block_tokens, head_dim) if self.enabled else (0,)
-        self._keys, self._values = mapped_zeros(shape), mapped_zeros(shape)  # [block, layer, kv_heads, token, dim]
+        self._keys, self._values = mapped_zeros(shape, kv.dtype), mapped_zeros(shape, kv.dtype)  # [block, layer, …]
         self._blocks: OrderedDict[bytes, int] = OrderedDict()  # chain key → its place in the pools
         self._free = list(range(self.capacity_blocks))
         self.hit_tokens = 0  # counters for logs and tests
