@@ -52,6 +52,8 @@ ARMS = {
     # jemalloc (Debian's libjemalloc2) in glibc's place: it gives freed pages back after a decay time (10 s by default).
     "jemalloc": {"LD_PRELOAD": JEMALLOC},
     "jemalloc-1s": {"LD_PRELOAD": JEMALLOC, "MALLOC_CONF": "background_thread:true,dirty_decay_ms:1000"},
+    # The KV cache (and the prefix cache's blocks) in float16: half the bytes a position.
+    "kv-float16": {"CHAT_KV_CACHE_DTYPE": "float16"},
 }
 
 
