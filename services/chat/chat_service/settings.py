@@ -154,7 +154,8 @@ class ChatSettings(EngineProcessSettings):
         "Qwen2.5-Coder-0.5B), as llama.cpp's default cache does: the attention still computes in float32, but its "
         "inputs, the rotary embedding and its output are rounded to float16, which raised Qwen2.5-Coder-0.5B's "
         "perplexity by 0.1-0.2 % (measured) and makes its replies differ from the plain ONNX Runtime GenAI loop's "
-        "at a near-tie, so the default keeps the graph's float32.",
+        "at a near-tie, so the default keeps the graph's float32. Batched engine (the generator engine keeps the "
+        "graph's type).",
     )
     max_concurrency: int = Field(
         8,

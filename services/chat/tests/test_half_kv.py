@@ -27,8 +27,10 @@ from chat_service.engine.batched.half_kv import ATTENTION_OP, half_kv_model
 from chat_service.engine.config import EngineConfig
 from chat_service.engine.model_folder import ModelFolder
 from chat_service.engine.types import GenerationRequest, SamplingParams
+from chat_service.settings import ChatSettings
 from onnx import TensorProto, helper
 from ortserve_common.models_dir import models_dir
+from pydantic import ValidationError
 
 logger = logging.getLogger(__name__)
 QWEN = models_dir() / "qwen2.5-coder-0.5b-instruct"
@@ -141,3 +143,11 @@ def test_a_graph_the_edit_does_not_fit_keeps_a_float32_cache(smollm_path, monkey
     assert "made to fail by the test" in caplog.text
     assert decoder.kv_dtype == np.float32 and decoder.cache.keys[0].dtype == np.float32
     assert np.isfinite(decoder.prefill([[1, 2, 3]], 0)).all()
+
+
+def test_the_setting_reaches_the_engine_config_and_refuses_other_types(tmp_path) -> None:
+    assert EngineConfig.from_settings(ChatSettings(model_path=tmp_path)).kv_cache_dtype == "float32"
+    half = ChatSettings(model_path=tmp_path, kv_cache_dtype="float16")
+    assert EngineConfig.from_settings(half).kv_cache_dtype == "float16"
+    with pytest.raises(ValidationError, match="kv_cache_dtype"):
+        ChatSettings(model_path=tmp_path, kv_cache_dtype="int8")
