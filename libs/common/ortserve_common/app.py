@@ -35,8 +35,22 @@ _FASTAPI_BODY_ERROR = "There was an error parsing the body"
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
 
 
+ErrorRenderer = Callable[[OpenAIError], Response]
+
+
 def _error_response(exc: OpenAIError) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+def _render(request: Request, exc: OpenAIError) -> Response:
+    """In the shape of the API whose path this is: a service may give path prefixes a shape of their own (the chat
+    service's /v1/messages answers in Anthropic's), which its routes use and the router's own 404s and 405s too."""
+    renderers: dict[str, ErrorRenderer] = getattr(request.app.state, "error_renderers", {})
+    path = request.url.path
+    for prefix, render in renderers.items():
+        if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
+            return render(exc)
+    return _error_response(exc)
 
 
 async def _openai_error_handler(_: Request, exc: OpenAIError) -> JSONResponse:
@@ -47,7 +61,7 @@ async def _validation_handler(_: Request, exc: RequestValidationError) -> JSONRe
     return _error_response(validation_error(exc.errors()))
 
 
-async def _http_error_handler(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+async def _http_error_handler(request: Request, exc: StarletteHTTPException) -> Response:
     if exc.status_code == 404:
         message = f"Unknown path: {request.method} {request.url.path}"
     elif exc.status_code == 405:
@@ -65,13 +79,21 @@ async def _http_error_handler(request: Request, exc: StarletteHTTPException) -> 
     if exc.status_code == 405:
         headers["Allow"] = _allowed_methods(request)
     err = OpenAIError(exc.status_code, message, type_, None, code, headers)
-    return _error_response(err)
+    return _render(request, err)
 
 
 def _allowed_methods(request: Request) -> str:
-    """Every method some route serves at this path: Starlette's Allow names only the first matching route's."""
+    """Every method some route serves at this path: Starlette's Allow names only the first matching route's.
+
+    A path the OpenAPI schema names as it is (/v1/responses/compact) answers with the methods documented there, as
+    OpenAPI reads a concrete path before a templated one (/v1/responses/{response_id}) that also matches it."""
+    documented = request.app.openapi().get("paths", {}).get(request.url.path)
     allowed = []
     for method in _METHODS:
+        if documented is not None:
+            if method.lower() in documented:
+                allowed.append(method)
+            continue
         scope = {**request.scope, "method": method}
         if any(route.matches(scope)[0] == Match.FULL for route in request.app.routes):
             allowed.append(method)
@@ -242,13 +264,16 @@ def create_service_app(
     service_name: str,
     metrics: ServiceMetrics | None = None,
     key_limiter: KeyLimiter | None = None,
+    error_renderers: dict[str, ErrorRenderer] | None = None,
 ) -> FastAPI:
     """`service_name` names the traces unless OTEL_SERVICE_NAME does; `metrics` defaults to the shared set only;
-    `key_limiter` enforces per-key limits on the inference routes."""
+    `key_limiter` enforces per-key limits on the inference routes; `error_renderers` answers the router's own
+    refusals (an unknown path or method) under a path prefix in that API's error shape instead of OpenAI's."""
     tracer_provider = setup_tracing(service_name)
     metrics = metrics or ServiceMetrics()
     app = FastAPI(title=title, lifespan=lifespan)
     app.state.metrics = metrics
+    app.state.error_renderers = dict(error_renderers or {})
     # Starlette types a handler as taking any Exception; each of ours takes the one class it is registered for.
     app.add_exception_handler(OpenAIError, _openai_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_handler)  # type: ignore[arg-type]

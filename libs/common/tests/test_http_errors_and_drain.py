@@ -9,8 +9,10 @@ from contextlib import asynccontextmanager
 
 import pytest
 from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 from ortserve_common.app import create_service_app
+from ortserve_common.errors import OpenAIError
 from ortserve_common.protocol.chat import ChatCompletionRequest
 from ortserve_common.server import is_draining, on_drain
 from pydantic import ValidationError
@@ -26,6 +28,11 @@ async def get_item(item_id: str) -> dict[str, str]:
 @router.post("/items/{item_id}")
 async def post_item(item_id: str, body: ChatCompletionRequest) -> dict[str, str]:
     return {"id": item_id, "model": body.model}
+
+
+@router.put("/items/special")
+async def put_special() -> dict[str, str]:
+    return {"id": "special"}
 
 
 @asynccontextmanager
@@ -59,6 +66,25 @@ def test_405_lists_every_method_of_the_path(client: TestClient) -> None:
     response = client.request("DELETE", "/items/1")
     assert response.status_code == 405 and response.headers["allow"] == "GET, POST"
     assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_405_on_a_literal_path_lists_its_own_methods_not_a_templates(client: TestClient) -> None:
+    """/items/special is a route of its own: OpenAPI documents PUT there, though /items/{item_id} matches it too."""
+    response = client.request("DELETE", "/items/special")
+    assert response.status_code == 405 and response.headers["allow"] == "PUT"
+
+
+def test_a_prefix_may_answer_the_routers_refusals_in_a_shape_of_its_own() -> None:
+    def shaped(exc: OpenAIError) -> JSONResponse:
+        return JSONResponse({"type": "error", "message": exc.message}, status_code=exc.status, headers=exc.headers)
+
+    app = create_service_app("test", _lifespan, [router], lambda app: True, "test", error_renderers={"/items": shaped})
+    client = TestClient(app)
+    refused = client.request("TRACE", "/items/1")
+    assert refused.status_code == 405 and refused.json()["type"] == "error"
+    assert refused.headers["allow"] == "GET, POST"
+    assert client.get("/items").json()["type"] == "error"  # the prefix itself, an unknown path: 404
+    assert client.get("/itemsx").json()["error"]["code"] == "not_found"  # not under the prefix: OpenAI's shape
 
 
 def test_openapi_documents_the_openai_error_not_422(client: TestClient) -> None:

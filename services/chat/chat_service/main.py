@@ -18,7 +18,7 @@ from ortserve_common.server import on_drain
 
 from chat_service.api.conversations import conversations_router
 from chat_service.api.inference import router
-from chat_service.api.messages import messages_router
+from chat_service.api.messages import anthropic_error, messages_router
 from chat_service.api.responses import responses_router
 from chat_service.api.templates import templates_router
 from chat_service.conversations.serving import ConversationServing
@@ -134,4 +134,5 @@ def create_app(settings: ChatSettings, engine_factory: EngineFactory = load_engi
         service_name="ortserve-chat",
         metrics=metrics,
         key_limiter=key_limiter,
+        error_renderers={"/v1/messages": anthropic_error},
     )

@@ -212,3 +212,12 @@ def test_malformed_json_and_count_tokens_errors_are_anthropic_shaped(http: TestC
     # The rest of the API keeps OpenAI's shape.
     chat = http.post("/v1/chat/completions", json={"model": "nope", "messages": [{"role": "user", "content": "x"}]})
     assert chat.json()["error"]["code"] == "model_not_found"
+
+
+@pytest.mark.parametrize("method, path", [("TRACE", "/v1/messages/count_tokens"), ("GET", "/v1/messages")])
+def test_an_unknown_method_is_refused_in_anthropics_shape(http: TestClient, method: str, path: str) -> None:
+    response = http.request(method, path)
+    assert response.status_code == 405 and response.headers["allow"] == "POST"
+    assert response.json()["type"] == "error" and response.json()["error"]["type"] == "invalid_request_error"
+    chat = http.request(method, "/v1/chat/completions")  # elsewhere, OpenAI's shape
+    assert chat.status_code == 405 and chat.json()["error"]["code"] == "method_not_allowed"

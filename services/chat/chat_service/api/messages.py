@@ -27,7 +27,8 @@ from chat_service.messages.blocks import error_body
 logger = logging.getLogger(__name__)
 
 
-def _anthropic_error(exc: OpenAIError) -> JSONResponse:
+def anthropic_error(exc: OpenAIError) -> JSONResponse:
+    """Anthropic's error object for one of ours (the app also answers an unknown method here with it)."""
     return JSONResponse(error_body(exc), status_code=exc.status, headers=exc.headers)
 
 
@@ -39,14 +40,14 @@ class AnthropicErrorRoute(APIRoute):
             try:
                 return await handler(request)
             except RequestValidationError as exc:
-                return _anthropic_error(validation_error(exc.errors()))
+                return anthropic_error(validation_error(exc.errors()))
             except OpenAIError as exc:
-                return _anthropic_error(exc)
+                return anthropic_error(exc)
             except HTTPException as exc:  # a body that is not even UTF-8 text
-                return _anthropic_error(OpenAIError(exc.status_code, str(exc.detail)))
+                return anthropic_error(OpenAIError(exc.status_code, str(exc.detail)))
             except Exception:
                 logger.exception("unhandled error on %s", request.url.path)
-                return _anthropic_error(OpenAIError(500, "Internal server error.", "server_error"))
+                return anthropic_error(OpenAIError(500, "Internal server error.", "server_error"))
 
         return route
 
