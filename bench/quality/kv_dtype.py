@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+from chat_service.engine.batched.decoder import float_type
 from chat_service.engine.batched.gathered_logits import EXTERNAL_DATA_FOLDER_KEY, read_graph
 from chat_service.engine.batched.half_kv import half_kv_model
 from ortserve_common.cpu import engine_threads, host_cpu
@@ -43,7 +44,7 @@ class GraphLogits:
         self.session = ort.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
         shape = (1, int(decoder["num_key_value_heads"]), 0, int(decoder["head_size"]))
         self.empty = {
-            i.name: np.zeros(shape, np.float16 if i.type == "tensor(float16)" else np.float32)
+            i.name: np.zeros(shape, float_type(i))
             for i in self.session.get_inputs()
             if i.name.startswith("past_key_values.")
         }

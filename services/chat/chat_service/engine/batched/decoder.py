@@ -51,6 +51,11 @@ ORT_ERRORS = (
 )
 
 
+def float_type(arg: ort.NodeArg) -> np.dtype:
+    """The numpy type of a graph input or output that is float16 or float32 (the KV, the logits)."""
+    return np.dtype(np.float16 if arg.type == "tensor(float16)" else np.float32)
+
+
 class OnnxDecoder:
     def __init__(
         self,
@@ -90,8 +95,7 @@ class OnnxDecoder:
         self._gather_from_file = gather_from_weight_file
         self._half_kv = kv_dtype == "float16"
         self.session = self._open(model_path / decoder["filename"], options, gather_logits, decoder)
-        past_type = next(i.type for i in self.session.get_inputs() if i.name == self._past[0][0])
-        self.kv_dtype = np.dtype(np.float16 if past_type == "tensor(float16)" else np.float32)
+        self.kv_dtype = float_type(next(i for i in self.session.get_inputs() if i.name == self._past[0][0]))
         self.released_bytes = release_weight_pages(model_path) if release_weight_file else 0
         self.gathers = POSITIONS_INPUT in {i.name for i in self.session.get_inputs()}
         self._present = [
@@ -109,7 +113,7 @@ class OnnxDecoder:
         vocab = logits_info.shape[-1]
         if not isinstance(vocab, int):
             vocab = int(genai_config["model"]["vocab_size"])
-        dtype = np.float16 if logits_info.type == "tensor(float16)" else np.float32
+        dtype = float_type(logits_info)
         # Decode logits land here every step (rows 0..n-1), so a step allocates nothing and copies nothing out.
         self._step_logits = np.zeros((slots, 1, vocab), dtype)
         # A decode binding stays valid while the row count and the KV buffers do: only ids and mask are rebound.
@@ -172,7 +176,7 @@ class OnnxDecoder:
         fed something other than [batch, positions, hidden]) fails here, at startup, instead of in every request."""
         feeds: dict[str, np.ndarray] = {self._ids: np.zeros((1, 3), np.int64), self._mask: np.ones((1, 3), np.int64)}
         feeds[POSITIONS_INPUT] = np.asarray([[2, 0]], np.int64)
-        types = {i.name: np.float16 if i.type == "tensor(float16)" else np.float32 for i in session.get_inputs()}
+        types = {i.name: float_type(i) for i in session.get_inputs()}
         shape = (1, int(decoder["num_key_value_heads"]), 0, int(decoder["head_size"]))
         feeds.update({name: np.zeros(shape, types[name]) for pair in self._past for name in pair})
         (logits,) = session.run([self._logits], feeds)
