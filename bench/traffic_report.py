@@ -17,6 +17,14 @@ def _f(value: float, digits: int = 1) -> str:
     return "-" if math.isnan(value) else f"{value:.{digits}f}"
 
 
+def _requests(results: dict, table: ChatTable) -> str:
+    """How many requests each phase sent, by concurrency (the streams take the next one as soon as they are free)."""
+    args = results["args"]
+    rounds, least = args.get("rounds", 1), args.get("min_requests", 4)
+    each = ", ".join(f"{max(least, c * rounds)} at {c}" for c in table.concurrencies)
+    return f"requests a phase by streams: {each}"
+
+
 def write(results: dict, out: Path) -> str:
     table = ChatTable(results["chat"])
     arms = list(dict.fromkeys(row["prompt"] for row in results["chat"]))
@@ -33,7 +41,7 @@ def write(results: dict, out: Path) -> str:
         "Produced by `make bench-traffic` (bench/traffic.py); do not edit by hand.",
         "",
         f"- **CPU: {env['cpu']['describe']}**",
-        f"- run: {results['started']}, repeats {results['args']['repeats']}; load average "
+        f"- run: {results['started']}, repeats {results['args']['repeats']}; {_requests(results, table)}; load average "
         f"{results['load_1m_at_start']} at the start, {results['load_1m_at_end']} at the end; {quiet}. Read the "
         "ratios, paired within a repeat (targets interleaved, the order rotated each repeat).",
         f"- default samplers (manifest; llama-server started with the same as its defaults): {defaults}",

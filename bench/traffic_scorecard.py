@@ -57,13 +57,24 @@ def _arms(table: ChatTable, c: int, arm: str, base: str, name: str, at_least: fl
     ]
 
 
-def _versus_best(table: ChatTable, c: int, arm: str, at_least: float) -> Target:
+def _versus_best(table: ChatTable, c: int, arm: str, at_least: float) -> list[Target]:
+    """Ours over llama-server's fastest variant by aggregate tok/s (the target), and against the same variant by
+    per-stream decode tok/s: the two servers' sampled answers differ in length (in one 8-request burst ours came to
+    637 tokens, Q4_0's to 1,024), and a burst's wall time is its longest answer, so fewer tokens over the same wall
+    time read as a slower server; the decode rate is the speed of the steps themselves."""
     peer = best_peer(table, c, arm)
-    figure = table.ratio(PROXY, peer, c, arm, "aggregate") if peer else math.nan
     streams = "1 stream" if c == 1 else f"{c} streams"
-    return Target(
-        f"{streams}, {arm}: ours / llama-server's best", f"≥ {at_least}", figure, lambda f: f >= at_least, peer or ""
-    )
+    name = f"{streams}, {arm}: ours / llama-server's best"
+    return [
+        Target(
+            f"{name}{suffix}",
+            f"≥ {at_least}",
+            table.ratio(PROXY, peer, c, arm, metric) if peer else math.nan,
+            lambda f: f >= at_least,
+            peer or "",
+        )
+        for suffix, metric in (("", "aggregate"), (", per-stream decode tok/s", "decode"))
+    ]
 
 
 def _ttft(table: ChatTable, arm: str) -> Target:
@@ -95,7 +106,7 @@ def _memory(memory: dict) -> list[Target]:
 def targets(table: ChatTable, memory: dict) -> list[Target]:
     rows = []
     for c, goal in ((1, 1.05), (8, 1.3)):
-        rows += [_versus_best(table, c, arm, goal) for arm in ("greedy", "defaults")]
+        rows += [t for arm in ("greedy", "defaults") for t in _versus_best(table, c, arm, goal)]
     for c in (1, 8):
         rows += _arms(table, c, "defaults", "greedy", f"ours, {c} stream(s): default samplers / greedy", 0.95)
     rows += _arms(
