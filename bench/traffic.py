@@ -12,9 +12,10 @@ The long and code-edit phases send no sampler fields either. Two more arms run o
 with prompt-lookup speculation asked for (`speculative: {"method": "ngram"}`): "code-edit+lookup" (what it gains
 where answers repeat the prompt) and "defaults+lookup" (what it costs on open chat). Every (phase, concurrency) runs
 each target once per repeat, the order rotated repeat to repeat; ratios are paired within a repeat, then the median
-is taken. The report goes to docs/benchmarks/<model>-traffic.md, with a scorecard against the speed issue's
-targets, each server's peak RSS and the kernels' 8-over-1 ceiling (bench/kernel_ceiling.py);
-raw rows to results/bench/<time>-traffic/results.json.
+is taken. A phase sends max(--min-requests, streams × --rounds) requests (8 at one stream, 24 at eight by default),
+each stream taking the next as soon as its last one ended. The report goes to docs/benchmarks/<model>-traffic.md,
+with a scorecard against the speed issue's targets, each server's peak RSS and the kernels' 8-over-1 ceiling
+(bench/kernel_ceiling.py); raw rows to results/bench/<time>-traffic/results.json.
 """
 
 from __future__ import annotations
@@ -201,8 +202,10 @@ def main() -> int:
     parser.add_argument("--phases", nargs="+", default=["samplers", "long", "code-edit"])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--repeats", type=int, default=2, help="interleaved repeats of every phase")
-    parser.add_argument("--rounds", type=int, default=1, help="requests per stream in a phase")
-    parser.add_argument("--min-requests", type=int, default=4, help="requests per phase at least")
+    # Three requests a stream: with one, an 8-stream phase is a single burst whose wall time is its longest answer,
+    # and two servers whose sampled answers differ in length compare their answers rather than their speed.
+    parser.add_argument("--rounds", type=int, default=3, help="requests per stream in a phase")
+    parser.add_argument("--min-requests", type=int, default=8, help="requests per phase at least")
     parser.add_argument("--max-tokens", type=int, default=128, help="tokens per reply in the samplers phase")
     parser.add_argument("--long-tokens", type=int, default=320, help="max_tokens in the long phase (≥ 256)")
     parser.add_argument("--quiet-wait-s", type=float, default=10, help="longest wait for other work to go quiet")
