@@ -118,7 +118,7 @@ async def measure(args: argparse.Namespace, targets: list[ChatTarget], monitor: 
             for arm in chosen:
                 order = targets[repeat % len(targets) :] + targets[: repeat % len(targets)]
                 for target in [t for t in order if t.name == PROXY or not arm.ours_only]:
-                    count = max(args.min_requests, c * args.rounds)
+                    count = traffic_report.requests_per_phase(c, args.rounds, args.min_requests)
                     conversations = [arm.prompt(i) for i in range(count)]  # type: ignore[operator]
                     waited_s = await wait_for_quiet(monitor, args.quiet_wait_s)
                     monitor.start()

@@ -17,11 +17,17 @@ def _f(value: float, digits: int = 1) -> str:
     return "-" if math.isnan(value) else f"{value:.{digits}f}"
 
 
+def requests_per_phase(concurrency: int, rounds: int, min_requests: int) -> int:
+    """How many requests a phase sends: `rounds` a stream, at least `min_requests` (bench/traffic.py's measure)."""
+    return max(min_requests, concurrency * rounds)
+
+
 def _requests(results: dict, table: ChatTable) -> str:
-    """How many requests each phase sent, by concurrency (the streams take the next one as soon as they are free)."""
+    """How many requests each phase sent, by concurrency (runs before --rounds was recorded sent 1 a stream, 4 at
+    least)."""
     args = results["args"]
     rounds, least = args.get("rounds", 1), args.get("min_requests", 4)
-    each = ", ".join(f"{max(least, c * rounds)} at {c}" for c in table.concurrencies)
+    each = ", ".join(f"{requests_per_phase(c, rounds, least)} at {c}" for c in table.concurrencies)
     return f"requests a phase by streams: {each}"
 
 
