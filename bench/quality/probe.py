@@ -3,7 +3,8 @@
     python -m bench.quality.probe --folder DIR --threads 2 [--prompt-tokens 256] [--new-tokens 128]
 
 Prints one JSON line: the load's RSS, prefill tok/s over a prompt of --prompt-tokens, greedy decode tok/s over
---new-tokens, and the process's peak RSS. The prompt is the corpus's standard-library text, so every folder of one
+--new-tokens, the decode tok/s of --rows rows stepping together (the kernels' batched path, which 8-stream serving
+runs), and the process's peak RSS. The prompt is the corpus's standard-library text, so every folder of one
 model reads the same ids.
 """
 
@@ -29,12 +30,28 @@ def status_mib(field: str) -> float:
     return 0.0
 
 
+def rows_decode_tok_s(model: og.Model, prompt: np.ndarray, rows: int, steps: int) -> float:
+    """Tokens per second of `rows` copies of the prompt decoding together, greedy, over `steps` steps after the first
+    (min_length keeps every row in every step)."""
+    params = og.GeneratorParams(model)
+    length = len(prompt) + steps + 1
+    params.set_search_options(batch_size=rows, max_length=length, min_length=length, do_sample=False)
+    generator = og.Generator(model, params)
+    generator.append_tokens(np.repeat(prompt[None, :], rows, axis=0))
+    generator.generate_next_token()  # the first samples the prefill's logits
+    start = time.perf_counter()
+    for _ in range(steps):
+        generator.generate_next_token()
+    return round(rows * steps / (time.perf_counter() - start), 2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folder", type=Path, required=True)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--prompt-tokens", type=int, default=256)
     parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--rows", type=int, default=8, help="rows of the batched decode (0: none)")
     args = parser.parse_args()
     config = og.Config(str(args.folder))
     options = {"intra_op_num_threads": args.threads}
@@ -55,12 +72,15 @@ def main() -> None:
         generator.generate_next_token()
         steps += 1
     done = time.perf_counter()
+    rows_tok_s = rows_decode_tok_s(model, prompt[:64], args.rows, args.new_tokens // 2) if args.rows else None
     result = {
         "loaded_rss_mib": round(loaded_rss, 1),
         "peak_rss_mib": round(status_mib("VmHWM"), 1),
         "prefill_tok_s": round(len(prompt) / (prefilled - start), 2),
         "decode_tok_s": round(steps / (done - prefilled), 2) if steps else None,
         "decode_steps": steps,
+        "rows": args.rows,
+        "decode_rows_tok_s": rows_tok_s,
     }
     print(json.dumps(result))
 

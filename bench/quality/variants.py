@@ -38,10 +38,16 @@ logger = logging.getLogger("bench.quality.variants")
 SERVED_OPTIONS = {
     "smollm2-135m-instruct": ["algo_config=k_quant", "accuracy_level=4"],
     "qwen2.5-coder-0.5b-instruct": ["algo_config=k_quant", "accuracy_level=4", "shared_embeddings=true"],
-    "qwen2.5-coder-1.5b-instruct": ["algo_config=k_quant", "accuracy_level=4", "shared_embeddings=true"],
+    "qwen2.5-coder-1.5b-instruct": [
+        "algo_config=k_quant",
+        "accuracy_level=4",
+        "shared_embeddings=true",
+        "block_size=64",
+    ],
 }
 VARIANTS = {
     "served": [],
+    "block32": ["block_size=32"],
     "block64": ["block_size=64"],
     "block128": ["block_size=128"],
     "asym": ["is_symmetric=false"],
@@ -185,8 +191,10 @@ def main() -> int:
     results["load_1m_at_end"] = load_average()
     for variant in variants:
         probes, served = results["variants"][variant]["probes"], results["variants"]["served"]["probes"]
-        for key in ("decode_tok_s", "prefill_tok_s"):
-            ratios = [p[key] / s[key] for p, s in zip(probes, served, strict=True) if p[key] and s[key]]
+        for key in ("decode_tok_s", "prefill_tok_s", "decode_rows_tok_s"):
+            ratios = [p[key] / s[key] for p, s in zip(probes, served, strict=True) if p.get(key) and s.get(key)]
+            if not ratios:
+                continue
             results["variants"][variant][key.replace("_tok_s", "_ratio")] = statistics.median(ratios)
     raw = work / f"{time.strftime('%Y%m%d-%H%M%S')}.json"
     raw.write_text(json.dumps(results, indent=1))

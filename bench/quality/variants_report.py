@@ -24,6 +24,11 @@ def _median(probes: list[dict], key: str) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def _ratio(value: float | None) -> str:
+    """A speed ratio, or a dash where the run did not measure it (8-row decode: runs before 2026-12-07)."""
+    return "–" if value is None else f"{value:.2f}×"
+
+
 def write(results: dict, out: Path) -> None:
     env = results["environment"]
     cpu = env["cpu"]
@@ -36,7 +41,8 @@ def write(results: dict, out: Path) -> None:
         "onnxruntime-genai builder's int4 output from the same fp32 weights with the served options plus its own;",
         "perplexity on the quality gate's corpus and windows (docs/QUALITY.md), speed and RSS probed in a process per",
         "variant (bench/quality/probe.py: a 256-token prompt, then 128 greedy tokens, ONNX Runtime GenAI, the plain",
-        "engine), variants interleaved repeat by repeat; speed ratios are medians of ratios paired within a repeat.",
+        "engine; then 8 rows of a 64-token prompt decoding together, the kernels' path at 8 streams), variants",
+        "interleaved repeat by repeat; speed ratios are medians of ratios paired within a repeat.",
         "",
         f"- CPU: {cpu['describe']}; load average {results['load_1m_at_start']} at the start,"
         f" {results['load_1m_at_end']} at the end",
@@ -48,9 +54,10 @@ def write(results: dict, out: Path) -> None:
             else []
         ),
         "",
-        "| variant | builder options beyond the served ones | int4 / fp32 | ≤ 1.03 | decode vs served | prefill vs"
-        " served | decode tok/s | weights MiB | RSS after load MiB | peak RSS MiB | weight matrices by type |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| variant | builder options beyond the served ones | int4 / fp32 | ≤ 1.03 | decode vs served | 8-row decode"
+        " vs served | prefill vs served | decode tok/s | weights MiB | RSS after load MiB | peak RSS MiB"
+        " | weight matrices by type |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     served_options = results["options"]["served"]
     for name, entry in results["variants"].items():
@@ -60,13 +67,14 @@ def write(results: dict, out: Path) -> None:
         met = "yes" if ratio <= QUALITY_TARGET else "no"
         lines.append(
             f"| {name} | {' '.join(f'`{o}`' for o in extra)} | {ratio:.4f} | {met} | {entry['decode_ratio']:.2f}×"
-            f" | {entry['prefill_ratio']:.2f}× | {_median(probes, 'decode_tok_s'):.1f} | {entry['size_mib']}"
+            f" | {_ratio(entry.get('decode_rows_ratio'))} | {entry['prefill_ratio']:.2f}×"
+            f" | {_median(probes, 'decode_tok_s'):.1f} | {entry['size_mib']}"
             f" | {_median(probes, 'loaded_rss_mib'):.0f} | {_median(probes, 'peak_rss_mib'):.0f}"
             f" | {describe(entry['types']) if entry.get('types') else '?'} |"
         )
     for name, reason in results.get("failed", {}).items():
         extra = [o for o in results["options"][name] if o not in served_options]
-        lines.append(f"| {name} | {' '.join(f'`{o}`' for o in extra)} | not built: {reason} | | | | | | | | |")
+        lines.append(f"| {name} | {' '.join(f'`{o}`' for o in extra)} | not built: {reason} | | | | | | | | | |")
     texts = list(fp32_texts)
     lines += ["", "Per text (perplexity):", "", "| variant | " + " | ".join(texts) + " |"]
     lines.append("|---|" + "---|" * len(texts))

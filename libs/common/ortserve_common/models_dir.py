@@ -13,7 +13,7 @@ from pathlib import Path
 
 # Bumped whenever a model-build recipe changes its output: a new version is a new folder, so nothing serves or tests
 # a model built by an older recipe.
-RECIPE_VERSION = "1"
+RECIPE_VERSION = "2"
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "ortserve"
 DEFAULT_MODELS_DIR = DEFAULT_CACHE_DIR / "models" / f"r{RECIPE_VERSION}"
 
