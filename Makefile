@@ -46,7 +46,7 @@ model: build-venv ## Build (or reuse from the cache) every model the services an
 $(MODEL_STAMPS):
 	@$(MAKE) --no-print-directory model
 
-model-large: build-venv ## Build (or reuse) the on-demand Qwen2.5-Coder-1.5B-Instruct int4 (about 20 minutes cold, 1 GB)
+model-large: build-venv ## Build (or reuse) the on-demand Qwen2.5-Coder-1.5B-Instruct int4 (12–20 minutes cold, 0.9 GB)
 	@$(BUILD_VENV)/bin/python tools/model_build/build.py --out $(MODELS_DIR) --downloads $(CACHE_DIR)/downloads \
 	  --only qwen2.5-coder-1.5b-instruct
 
