@@ -4,7 +4,10 @@ this tree's sampler against a baseline commit's (bench.sampler_cost loads it fro
 
 Every configuration runs once per round, in an order rotated round to round, so a neighbour's load falls on all of
 them; the report gives each one's median aggregate tok/s (tokens over the wall time from the first request sent to
-the last token) and the ratios that matter: sampled over greedy with each sampler, and new over old.
+the last token) and the ratios that matter: sampled over greedy with each sampler, and new over old. The aggregate
+also counts answer lengths: a sampled answer that stops early leaves its streams' last steps with fewer rows. So the
+report gives each configuration's time per token after the first too (the median stream's, median over rounds),
+which counts only what each step cost while the stream decoded.
 
     .venv/bin/python -m bench.sampler_e2e
     .venv/bin/python -m bench.sampler_e2e --rounds 5 --max-tokens 128
@@ -15,9 +18,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import statistics
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from chat_service.engine.batched import scheduler
@@ -46,23 +50,32 @@ PROMPTS = [
 ]
 
 
-async def _one(engine: BatchedEngine, prompt: list[int], sampling: SamplingParams, max_tokens: int) -> int:
-    return len([e async for e in engine.generate(GenerationRequest(prompt, max_tokens, sampling))])
+@dataclass(frozen=True)
+class Run:
+    tok_s: float  # aggregate: every stream's tokens over the wall time of the run
+    ms_per_token: float  # the median stream's time per token after its first (NaN when no stream made two)
 
 
-def run_once(engine, prompts: list[list[int]], sampling: SamplingParams | None, max_tokens: int) -> float:
-    """Aggregate tok/s of len(prompts) concurrent streams; sampled streams seeded, so each round repeats its work."""
+async def _one(engine: BatchedEngine, prompt: list[int], sampling: SamplingParams, max_tokens: int) -> list[float]:
+    """When each token arrived."""
+    return [time.perf_counter() async for _ in engine.generate(GenerationRequest(prompt, max_tokens, sampling))]
 
-    async def together() -> int:
+
+def run_once(engine, prompts: list[list[int]], sampling: SamplingParams | None, max_tokens: int) -> Run:
+    """len(prompts) concurrent streams; sampled streams seeded, so each round repeats its work."""
+
+    async def together() -> list[list[float]]:
         jobs = [
             _one(engine, p, SamplingParams(temperature=0.0) if sampling is None else _seeded(sampling, i), max_tokens)
             for i, p in enumerate(prompts)
         ]
-        return sum(await asyncio.gather(*jobs))
+        return await asyncio.gather(*jobs)
 
     start = time.perf_counter()
-    tokens = asyncio.run(together())
-    return tokens / (time.perf_counter() - start)
+    arrivals = asyncio.run(together())
+    wall = time.perf_counter() - start
+    per_token = [(a[-1] - a[0]) / (len(a) - 1) * 1000 for a in arrivals if len(a) > 1]
+    return Run(sum(map(len, arrivals)) / wall, statistics.median(per_token) if per_token else math.nan)
 
 
 def _seeded(sampling: SamplingParams, seed: int) -> SamplingParams:
@@ -86,7 +99,7 @@ def main() -> None:
     tokenizer = inner.tokenizer
     prompts = [tokenizer.encode(tokenizer.apply_chat_template([{"role": "user", "content": p}])) for p in PROMPTS]
     configs = [(n, mode, side) for n in args.streams for mode in ("greedy", "defaults") for side in ("old", "new")]
-    results: dict[tuple[int, str, str], list[float]] = {c: [] for c in configs}
+    results: dict[tuple[int, str, str], list[Run]] = {c: [] for c in configs}
     logger.info("CPU: %s; %d engine threads", host_cpu().describe(), threads)
     logger.info(
         "model %s, %d tokens a stream, %d rounds; old: TokenSampler at %s",
@@ -101,24 +114,35 @@ def main() -> None:
             shift = round_ % len(configs)
             for n, mode, side in configs[shift:] + configs[:shift]:
                 scheduler.TokenSampler = samplers[side]  # type: ignore[misc,assignment]  # read at each admission
-                tok_s = run_once(engine, prompts[:n], None if mode == "greedy" else QWEN, args.max_tokens)
-                results[(n, mode, side)].append(tok_s)
-                logger.info("round %d: %d streams, %s, %s sampler: %.1f tok/s", round_, n, mode, side, tok_s)
+                run = run_once(engine, prompts[:n], None if mode == "greedy" else QWEN, args.max_tokens)
+                results[(n, mode, side)].append(run)
+                logger.info(
+                    "round %d: %d streams, %s, %s sampler: %.1f tok/s, %.1f ms a token after the first",
+                    round_, n, mode, side, run.tok_s, run.ms_per_token,
+                )  # fmt: skip
     finally:
         scheduler.TokenSampler = TokenSampler  # type: ignore[misc]
         engine.close()
-    median = {c: statistics.median(v) for c, v in results.items()}
-    logger.info("| streams | sampler | greedy tok/s | defaults tok/s | defaults / greedy |")
-    logger.info("|---|---|---|---|---|")
+    median = {c: statistics.median(r.tok_s for r in v) for c, v in results.items()}
+    ms = {c: statistics.median(r.ms_per_token for r in v) for c, v in results.items()}
+    logger.info(
+        "| streams | sampler | greedy tok/s | defaults tok/s | defaults / greedy "
+        "| greedy ms/token | defaults ms/token | defaults / greedy by time per token |"
+    )
+    logger.info("|---|---|---|---|---|---|---|---|")
     for n in args.streams:
         for side in ("old", "new"):
             g, d = median[(n, "greedy", side)], median[(n, "defaults", side)]
-            logger.info("| %d | %s | %.1f | %.1f | %.2f× |", n, side, g, d, d / g)
+            g_ms, d_ms = ms[(n, "greedy", side)], ms[(n, "defaults", side)]
+            logger.info(
+                "| %d | %s | %.1f | %.1f | %.2f× | %.1f | %.1f | %.2f× |", n, side, g, d, d / g, g_ms, d_ms, g_ms / d_ms
+            )
         logger.info(
-            "| %d | new / old | %.2f× | %.2f× | |",
+            "| %d | new / old | %.2f× | %.2f× | | | | %.2f× |",
             n,
             median[(n, "greedy", "new")] / median[(n, "greedy", "old")],
             median[(n, "defaults", "new")] / median[(n, "defaults", "old")],
+            ms[(n, "defaults", "old")] / ms[(n, "defaults", "new")],
         )
 
 

@@ -185,9 +185,10 @@ async def main_async(args: argparse.Namespace) -> int:
                 peers[target.name] = {"gguf": str(gguf), "command": " ".join(server.command)}
         monitor = CpuMonitor(lambda: descendants(os.getpid()) | local.pids())
         results["environment"] = environment.describe(bin_dir) | {"peers": peers}
-        results["chat"] = await measure(args, targets, monitor)
         pids[PROXY] = int(local.ctl("pid", "chat").strip())
-        results["memory"] = {name: rss_mb(pid) for name, pid in pids.items()}
+        loaded = {name: rss_mb(pid)["rss_mb"] for name, pid in pids.items()}  # before any traffic
+        results["chat"] = await measure(args, targets, monitor)
+        results["memory"] = {name: rss_mb(pid) | {"loaded_mb": loaded[name]} for name, pid in pids.items()}
     if args.ceiling:  # after the servers have stopped: the kernels alone on the cores
         results["kernel_ceiling"] = kernel_ceiling.measure(MODELS_DIR / args.model)
     results["load_1m_at_end"] = load_average()

@@ -148,11 +148,15 @@ def write(table: ChatTable, memory: dict, ceiling: dict | None) -> list[str]:
     if memory:
         lines += [
             "",
-            "Peak RSS at the end of the run (VmHWM; llama-server with -np 8 -c 8192, its KV cache for 8192 tokens):",
+            "Peak RSS at the end of the run (VmHWM). llama-server runs with -np 8 -c 8192 (its KV cache for 8192 "
+            "tokens) and its default prompt cache in RAM (`--cache-ram 8192` MiB), which keeps the KV of the prompts "
+            "it has served and so grows with their number; our chat service's prefix cache has a fixed budget "
+            "(CHAT_PREFIX_CACHE_MB, 128 by default). RSS loaded: each server's, before any traffic.",
         ]
-        lines += [
-            f"- {'our chat service' if name == PROXY else name}: {figures['peak_mb']:.0f} MB peak, "
-            f"{figures['rss_mb']:.0f} MB now"
-            for name, figures in memory.items()
-        ]
+        for name, figures in memory.items():
+            loaded = f", {figures['loaded_mb']:.0f} MB loaded" if "loaded_mb" in figures else ""
+            lines.append(
+                f"- {'our chat service' if name == PROXY else name}: {figures['peak_mb']:.0f} MB peak, "
+                f"{figures['rss_mb']:.0f} MB now{loaded}"
+            )
     return lines + [""]

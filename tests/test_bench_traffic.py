@@ -9,7 +9,7 @@ import pytest
 from ortserve_common.model_manifest import SamplingDefaults, load_manifest
 from ortserve_testing.bench_rows import phase_row
 
-from bench import traffic, traffic_index, traffic_prompts, traffic_report
+from bench import peers, traffic, traffic_index, traffic_prompts, traffic_report
 
 PEER = "llama-server Q4_0"
 
@@ -179,3 +179,11 @@ def test_benchmarks_md_gathers_each_models_traffic_scorecard_and_keeps_the_rest(
     assert text.index(traffic_index.END) < text.index("## Setup") < text.index("below")
     assert "### [m](benchmarks/m-traffic.md)" in text and "- **CPU: some CPU**" in text
     assert f"| 1 stream, greedy: ours / llama-server's best ({PEER}) | 1.05× | ≥ 1.05 | met |" in text
+
+
+def test_llama_server_gets_the_prompt_cache_budget_our_chat_service_has_by_default() -> None:
+    from chat_service.settings import ChatSettings
+
+    assert ChatSettings.model_fields["prefix_cache_mb"].default == peers.PROMPT_CACHE_MIB
+    args = peers.SERVER_ARGS
+    assert args[args.index("--cache-ram") + 1] == str(peers.PROMPT_CACHE_MIB)
