@@ -149,9 +149,9 @@ def write(table: ChatTable, memory: dict, ceiling: dict | None) -> list[str]:
         lines += [
             "",
             "Peak RSS at the end of the run (VmHWM). llama-server runs with -np 8 -c 8192 (its KV cache for 8192 "
-            "tokens) and its default prompt cache in RAM (`--cache-ram 8192` MiB), which keeps the KV of the prompts "
-            "it has served and so grows with their number; our chat service's prefix cache has a fixed budget "
-            "(CHAT_PREFIX_CACHE_MB, 128 by default). RSS loaded: each server's, before any traffic.",
+            "tokens) and its prompt cache in RAM held to our prefix cache's default budget (`--cache-ram 128`, as "
+            "CHAT_PREFIX_CACHE_MB): its own default, 8192 MiB, grows with every new prompt (runs before 2026-12-07 "
+            "18:37 UTC had it). RSS loaded: each server's, before any traffic.",
         ]
         for name, figures in memory.items():
             loaded = f", {figures['loaded_mb']:.0f} MB loaded" if "loaded_mb" in figures else ""
