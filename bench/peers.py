@@ -18,6 +18,7 @@ import zipfile
 from pathlib import Path
 
 import httpx
+from chat_service.settings import ChatSettings
 from ortserve_common.cpu import usable_cores
 from ortserve_common.models_dir import models_dir as default_models_dir
 
@@ -34,7 +35,7 @@ GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 # grows with every new prompt: on Qwen2.5-Coder-0.5B 660 MB loaded, then 712, 794 and 885 MB after 8, 16 and 24
 # distinct ~320-token prompts, and 713 MB flat with the cache off. It gets our prefix cache's default budget
 # (CHAT_PREFIX_CACHE_MB), so that the two servers' memory compares like for like, whatever the number of requests.
-PROMPT_CACHE_MIB = 128
+PROMPT_CACHE_MIB: int = ChatSettings.model_fields["prefix_cache_mb"].default
 # As many threads as our engine gets by default (the usable cores), so that neither side has more cores to spin on.
 SERVER_ARGS = [
     "-np", "8", "-c", "8192", "--cont-batching", "-t", str(usable_cores()), "--cache-ram", str(PROMPT_CACHE_MIB),

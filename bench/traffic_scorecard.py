@@ -7,6 +7,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bench.peers import PROMPT_CACHE_MIB
 from bench.tables import ChatTable
 
 PROXY = "ours, through the proxy"
@@ -149,9 +150,9 @@ def write(table: ChatTable, memory: dict, ceiling: dict | None) -> list[str]:
         lines += [
             "",
             "Peak RSS at the end of the run (VmHWM). llama-server runs with -np 8 -c 8192 (its KV cache for 8192 "
-            "tokens) and its prompt cache in RAM held to our prefix cache's default budget (`--cache-ram 128`, as "
-            "CHAT_PREFIX_CACHE_MB): its own default, 8192 MiB, grows with every new prompt (runs before 2026-12-07 "
-            "18:37 UTC had it). RSS loaded: each server's, before any traffic.",
+            f"tokens) and its prompt cache in RAM held to our prefix cache's default budget (`--cache-ram "
+            f"{PROMPT_CACHE_MIB}`, as CHAT_PREFIX_CACHE_MB): its own default, 8192 MiB, grows with every new prompt "
+            "(reports older than this sentence ran with it). RSS loaded: each server's, before any traffic.",
         ]
         for name, figures in memory.items():
             loaded = f", {figures['loaded_mb']:.0f} MB loaded" if "loaded_mb" in figures else ""

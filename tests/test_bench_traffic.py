@@ -101,9 +101,14 @@ def test_the_scorecard_judges_each_target_against_llama_servers_best_variant(tmp
             rows += [row(traffic.PROXY, arm, c, 0, ours), row(PEER, arm, c, 0, best), row(slow, arm, c, 0, best / 2)]
     rows += [row(traffic.PROXY, "code-edit", 1, 0, 30.0), row(traffic.PROXY, "code-edit+lookup", 1, 0, 44.0)]
     rows += [row(traffic.PROXY, "defaults+lookup", 1, 0, 42.0 * 0.96)]
-    memory = {traffic.PROXY: {"peak_mb": 900, "rss_mb": 800}, PEER: {"peak_mb": 750, "rss_mb": 700}}
+    memory = {
+        traffic.PROXY: {"peak_mb": 900, "rss_mb": 800, "loaded_mb": 600},
+        PEER: {"peak_mb": 750, "rss_mb": 700},  # a run from before RSS loaded was recorded
+    }
     ceiling = {"rows": 8, "step_ms_1": 20.0, "step_ms_rows": 40.0, "ceiling": 4.0, "threads": 2}
     text = scored(tmp_path, rows, memory, ceiling)
+    assert "- our chat service: 900 MB peak, 800 MB now, 600 MB loaded\n" in text
+    assert f"- {PEER}: 750 MB peak, 700 MB now\n" in text
     assert f"| 1 stream, greedy: ours / llama-server's best ({PEER}) | 1.05× | ≥ 1.05 | met |" in text
     assert f"| 8 streams, defaults: ours / llama-server's best ({PEER}) | 1.30× | ≥ 1.3 | met |" in text
     assert "| ours, 1 stream(s): default samplers / greedy | 1.00× | ≥ 0.95 | met |" in text
