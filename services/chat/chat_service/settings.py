@@ -86,8 +86,9 @@ class ChatSettings(EngineProcessSettings):
         ge=0,
         description="Memory for the KV of prompt prefixes seen before (a repeated system prompt or conversation "
         "is then prefilled only past them), least recently used out first; 0 turns prefix reuse off. Batched engine. "
-        "A token takes 45 KB on SmolLM2-135M, 24 KB on Qwen2.5-0.5B, 56 KB on Qwen2.5-1.5B: 128 MB holds a few "
-        "shared system prompts; conversations with many open at once want more (docs/ENGINE_DESIGNS.md, Memory).",
+        "A token takes 23 KB on SmolLM2-135M, 12 KB on Qwen2.5-0.5B, 28 KB on Qwen2.5-1.5B in the default float16 "
+        "KV cache (twice that with CHAT_KV_CACHE_DTYPE=float32): 128 MB holds a few shared system prompts; "
+        "conversations with many open at once want more (docs/ENGINE_DESIGNS.md, Memory).",
     )
     prefix_block_tokens: int = Field(
         8,
@@ -149,13 +150,14 @@ class ChatSettings(EngineProcessSettings):
         "draft from the first step (code edits gain a little; open chat pays until the row gives up).",
     )
     kv_cache_dtype: Literal["float32", "float16"] = Field(
-        "float32",
-        description="The batched engine's KV cache type. float16 halves its memory (12 KB a position instead of 24 on "
-        "Qwen2.5-Coder-0.5B), as llama.cpp's default cache does: the attention still computes in float32, but its "
+        "float16",
+        description="The batched engine's KV cache type. float16 (the default, as llama.cpp's cache) holds half the "
+        "memory of the graph's own float32 (12 KB a position instead of 24 on Qwen2.5-Coder-0.5B; the prefix cache "
+        "holds twice the tokens in its CHAT_PREFIX_CACHE_MB): the attention still computes in float32, but its "
         "inputs, the rotary embedding and its output are rounded to float16, which raised Qwen2.5-Coder-0.5B's "
-        "perplexity by 0.1-0.2 % (measured) and makes its replies differ from the plain ONNX Runtime GenAI loop's "
-        "at a near-tie, so the default keeps the graph's float32. Batched engine (the generator engine keeps the "
-        "graph's type).",
+        "perplexity by 0.1-0.2 % (measured). float32 gives a lone request the plain ONNX Runtime GenAI loop's "
+        "tokens exactly, where float16 may differ from them at a near-tie. Batched engine (the generator engine "
+        "keeps the graph's type).",
     )
     max_concurrency: int = Field(
         8,

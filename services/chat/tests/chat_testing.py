@@ -27,19 +27,25 @@ ROW_PROMPTS = [
 
 
 class ChatServer(ServiceProcess):
-    """`python -m chat_service` in a subprocess, exactly as `make run` starts it."""
+    """`python -m chat_service` in a subprocess, as `make run` starts it, with one difference: its KV cache is the
+    graph's float32 unless `CHAT_KV_CACHE_DTYPE` is given. The suite holds the service to the plain ONNX Runtime
+    GenAI loop token for token, and only a float32 cache computes what that loop does; the service's float16 default
+    is tested in test_half_kv.py. An env value of None leaves that variable unset (the service's default)."""
 
-    def __init__(self, model_path: Path, **env: str) -> None:
+    def __init__(self, model_path: Path, **env: str | None) -> None:
         port = free_port()
         tmp = Path(os.environ.get("PYTEST_TMPDIR", "/tmp"))
         environment = {
+            "CHAT_KV_CACHE_DTYPE": "float32",
             **os.environ,
             "CHAT_DATA_DIR": str(tmp / f"chat-data-{port}"),
             "CHAT_MODEL_PATH": str(model_path),
             "CHAT_PORT": str(port),
             "CHAT_HOST": "127.0.0.1",
-            **env,
+            **{name: value for name, value in env.items() if value is not None},
         }
+        for name in (name for name, value in env.items() if value is None):
+            environment.pop(name, None)
         log_path = tmp / f"chat-{port}.log"
         super().__init__("chat_service", port, environment, log_path)
 

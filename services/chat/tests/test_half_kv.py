@@ -25,9 +25,11 @@ from chat_service.engine.batched.engine import BatchedEngine
 from chat_service.engine.batched.gathered_logits import VariantUnavailable, read_graph
 from chat_service.engine.batched.half_kv import ATTENTION_OP, half_kv_model
 from chat_service.engine.config import EngineConfig
+from chat_service.engine.fingerprint import system_fingerprint
 from chat_service.engine.model_folder import ModelFolder
 from chat_service.engine.types import GenerationRequest, SamplingParams
 from chat_service.settings import ChatSettings
+from chat_testing import MODEL_ID, ChatServer
 from onnx import TensorProto, helper
 from ortserve_common.models_dir import models_dir
 from pydantic import ValidationError
@@ -132,6 +134,34 @@ def test_a_seeded_request_on_the_float16_cache_reproduces_cold_and_from_the_pref
         full.close()
 
 
+def test_the_service_serves_the_float16_cache_by_default_and_a_seeded_request_reproduces(smollm_path) -> None:
+    """chat_testing.ChatServer pins float32 for the suite; None leaves CHAT_KV_CACHE_DTYPE unset, as a user does."""
+    server = ChatServer(smollm_path, CHAT_KV_CACHE_DTYPE=None).start()
+    try:
+        client = server.client()
+        kwargs = dict(
+            model=MODEL_ID,
+            messages=[
+                {"role": "system", "content": "You are a helpful assistant who answers in verse, briefly and kindly."},
+                {"role": "user", "content": "Write a short poem about the sea."},
+            ],
+            temperature=1.0,
+            top_p=0.95,
+            seed=1234,
+            max_tokens=24,
+        )
+        cold, cached = client.chat.completions.create(**kwargs), client.chat.completions.create(**kwargs)
+    finally:
+        server.stop()
+    # The fingerprint names the cache the engine opened: float16, not a fallback to the graph's float32.
+    assert cold.system_fingerprint == system_fingerprint(smollm_path, "batched", False, "float16")
+    assert cold.system_fingerprint != system_fingerprint(smollm_path, "batched", False, "float32")
+    assert cold.usage.prompt_tokens_details.cached_tokens == 0
+    assert cached.usage.prompt_tokens_details.cached_tokens > 0  # its prompt came from the float16 prefix cache
+    assert cached.choices[0].message.content == cold.choices[0].message.content
+    assert cold.choices[0].message.content
+
+
 def test_a_graph_the_edit_does_not_fit_keeps_a_float32_cache(smollm_path, monkeypatch, caplog) -> None:
     def refuse(graph: onnx.ModelProto) -> onnx.ModelProto:
         raise VariantUnavailable("made to fail by the test")
@@ -146,8 +176,10 @@ def test_a_graph_the_edit_does_not_fit_keeps_a_float32_cache(smollm_path, monkey
 
 
 def test_the_setting_reaches_the_engine_config_and_refuses_other_types(tmp_path) -> None:
-    assert EngineConfig.from_settings(ChatSettings(model_path=tmp_path)).kv_cache_dtype == "float32"
-    half = ChatSettings(model_path=tmp_path, kv_cache_dtype="float16")
-    assert EngineConfig.from_settings(half).kv_cache_dtype == "float16"
+    # The service serves float16 unless told otherwise; the engine's own default stays the graph's float32.
+    assert EngineConfig.from_settings(ChatSettings(model_path=tmp_path)).kv_cache_dtype == "float16"
+    full = ChatSettings(model_path=tmp_path, kv_cache_dtype="float32")
+    assert EngineConfig.from_settings(full).kv_cache_dtype == "float32"
+    assert EngineConfig().kv_cache_dtype == "float32"
     with pytest.raises(ValidationError, match="kv_cache_dtype"):
         ChatSettings(model_path=tmp_path, kv_cache_dtype="int8")

@@ -76,6 +76,7 @@ class EngineConfig:
     prompt_lookup_ngram: int = 3
     prompt_lookup_probation: int = 16
     # The batched engine's KV cache: float32 as the graph is built, or float16 (half the memory; batched/half_kv.py).
+    # The engine's own default is the graph's type; the service's (CHAT_KV_CACHE_DTYPE) is float16.
     kv_cache_dtype: KVCacheDtype = "float32"
 
     @classmethod
