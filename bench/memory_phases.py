@@ -5,7 +5,8 @@ after each, once the engine is idle again, and each phase's output tokens per se
 
     python -m bench.memory_phases [--model qwen2.5-coder-0.5b-instruct] [--repeats 2] [--arms default thresholds …]
 
-Arms: `default` runs the service's defaults (glibc's own thresholds: its mmap threshold rises to 32 MB);
+Arms: `default` runs the service's defaults (glibc's own thresholds: its mmap threshold rises to 32 MB; a float16
+KV cache; `kv-float32` the graph's float32 one);
 `thresholds` sets a 64 KB mmap threshold and a 128 KB trim threshold; `thresholds-8m` 8 MB for both; `arenas-2`
 caps glibc's arenas at two (MALLOC_ARENA_MAX). Each repeat starts a fresh service per arm, the order rotated repeat
 to repeat. Sampled phases send a fixed seed. Prints a markdown table per arm (the last repeat's memory) and each
@@ -52,7 +53,9 @@ ARMS = {
     # jemalloc (Debian's libjemalloc2) in glibc's place: it gives freed pages back after a decay time (10 s by default).
     "jemalloc": {"LD_PRELOAD": JEMALLOC},
     "jemalloc-1s": {"LD_PRELOAD": JEMALLOC, "MALLOC_CONF": "background_thread:true,dirty_decay_ms:1000"},
-    # The KV cache (and the prefix cache's blocks) in float16: half the bytes a position.
+    # The KV cache (and the prefix cache's blocks) in the graph's float32, twice the bytes a position of the service's
+    # float16 default (kv-float16 names that default explicitly, for runs that compare the two).
+    "kv-float32": {"CHAT_KV_CACHE_DTYPE": "float32"},
     "kv-float16": {"CHAT_KV_CACHE_DTYPE": "float16"},
 }
 
