@@ -42,10 +42,12 @@ class ChatServer(ServiceProcess):
             "CHAT_MODEL_PATH": str(model_path),
             "CHAT_PORT": str(port),
             "CHAT_HOST": "127.0.0.1",
-            **{name: value for name, value in env.items() if value is not None},
         }
-        for name in (name for name, value in env.items() if value is None):
-            environment.pop(name, None)
+        for name, value in env.items():
+            if value is None:
+                environment.pop(name, None)
+            else:
+                environment[name] = value
         log_path = tmp / f"chat-{port}.log"
         super().__init__("chat_service", port, environment, log_path)
 
