@@ -1,16 +1,18 @@
-"""Which kind of traffic grows the chat service's resident memory, how much stays, and what glibc's malloc thresholds
-(CHAT_MALLOC_MMAP_THRESHOLD_KB, CHAT_MALLOC_TRIM_THRESHOLD_KB) cost in speed: one chat service serving one model
-alone, the traffic bench's phases one after another (bench/traffic_prompts.py), its RSS and peak RSS read from /proc
-after each, once the engine is idle again, and each phase's output tokens per second.
+"""Which kind of traffic grows the chat service's resident memory, how much stays, and what glibc's malloc settings
+(CHAT_MALLOC_MMAP_THRESHOLD_KB, CHAT_MALLOC_TRIM_THRESHOLD_KB, CHAT_MALLOC_ARENA_MAX) cost in speed: one chat service
+serving one model alone, the traffic bench's phases one after another (bench/traffic_prompts.py), its RSS and peak
+RSS read from /proc after each, once the engine is idle again, and each phase's output tokens per second.
 
     python -m bench.memory_phases [--model qwen2.5-coder-0.5b-instruct] [--repeats 2] [--arms default thresholds …]
 
-Arms: `default` runs the service's defaults (glibc's own thresholds: its mmap threshold rises to 32 MB; a float16
-KV cache; `kv-float32` the graph's float32 one);
-`thresholds` sets a 64 KB mmap threshold and a 128 KB trim threshold; `thresholds-8m` 8 MB for both; `arenas-2`
-caps glibc's arenas at two (MALLOC_ARENA_MAX). Each repeat starts a fresh service per arm, the order rotated repeat
-to repeat. Sampled phases send a fixed seed. Prints a markdown table per arm (the last repeat's memory) and each
-phase's tok/s ratio, each arm over default, median over repeats.
+Arms: `default` runs the service's defaults (8 MB malloc thresholds, two arenas, a float16 KV cache; `kv-float32`
+the graph's float32 one); `glibc` glibc's own thresholds and arenas (its mmap threshold rises to 32 MB; 8 arenas a
+core), the service's defaults until 2026-12-08, which the arms below changed one by one. `thresholds` sets a 64 KB
+mmap threshold and a 128 KB trim threshold (arenas as glibc's); `thresholds-8m` 8 MB for both; `arenas-2` caps
+glibc's arenas at two (MALLOC_ARENA_MAX, thresholds as glibc's); `thresholds-8m-arenas-2` (today's defaults, named)
+and `-4` the 8 MB thresholds with the service's own cap (CHAT_MALLOC_ARENA_MAX) at two or four. Each repeat starts a
+fresh service per arm, the order rotated repeat to repeat. Sampled phases send a fixed seed. Prints a markdown table
+per arm (the last repeat's memory) and each phase's tok/s ratio, each arm over default, median over repeats.
 """
 
 from __future__ import annotations
@@ -43,16 +45,35 @@ PHASES = [  # name, prompt maker, streams, max_tokens, sampler fields (None: gre
     ("code edits, 1 stream, prompt lookup", traffic_prompts.code_edit, 1, 400, LOOKUP),
     ("code edits, 8 streams, prompt lookup", traffic_prompts.code_edit, 8, 400, LOOKUP),
 ]
+GLIBC_THRESHOLDS = {"CHAT_MALLOC_MMAP_THRESHOLD_KB": "", "CHAT_MALLOC_TRIM_THRESHOLD_KB": ""}
+GLIBC_ARENAS = {"CHAT_MALLOC_ARENA_MAX": ""}
 ARMS = {
-    "default": {"CHAT_MALLOC_MMAP_THRESHOLD_KB": "", "CHAT_MALLOC_TRIM_THRESHOLD_KB": ""},  # the service's defaults
-    "thresholds": {"CHAT_MALLOC_MMAP_THRESHOLD_KB": "64", "CHAT_MALLOC_TRIM_THRESHOLD_KB": "128"},
+    "default": {},  # the service's defaults
+    # glibc's own thresholds and arenas: the service's defaults before 2026-12-08 (the earlier "default" rows).
+    "glibc": {**GLIBC_THRESHOLDS, **GLIBC_ARENAS},
+    "thresholds": {"CHAT_MALLOC_MMAP_THRESHOLD_KB": "64", "CHAT_MALLOC_TRIM_THRESHOLD_KB": "128", **GLIBC_ARENAS},
     # Above a verify call's logits (5.5 MB at 8 drafts on Qwen's vocabulary), below a 512-token chunk's activations.
-    "thresholds-8m": {"CHAT_MALLOC_MMAP_THRESHOLD_KB": "8192", "CHAT_MALLOC_TRIM_THRESHOLD_KB": "8192"},
+    "thresholds-8m": {"CHAT_MALLOC_MMAP_THRESHOLD_KB": "8192", "CHAT_MALLOC_TRIM_THRESHOLD_KB": "8192", **GLIBC_ARENAS},
     # glibc's arenas: one per thread that allocates, up to 8 per core, each keeping what its thread freed.
-    "arenas-2": {"MALLOC_ARENA_MAX": "2"},
+    "arenas-2": {**GLIBC_THRESHOLDS, "CHAT_MALLOC_ARENA_MAX": "", "MALLOC_ARENA_MAX": "2"},
+    "thresholds-8m-arenas-2": {
+        "CHAT_MALLOC_MMAP_THRESHOLD_KB": "8192",
+        "CHAT_MALLOC_TRIM_THRESHOLD_KB": "8192",
+        "CHAT_MALLOC_ARENA_MAX": "2",
+    },
+    "thresholds-8m-arenas-4": {
+        "CHAT_MALLOC_MMAP_THRESHOLD_KB": "8192",
+        "CHAT_MALLOC_TRIM_THRESHOLD_KB": "8192",
+        "CHAT_MALLOC_ARENA_MAX": "4",
+    },
     # jemalloc (Debian's libjemalloc2) in glibc's place: it gives freed pages back after a decay time (10 s by default).
-    "jemalloc": {"LD_PRELOAD": JEMALLOC},
-    "jemalloc-1s": {"LD_PRELOAD": JEMALLOC, "MALLOC_CONF": "background_thread:true,dirty_decay_ms:1000"},
+    "jemalloc": {**GLIBC_THRESHOLDS, **GLIBC_ARENAS, "LD_PRELOAD": JEMALLOC},
+    "jemalloc-1s": {
+        **GLIBC_THRESHOLDS,
+        **GLIBC_ARENAS,
+        "LD_PRELOAD": JEMALLOC,
+        "MALLOC_CONF": "background_thread:true,dirty_decay_ms:1000",
+    },
     # The KV cache (and the prefix cache's blocks) in the graph's float32, twice the bytes a position of the service's
     # float16 default (kv-float16 names that default explicitly, for runs that compare the two).
     "kv-float32": {"CHAT_KV_CACHE_DTYPE": "float32"},

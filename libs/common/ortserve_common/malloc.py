@@ -1,11 +1,13 @@
-"""glibc malloc's mmap and trim thresholds, set from a setting (mallopt), as the MALLOC_MMAP_THRESHOLD_ and
-MALLOC_TRIM_THRESHOLD_ environment variables would.
+"""glibc malloc's mmap and trim thresholds and its arena cap, set from settings (mallopt), as the
+MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_ and MALLOC_ARENA_MAX environment variables would.
 
 glibc carves a block from free heap memory whenever it fits, and maps a block of its own only when the heap would
 have to grow and the block is at least the mmap threshold; that threshold rises (up to 32 MB) each time a mapped
 block is freed, and the heap's freed pages stay resident. A low threshold with a low trim threshold gives memory back
 sooner, at the cost of page faults on every large block reallocated. An explicit threshold also stops the rise.
-mallopt governs the allocations that follow it, so call this before models load.
+glibc also gives each thread that allocates an arena of its own, up to 8 per core, and each arena keeps what its
+threads freed; a cap makes threads share them. mallopt governs the allocations (and arenas) that follow it, so call
+this before models load and their thread pools start.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import platform
 # mallopt parameter numbers from glibc's <malloc.h>.
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
 
 
 def _glibc() -> ctypes.CDLL | None:
@@ -27,21 +30,26 @@ def _glibc() -> ctypes.CDLL | None:
     return ctypes.CDLL(name) if name else None
 
 
-def tune_malloc(mmap_threshold_kb: int | None, trim_threshold_kb: int | None, logger: logging.Logger) -> dict:
-    """Apply the thresholds that are set (None leaves glibc's own); returns what was applied, for the startup log."""
-    wanted = {"mmap_threshold_kb": mmap_threshold_kb, "trim_threshold_kb": trim_threshold_kb}
+def tune_malloc(
+    mmap_threshold_kb: int | None, trim_threshold_kb: int | None, logger: logging.Logger, arena_max: int | None = None
+) -> dict:
+    """Apply the values that are set (None leaves glibc's own); returns what was applied, for the startup log."""
+    wanted = {"mmap_threshold_kb": mmap_threshold_kb, "trim_threshold_kb": trim_threshold_kb, "arena_max": arena_max}
+    options = {"mmap_threshold_kb": (M_MMAP_THRESHOLD, 1024), "trim_threshold_kb": (M_TRIM_THRESHOLD, 1024)}
+    options["arena_max"] = (M_ARENA_MAX, 1)
     applied: dict[str, int] = {}
     if all(value is None for value in wanted.values()):
         return applied
     libc = _glibc()
     if libc is None:
-        logger.warning("malloc thresholds %s not applied: this process does not run on glibc", wanted)
+        logger.warning("malloc settings %s not applied: this process does not run on glibc", wanted)
         return applied
-    for (name, value), parameter in zip(wanted.items(), (M_MMAP_THRESHOLD, M_TRIM_THRESHOLD), strict=True):
+    for name, value in wanted.items():
         if value is None:
             continue
-        if libc.mallopt(parameter, value * 1024) != 1:  # mallopt returns 1 on success
-            logger.warning("glibc refused malloc %s = %d KB", name, value)
+        parameter, scale = options[name]
+        if libc.mallopt(parameter, value * scale) != 1:  # mallopt returns 1 on success
+            logger.warning("glibc refused malloc %s = %d", name, value)
             continue
         applied[name] = value
     return applied

@@ -73,9 +73,12 @@ def create_app(settings: ChatSettings, engine_factory: EngineFactory = load_engi
             extra={"engine_spin": spinning.config_entries()},
         )
         # Before the models load: the thresholds govern the allocations that follow.
-        malloc = tune_malloc(settings.malloc_mmap_threshold_kb, settings.malloc_trim_threshold_kb, logger)
+        malloc = tune_malloc(
+            settings.malloc_mmap_threshold_kb, settings.malloc_trim_threshold_kb, logger, settings.malloc_arena_max
+        )
         logger.info(
-            "glibc malloc thresholds (CHAT_MALLOC_MMAP_THRESHOLD_KB, CHAT_MALLOC_TRIM_THRESHOLD_KB): %s",
+            "glibc malloc thresholds and arenas (CHAT_MALLOC_MMAP_THRESHOLD_KB, CHAT_MALLOC_TRIM_THRESHOLD_KB, "
+            "CHAT_MALLOC_ARENA_MAX): %s",
             malloc or "glibc's own",
             extra={"malloc": malloc},
         )

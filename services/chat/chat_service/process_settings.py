@@ -40,23 +40,34 @@ class EngineProcessSettings(ModelHostSettings):
         description="Split each parallel loop of N iterations into blocks that shrink as it runs, from N / (threads "
         "× this), taken by whichever thread is free (session.dynamic_block_base, e.g. 4); unset: equal blocks.",
     )
+    # The three malloc defaults together lowered the peak RSS over the traffic phases on Qwen2.5-Coder-0.5B, with no
+    # measured cost in speed (docs/ENGINE_DESIGNS.md, Memory); glibc's own values stay one empty variable away.
     malloc_mmap_threshold_kb: int | None = Field(
-        None,
+        8192,
         ge=0,
         le=32768,
         description="glibc malloc's mmap threshold (mallopt M_MMAP_THRESHOLD, as MALLOC_MMAP_THRESHOLD_ does): a block "
-        "of at least this size that the heap cannot hold gets a mapping of its own, given back when freed. Unset (or "
-        "empty): glibc's own, which rises to 32 MB as blocks are freed. The KV slots are mapped on their own anyway; "
-        "on Qwen2.5-Coder-0.5B, 64 with a trim threshold of 128 took the peak RSS over the traffic phases from 1,090 "
-        "to 1,023 MB, but mapping every per-call block cost code edits with prompt lookup 8-14 % of their speed; "
-        "8192 with a trim threshold of 8192 keeps those blocks in the heap and took 23-39 MB off that peak with no "
-        "speed cost measured (docs/ENGINE_DESIGNS.md, Memory).",
+        "of at least this size that the heap cannot hold gets a mapping of its own, given back when freed. Empty: "
+        "glibc's own, which rises to 32 MB as blocks are freed. 8192 keeps a verify call's logits and the per-call "
+        "blocks in the heap, below a 512-token chunk's activations; 64 (with a trim threshold of 128) mapped every "
+        "per-call block and cost code edits with prompt lookup 8-14 % of their speed (docs/ENGINE_DESIGNS.md, "
+        "Memory).",
     )
     malloc_trim_threshold_kb: int | None = Field(
-        None,
+        8192,
         ge=0,
         description="glibc malloc's trim threshold (mallopt M_TRIM_THRESHOLD, as MALLOC_TRIM_THRESHOLD_ does): free "
-        "memory at the top of the heap beyond this goes back to the system. Unset (or empty): glibc's own.",
+        "memory at the top of the heap beyond this goes back to the system. Empty: glibc's own (128 KB, rising with "
+        "the mmap threshold).",
+    )
+    malloc_arena_max: int | None = Field(
+        2,
+        ge=1,
+        le=64,
+        description="glibc malloc's arena cap (mallopt M_ARENA_MAX, as MALLOC_ARENA_MAX does, which this overrides): "
+        "threads that allocate share at most this many arenas, each keeping what its threads freed. Empty: glibc's "
+        "own (MALLOC_ARENA_MAX, or 8 per core: the event loop's, scheduler's, onnxruntime's and executor threads "
+        "then each keep one).",
     )
 
     @field_validator(
@@ -65,10 +76,11 @@ class EngineProcessSettings(ModelHostSettings):
         "engine_dynamic_block_base",
         "malloc_mmap_threshold_kb",
         "malloc_trim_threshold_kb",
+        "malloc_arena_max",
         mode="before",
     )
     @classmethod
-    def _empty_is_unset(cls, value: Any) -> Any:
+    def _empty_is_unset(cls, value: Any) -> Any:  # unset: the default; empty: None (for malloc, glibc's own)
         return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")

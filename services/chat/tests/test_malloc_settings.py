@@ -1,5 +1,6 @@
-"""CHAT_MALLOC_*: the service applies glibc's malloc thresholds it is given at startup, before its models load, and
-logs them; unset or empty variables (the default) leave glibc's own. (That the thresholds reach glibc:
+"""CHAT_MALLOC_*: the service applies glibc's malloc thresholds and arena cap it is given at startup, before its
+models load, and logs them; unset variables give the service's defaults (8 MB thresholds, two arenas), empty ones
+leave glibc's own. (That they reach glibc:
 libs/common/tests/test_malloc.py.)"""
 
 from __future__ import annotations
@@ -35,22 +36,34 @@ def test_thresholds_given_are_applied_and_logged(
 ) -> None:
     monkeypatch.setenv("CHAT_MALLOC_MMAP_THRESHOLD_KB", "64")
     monkeypatch.setenv("CHAT_MALLOC_TRIM_THRESHOLD_KB", "128")
+    monkeypatch.setenv("CHAT_MALLOC_ARENA_MAX", "2")
     settings = ChatSettings(model_path=tmp_path, model_id="fake", data_dir=tmp_path / "data")
     line = startup_log(settings, caplog)[0]
-    assert "{'mmap_threshold_kb': 64, 'trim_threshold_kb': 128}" in line, line
+    assert "{'mmap_threshold_kb': 64, 'trim_threshold_kb': 128, 'arena_max': 2}" in line, line
 
 
-@pytest.mark.parametrize("value", [None, "", " "])
-def test_unset_or_empty_variables_leave_glibc_its_own(
-    value: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+def test_unset_variables_give_the_service_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    for name in ("CHAT_MALLOC_MMAP_THRESHOLD_KB", "CHAT_MALLOC_TRIM_THRESHOLD_KB"):
-        if value is None:
-            monkeypatch.delenv(name, raising=False)
-        else:
-            monkeypatch.setenv(name, value)
+    for name in ("CHAT_MALLOC_MMAP_THRESHOLD_KB", "CHAT_MALLOC_TRIM_THRESHOLD_KB", "CHAT_MALLOC_ARENA_MAX"):
+        monkeypatch.delenv(name, raising=False)
     settings = ChatSettings(model_path=tmp_path, model_id="fake", data_dir=tmp_path / "data")
-    assert (settings.malloc_mmap_threshold_kb, settings.malloc_trim_threshold_kb) == (None, None)
+    line = startup_log(settings, caplog)[0]
+    assert "{'mmap_threshold_kb': 8192, 'trim_threshold_kb': 8192, 'arena_max': 2}" in line, line
+
+
+@pytest.mark.parametrize("value", ["", " "])
+def test_empty_variables_leave_glibc_its_own(
+    value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    for name in ("CHAT_MALLOC_MMAP_THRESHOLD_KB", "CHAT_MALLOC_TRIM_THRESHOLD_KB", "CHAT_MALLOC_ARENA_MAX"):
+        monkeypatch.setenv(name, value)
+    settings = ChatSettings(model_path=tmp_path, model_id="fake", data_dir=tmp_path / "data")
+    assert (settings.malloc_mmap_threshold_kb, settings.malloc_trim_threshold_kb, settings.malloc_arena_max) == (
+        None,
+        None,
+        None,
+    )
     assert startup_log(settings, caplog)[0].endswith("glibc's own")
 
 
@@ -60,6 +73,7 @@ def test_unset_or_empty_variables_leave_glibc_its_own(
         ("CHAT_MALLOC_MMAP_THRESHOLD_KB", "-1"),
         ("CHAT_MALLOC_MMAP_THRESHOLD_KB", "65536"),
         ("CHAT_MALLOC_TRIM_THRESHOLD_KB", "lots"),
+        ("CHAT_MALLOC_ARENA_MAX", "0"),
     ],
 )
 def test_a_threshold_out_of_range_stops_the_settings(
