@@ -21,6 +21,12 @@ import platform
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 M_ARENA_MAX = -8
+# Each setting's mallopt parameter and the factor from the setting's unit to mallopt's (KB to bytes).
+OPTIONS = {
+    "mmap_threshold_kb": (M_MMAP_THRESHOLD, 1024),
+    "trim_threshold_kb": (M_TRIM_THRESHOLD, 1024),
+    "arena_max": (M_ARENA_MAX, 1),
+}
 
 
 def _glibc() -> ctypes.CDLL | None:
@@ -35,8 +41,6 @@ def tune_malloc(
 ) -> dict:
     """Apply the values that are set (None leaves glibc's own); returns what was applied, for the startup log."""
     wanted = {"mmap_threshold_kb": mmap_threshold_kb, "trim_threshold_kb": trim_threshold_kb, "arena_max": arena_max}
-    options = {"mmap_threshold_kb": (M_MMAP_THRESHOLD, 1024), "trim_threshold_kb": (M_TRIM_THRESHOLD, 1024)}
-    options["arena_max"] = (M_ARENA_MAX, 1)
     applied: dict[str, int] = {}
     if all(value is None for value in wanted.values()):
         return applied
@@ -47,7 +51,7 @@ def tune_malloc(
     for name, value in wanted.items():
         if value is None:
             continue
-        parameter, scale = options[name]
+        parameter, scale = OPTIONS[name]
         if libc.mallopt(parameter, value * scale) != 1:  # mallopt returns 1 on success
             logger.warning("glibc refused malloc %s = %d", name, value)
             continue
