@@ -47,25 +47,18 @@ PHASES = [  # name, prompt maker, streams, max_tokens, sampler fields (None: gre
 ]
 GLIBC_THRESHOLDS = {"CHAT_MALLOC_MMAP_THRESHOLD_KB": "", "CHAT_MALLOC_TRIM_THRESHOLD_KB": ""}
 GLIBC_ARENAS = {"CHAT_MALLOC_ARENA_MAX": ""}
+# Above a verify call's logits (5.5 MB at 8 drafts on Qwen's vocabulary), below a 512-token chunk's activations.
+THRESHOLDS_8M = {"CHAT_MALLOC_MMAP_THRESHOLD_KB": "8192", "CHAT_MALLOC_TRIM_THRESHOLD_KB": "8192"}
 ARMS = {
     "default": {},  # the service's defaults
     # glibc's own thresholds and arenas: the service's defaults before 2026-12-08 (the earlier "default" rows).
     "glibc": {**GLIBC_THRESHOLDS, **GLIBC_ARENAS},
     "thresholds": {"CHAT_MALLOC_MMAP_THRESHOLD_KB": "64", "CHAT_MALLOC_TRIM_THRESHOLD_KB": "128", **GLIBC_ARENAS},
-    # Above a verify call's logits (5.5 MB at 8 drafts on Qwen's vocabulary), below a 512-token chunk's activations.
-    "thresholds-8m": {"CHAT_MALLOC_MMAP_THRESHOLD_KB": "8192", "CHAT_MALLOC_TRIM_THRESHOLD_KB": "8192", **GLIBC_ARENAS},
+    "thresholds-8m": {**THRESHOLDS_8M, **GLIBC_ARENAS},
     # glibc's arenas: one per thread that allocates, up to 8 per core, each keeping what its thread freed.
-    "arenas-2": {**GLIBC_THRESHOLDS, "CHAT_MALLOC_ARENA_MAX": "", "MALLOC_ARENA_MAX": "2"},
-    "thresholds-8m-arenas-2": {
-        "CHAT_MALLOC_MMAP_THRESHOLD_KB": "8192",
-        "CHAT_MALLOC_TRIM_THRESHOLD_KB": "8192",
-        "CHAT_MALLOC_ARENA_MAX": "2",
-    },
-    "thresholds-8m-arenas-4": {
-        "CHAT_MALLOC_MMAP_THRESHOLD_KB": "8192",
-        "CHAT_MALLOC_TRIM_THRESHOLD_KB": "8192",
-        "CHAT_MALLOC_ARENA_MAX": "4",
-    },
+    "arenas-2": {**GLIBC_THRESHOLDS, **GLIBC_ARENAS, "MALLOC_ARENA_MAX": "2"},
+    "thresholds-8m-arenas-2": {**THRESHOLDS_8M, "CHAT_MALLOC_ARENA_MAX": "2"},
+    "thresholds-8m-arenas-4": {**THRESHOLDS_8M, "CHAT_MALLOC_ARENA_MAX": "4"},
     # jemalloc (Debian's libjemalloc2) in glibc's place: it gives freed pages back after a decay time (10 s by default).
     "jemalloc": {**GLIBC_THRESHOLDS, **GLIBC_ARENAS, "LD_PRELOAD": JEMALLOC},
     "jemalloc-1s": {

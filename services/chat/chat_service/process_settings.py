@@ -80,7 +80,7 @@ class EngineProcessSettings(ModelHostSettings):
         mode="before",
     )
     @classmethod
-    def _empty_is_unset(cls, value: Any) -> Any:  # unset: the default; empty: None (for malloc, glibc's own)
+    def _empty_is_none(cls, value: Any) -> Any:  # unset gives the default; empty gives None (malloc: glibc's own)
         return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
